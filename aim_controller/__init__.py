@@ -1,0 +1,1 @@
+"""aim-controller: a Kubernetes operator for LLM inference endpoints on AMD GPUs."""

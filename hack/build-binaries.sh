@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Builds the pinned upstream control-plane binaries from the Go module proxy and
+# caches them outside the repository, keyed by version:
+#   ${AIM_CACHE_DIR:-~/.cache/aim-controller}/k8s-<k8s>-etcd-<etcd>-kwok-<kwok>/bin
+# Prints that bin directory on stdout. A second run costs nothing.
+# If KUBEBUILDER_ASSETS names a directory that already holds the binaries,
+# it is used as is and nothing is built.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+need=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
+
+have_all() {
+  local d=$1 b
+  for b in "${need[@]}"; do [ -x "$d/$b" ] || return 1; done
+}
+
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && have_all "$KUBEBUILDER_ASSETS"; then
+  echo "$KUBEBUILDER_ASSETS"; exit 0
+fi
+
+cache=${AIM_CACHE_DIR:-$HOME/.cache/aim-controller}
+bin="$cache/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"
+if have_all "$bin"; then echo "$bin"; exit 0; fi
+mkdir -p "$bin"
+
+export GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS=-buildvcs=false CGO_ENABLED=0
+# Two cores: let go build use both, but keep the linker from starving the box.
+log() { echo "[build-binaries] $*" >&2; }
+
+staging_version="v0${KUBERNETES_VERSION#v1}"   # v1.36.3 -> v0.36.3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+build_kubernetes() {
+  local mod="$work/kubernetes"
+  mkdir -p "$mod"
+  cp -r "$here/tools/stub" "$mod/stub"
+  {
+    echo "module aim-controller/hack/kubernetes"
+    echo
+    echo "go 1.26.0"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    echo "replace ("
+    # Every k8s.io/* staging module that k8s.io/kubernetes replaces with a local
+    # path must be pointed at its published v0.x.y release instead.
+    curl -fsSL "${GOPROXY_BASE:-https://proxy.golang.org}/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod" \
+      | sed -n 's#^\t\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' \
+      | while read -r m; do
+          if [ "$m" = k8s.io/sample-cli-plugin ]; then
+            echo "	$m => ./stub/sample-cli-plugin"
+          else
+            echo "	$m => $m $staging_version"
+          fi
+        done
+    echo ")"
+  } > "$mod/go.mod"
+  cat > "$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubectl/pkg/cmd"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  (cd "$mod" && go mod tidy -e >&2 2>&1 | tail -5 >&2 || true)
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2) -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    [ -x "$bin/$c" ] && continue
+    log "building $c $KUBERNETES_VERSION"
+    (cd "$mod" && go build -trimpath -ldflags "$ld" -o "$bin/$c.tmp" "k8s.io/kubernetes/cmd/$c") && mv "$bin/$c.tmp" "$bin/$c"
+  done
+}
+
+build_etcd() {
+  [ -x "$bin/etcd" ] && return
+  local mod="$work/etcd"
+  mkdir -p "$mod"
+  printf 'module aim-controller/hack/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > "$mod/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > "$mod/tools.go"
+  (cd "$mod" && go mod tidy -e >&2 2>&1 | tail -5 >&2 || true)
+  log "building etcd $ETCD_VERSION"
+  (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3) && mv "$bin/etcd.tmp" "$bin/etcd"
+}
+
+build_kwok() {
+  [ -x "$bin/kwok" ] && return
+  log "building kwok $KWOK_VERSION"
+  GOBIN="$work/kwokbin" go install -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >&2
+  mv "$work/kwokbin/kwok" "$bin/kwok"
+}
+
+build_etcd
+build_kwok
+build_kubernetes
+have_all "$bin" || { log "some binaries are missing in $bin"; exit 1; }
+echo "$bin"
