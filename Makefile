@@ -1,0 +1,87 @@
+# aim-controller: everything a developer or CI runs goes through here.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STATE_DIR ?= _out/cluster
+KUBECONFIG_LOCAL := $(STATE_DIR)/kubeconfig
+OPERATOR_NAMESPACE ?= aim-system
+IMG ?= aim-controller:dev
+PYTEST_ARGS ?=
+
+help: ## Show the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	touch $@
+
+venv: $(VENV)/.stamp ## Create the Python virtualenv with all dependencies
+
+binaries: ## Build (or reuse) the pinned kube-apiserver, etcd, kcm, scheduler, kubectl, kwok
+	@bash hack/build-binaries.sh
+
+manifests: venv ## Regenerate the CRD YAML (and the catalog manifest) from the pydantic models
+	$(PY) -m aim_controller.api.crdgen manifests/crd
+	$(PY) -m aim_controller.recipes.catalog_manifest manifests/catalog/recipes.yaml
+
+lint: venv ## ruff, mypy --strict and the import-layer contracts
+	$(VENV)/bin/ruff check aim_controller tests hack bench
+	$(VENV)/bin/mypy aim_controller
+	$(VENV)/bin/lint-imports
+
+test: venv binaries lint ## Run every test (unit, property, and on the real local control plane)
+	$(VENV)/bin/pytest $(PYTEST_ARGS) tests
+
+unit: venv ## Only the fast pure tests
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+up: venv binaries ## Start the local control plane with simulated AMD GPU nodes (kwok)
+	$(PY) hack/localcluster.py up --state-dir $(STATE_DIR)
+
+down: ## Stop the local control plane
+	-$(PY) hack/localcluster.py down --state-dir $(STATE_DIR)
+
+install: ## Install the CRDs and the built-in recipe catalog into the current cluster
+	$(KUBECTL) apply --server-side -f manifests/crd
+	$(KUBECTL) wait --for=condition=Established --timeout=60s -f manifests/crd
+	$(KUBECTL) create namespace $(OPERATOR_NAMESPACE) --dry-run=client -o yaml | $(KUBECTL) apply -f -
+	$(KUBECTL) apply --server-side -n $(OPERATOR_NAMESPACE) -f manifests/catalog
+
+KUBECTL = $$(bash hack/build-binaries.sh)/kubectl --kubeconfig $(KUBECONFIG_LOCAL)
+
+samples: ## Apply the sample endpoints from the spec
+	$(KUBECTL) create namespace aim-engine --dry-run=client -o yaml | $(KUBECTL) apply -f -
+	$(KUBECTL) apply -f manifests/samples
+
+run: venv ## Run the operator in the foreground against the local cluster
+	$(VENV)/bin/aim-controller --kubeconfig $(KUBECONFIG_LOCAL) --log-format console \
+	  --operator-namespace $(OPERATOR_NAMESPACE)
+
+demo: up install samples run ## Local simulated AMD GPU cluster + CRDs + samples + the operator
+
+bench: venv binaries ## Scale benchmark: prints a table and writes _out/bench/results.json
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+chaos: venv binaries ## Fault scenarios with pass/fail verdicts
+	$(PY) bench/chaos.py $(CHAOS_ARGS)
+
+docker-build: ## Build the operator image (needs a Docker engine)
+	docker build -t $(IMG) .
+
+deploy: ## Deploy to the current kube context (e.g. kind): CRDs, RBAC, catalog, operator
+	kind load docker-image $(IMG) 2>/dev/null || true
+	kubectl apply --server-side -f manifests/crd
+	kubectl apply -k manifests/default
+
+undeploy: ## Remove the operator from the current kube context
+	kubectl delete -k manifests/default --ignore-not-found
+
+clean: down ## Remove local state (not the cached binaries)
+	rm -rf _out
+
+.PHONY: help venv binaries manifests lint test unit up down install samples run demo bench chaos docker-build deploy undeploy clean

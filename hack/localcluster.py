@@ -1,0 +1,493 @@
+#!/usr/bin/env python3
+"""A real local Kubernetes control plane for tests, the demo and the benchmarks.
+
+Starts etcd and kube-apiserver (and on request kube-controller-manager,
+kube-scheduler and kwok) from the pinned upstream binaries that
+``hack/build-binaries.sh`` builds, on loopback with free ports, in one state
+directory that holds TLS material, logs and an admin kubeconfig.
+
+Invariants:
+- every process we start is tracked in ``LocalCluster.procs`` and in
+  ``<state>/pids``; ``stop()`` (also on interpreter exit) leaves none behind;
+- in the default (attached) mode each child gets PR_SET_PDEATHSIG, so a
+  SIGKILLed test runner does not leak a control plane either;
+- ports stay fixed for the cluster's life, so a restarted kube-apiserver is
+  reachable at the same URL (the chaos tests rely on it).
+
+CLI: ``localcluster.py up|down|status [--state-dir DIR] [--full] [--inventory F]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HACK = Path(__file__).resolve().parent
+ROOT = HACK.parent
+DEFAULT_INVENTORY = HACK / "inventory" / "default.yaml"
+KWOK_STAGES = HACK / "kwok" / "stages.yaml"
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+
+
+def versions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in (HACK / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v
+    return out
+
+
+def ensure_binaries() -> Path:
+    """Builds (first time) or finds the pinned binaries; returns their directory."""
+    res = subprocess.run(
+        ["bash", str(HACK / "build-binaries.sh")],
+        check=True, stdout=subprocess.PIPE, text=True,
+    )
+    return Path(res.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pdeathsig() -> None:
+    # Children die with the process that started them, even on SIGKILL.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_pki(d: Path) -> None:
+    """CA, kube-apiserver serving cert, admin client cert, service-account keys."""
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+             "-out", "ca.crt", "-days", "3650", "-subj", "/CN=aim-local-ca", cwd=d)
+    (d / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+        "DNS:kubernetes.default.svc.cluster.local\n"
+        "extendedKeyUsage=serverAuth\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subj, ext in (("apiserver", "/CN=kube-apiserver", "server.ext"),
+                            ("admin", "/O=system:masters/CN=aim-admin", "client.ext")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+                 "-out", f"{name}.csr", "-subj", subj, cwd=d)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", f"{name}.crt", "-days", "3650",
+                 "-extfile", ext, cwd=d)
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
+
+
+def kubeconfig_text(server: str, pki: Path) -> str:
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "aim-local", "cluster": {
+            "server": server, "certificate-authority": str(pki / "ca.crt")}}],
+        "users": [{"name": "aim-admin", "user": {
+            "client-certificate": str(pki / "admin.crt"),
+            "client-key": str(pki / "admin.key")}}],
+        "contexts": [{"name": "aim-local", "context": {
+            "cluster": "aim-local", "user": "aim-admin"}}],
+        "current-context": "aim-local",
+    }
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+@dataclass
+class LocalCluster:
+    """One local control plane living in ``state_dir``."""
+
+    state_dir: Path
+    bin_dir: Path
+    full: bool = False
+    watch_cache: bool = True
+    attached: bool = True
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    # -- paths ---------------------------------------------------------------
+    @property
+    def pki(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    @property
+    def etcd_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['etcd']}"
+
+    def log(self, component: str) -> Path:
+        return self.state_dir / "logs" / f"{component}.log"
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self, timeout: float = 120.0) -> LocalCluster:
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if not (self.pki / "ca.crt").exists():
+            make_pki(self.pki)
+        for name in ("etcd", "etcd-peer", "apiserver"):
+            self.ports.setdefault(name, free_port())
+        self.kubeconfig.write_text(kubeconfig_text(self.server, self.pki))
+        if self.attached:
+            atexit.register(self.stop)
+        self.start_etcd()
+        self.start_apiserver(timeout=timeout)
+        if self.full:
+            self.start_controller_manager()
+            self.start_scheduler()
+            self.start_kwok()
+        self._write_state()
+        return self
+
+    def _spawn(self, name: str, argv: Sequence[str]) -> None:
+        logf = open(self.log(name), "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            list(argv), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_pdeathsig if self.attached else None,
+        )
+        logf.close()
+        self.procs[name] = proc
+        self._write_state()
+
+    def _write_state(self) -> None:
+        state = {
+            "server": self.server if "apiserver" in self.ports else None,
+            "kubeconfig": str(self.kubeconfig),
+            "binDir": str(self.bin_dir),
+            "ports": self.ports,
+            "pids": {k: p.pid for k, p in self.procs.items() if p.poll() is None},
+        }
+        (self.state_dir / "state.json").write_text(json.dumps(state, indent=2))
+
+    def start_etcd(self) -> None:
+        data = self.state_dir / "etcd-data"
+        peer = f"http://127.0.0.1:{self.ports['etcd-peer']}"
+        self._spawn("etcd", [
+            str(self.bin_dir / "etcd"), "--name=aim-local", f"--data-dir={data}",
+            f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=aim-local={peer}", "--unsafe-no-fsync=true",
+            "--quota-backend-bytes=8589934592", "--log-level=warn",
+        ])
+        self._wait_http(f"{self.etcd_url}/health", lambda body: b'"true"' in body, 60, "etcd")
+
+    def start_apiserver(self, timeout: float = 120.0) -> None:
+        p = self.pki
+        args = [
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports['apiserver']}",
+            f"--cert-dir={self.state_dir / 'apiserver-certs'}",
+            f"--tls-cert-file={p / 'apiserver.crt'}",
+            f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--client-ca-file={p / 'ca.crt'}",
+            f"--service-account-key-file={p / 'sa.pub'}",
+            f"--service-account-signing-key-file={p / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC", "--allow-privileged=true",
+            f"--watch-cache={'true' if self.watch_cache else 'false'}",
+            "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
+            "--v=0",
+        ]
+        if not self.full:
+            # No controller-manager means no default ServiceAccount in new namespaces.
+            args.append("--disable-admission-plugins=ServiceAccount")
+        self._spawn("apiserver", args)
+        self.wait_ready(timeout)
+
+    def start_controller_manager(self) -> None:
+        p = self.pki
+        self._spawn("controller-manager", [
+            str(self.bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--leader-elect=false", "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            f"--service-account-private-key-file={p / 'sa.key'}",
+            f"--root-ca-file={p / 'ca.crt'}",
+            "--use-service-account-credentials=false",
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route",
+            "--kube-api-qps=200", "--kube-api-burst=400",
+            "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
+            "--concurrent-gc-syncs=40",
+            "--v=0",
+        ])
+
+    def start_scheduler(self) -> None:
+        self._spawn("scheduler", [
+            str(self.bin_dir / "kube-scheduler"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--leader-elect=false", "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}", "--v=0",
+        ])
+
+    def start_kwok(self) -> None:
+        self._spawn("kwok", [
+            str(self.bin_dir / "kwok"),
+            f"--kubeconfig={self.kubeconfig}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+            f"--config={KWOK_STAGES}",
+            "--cidr=10.244.0.0/16", "--node-ip=10.1.0.1",
+            "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{free_port()}",
+        ])
+
+    def stop_component(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self._write_state()
+
+    def stop(self) -> None:
+        for name in ("kwok", "scheduler", "controller-manager", "apiserver", "etcd"):
+            self.stop_component(name)
+        for name in list(self.procs):
+            self.stop_component(name)
+
+    # -- readiness -----------------------------------------------------------
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return ctx
+
+    def _wait_http(self, url: str, ok: Any, timeout: float, what: str,
+                   ctx: ssl.SSLContext | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None and name in ("etcd", "apiserver"):
+                    raise RuntimeError(f"{name} exited ({proc.returncode}); see {self.log(name)}:\n"
+                                       + self.log(name).read_text()[-3000:])
+            try:
+                with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
+                    body = r.read()
+                    if ok(body):
+                        return
+                    last = body.decode(errors="replace")
+            except (urllib.error.URLError, OSError) as e:
+                last = str(e)
+            time.sleep(0.25)
+        raise TimeoutError(f"{what} not ready after {timeout}s: {last}")
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        self._wait_http(f"{self.server}/readyz", lambda b: b.strip() == b"ok", timeout,
+                        "kube-apiserver", ctx=self._ssl_context())
+
+    # -- helpers -------------------------------------------------------------
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input, text=True, capture_output=True, timeout=timeout,
+        )
+        if check and res.returncode != 0:
+            raise subprocess.CalledProcessError(res.returncode, res.args, res.stdout, res.stderr)
+        return res
+
+    def etcd_request(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(f"{self.etcd_url}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            result: dict[str, Any] = json.loads(r.read())
+            return result
+
+    def etcd_revision(self) -> int:
+        # A range over one key returns the store's current revision in the header.
+        return int(self.etcd_request("/v3/kv/range", {"key": "AA=="})["header"]["revision"])
+
+    def compact_etcd(self) -> int:
+        """Compacts etcd at its current revision so older watches get 410 Gone."""
+        rev = self.etcd_revision()
+        self.etcd_request("/v3/kv/compaction", {"revision": str(rev), "physical": True})
+        return rev
+
+    # -- simulated GPU nodes ---------------------------------------------------
+    def apply_inventory(self, inventory: Path = DEFAULT_INVENTORY) -> list[str]:
+        nodes = list(inventory_nodes(yaml.safe_load(inventory.read_text())))
+        self.kubectl("apply", "--server-side", "--field-manager=aim-localcluster", "-f", "-",
+                     input=yaml.safe_dump_all(nodes))
+        return [n["metadata"]["name"] for n in nodes]
+
+
+def gpu_labels(gpu: dict[str, Any], count: int) -> dict[str, str]:
+    """The labels AMD's node labeller writes for ``count`` GPUs of one model."""
+    plain = {
+        "device-id": str(gpu["deviceId"]),
+        "product-name": str(gpu["productName"]),
+        "family": str(gpu["family"]),
+        "vram": str(gpu["vram"]),
+        "cu-count": str(gpu["cuCount"]),
+        "driver-version": str(gpu.get("driverVersion", "6.10.5")),
+    }
+    labels = {f"amd.com/gpu.{k}": v for k, v in plain.items()}
+    labels["amd.com/gpu.count"] = str(count)
+    # The beta forms are count-encoded: beta.amd.com/gpu.<key>.<value>=<count>.
+    for k in ("device-id", "product-name", "family", "vram", "cu-count"):
+        labels[f"beta.amd.com/gpu.{k}.{plain[k]}"] = str(count)
+    return labels
+
+
+def inventory_nodes(inv: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    for group in inv.get("nodeGroups", []):
+        for i in range(int(group.get("count", 1))):
+            name = f"{group.get('prefix', 'kwok-' + group['name'])}-{i}"
+            gpus = int(group.get("gpus", 0))
+            labels = {
+                "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64", "type": "kwok",
+                "node.kubernetes.io/instance-type": f"aim-sim-{group['name']}",
+            }
+            resources = {"cpu": str(group.get("cpu", "64")),
+                         "memory": str(group.get("memory", "256Gi")), "pods": "110"}
+            if gpus and group.get("gpu"):
+                labels.update(gpu_labels(group["gpu"], gpus))
+                resources["amd.com/gpu"] = str(gpus)
+            for k, v in (group.get("extraResources") or {}).items():
+                resources[k] = str(v)
+            labels.update(group.get("labels") or {})
+            yield {
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": labels,
+                             "annotations": {KWOK_ANNOTATION: "fake",
+                                             "node.alpha.kubernetes.io/ttl": "0"}},
+                "spec": {"taints": list(group.get("taints") or [])},
+                "status": {"allocatable": resources, "capacity": dict(resources)},
+            }
+
+
+# -- CLI: a cluster that outlives the command (make up / make down) -------------
+def _cli_up(args: argparse.Namespace) -> int:
+    state = Path(args.state_dir).resolve()
+    if (state / "state.json").exists() and _alive(state):
+        print(f"cluster already running: export KUBECONFIG={state / 'kubeconfig'}")
+        return 0
+    if state.exists():
+        shutil.rmtree(state)
+    state.mkdir(parents=True)
+    cluster = LocalCluster(state_dir=state, bin_dir=ensure_binaries(), full=not args.api_only,
+                           attached=False)
+    cluster.start()
+    if not args.api_only:
+        names = cluster.apply_inventory(Path(args.inventory))
+        print(f"simulated nodes: {' '.join(names)}")
+    print(f"cluster up: export KUBECONFIG={cluster.kubeconfig}")
+    return 0
+
+
+def _alive(state: Path) -> bool:
+    pids = json.loads((state / "state.json").read_text()).get("pids", {})
+    for pid in pids.values():
+        try:
+            os.kill(int(pid), 0)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _cli_down(args: argparse.Namespace) -> int:
+    state = Path(args.state_dir).resolve()
+    f = state / "state.json"
+    if not f.exists():
+        return 0
+    pids = json.loads(f.read_text()).get("pids", {})
+    for pid in pids.values():
+        try:
+            os.killpg(int(pid), signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _alive(state):
+        time.sleep(0.2)
+    for pid in pids.values():
+        try:
+            os.killpg(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+    f.unlink()
+    print("cluster down")
+    return 0
+
+
+def _cli_status(args: argparse.Namespace) -> int:
+    f = Path(args.state_dir).resolve() / "state.json"
+    if not f.exists() or not _alive(f.parent):
+        print("no cluster running")
+        return 1
+    print(f.read_text())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("command", choices=["up", "down", "status", "build"])
+    ap.add_argument("--state-dir", default=str(ROOT / "_out" / "cluster"))
+    ap.add_argument("--inventory", default=str(DEFAULT_INVENTORY))
+    ap.add_argument("--api-only", action="store_true",
+                    help="only etcd and kube-apiserver (no controller-manager/scheduler/kwok)")
+    args = ap.parse_args(argv)
+    if args.command == "build":
+        print(ensure_binaries())
+        return 0
+    return {"up": _cli_up, "down": _cli_down, "status": _cli_status}[args.command](args)
+
+
+def temp_cluster(**kw: Any) -> LocalCluster:
+    """A cluster in a fresh temporary directory (used by the pytest fixtures)."""
+    d = Path(tempfile.mkdtemp(prefix="aim-cluster-"))
+    return LocalCluster(state_dir=d, bin_dir=ensure_binaries(), **kw)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
