@@ -170,8 +170,25 @@ class LocalCluster:
             self.start_controller_manager()
             self.start_scheduler()
             self.start_kwok()
+            self.wait_default_service_account(timeout)
         self._write_state()
         return self
+
+    def wait_default_service_account(self, timeout: float) -> None:
+        # Pods need it (ServiceAccount admission); its arrival also proves the
+        # controller-manager is up and reconciling.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name in ("controller-manager", "scheduler", "kwok"):
+                proc = self.procs.get(name)
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited; see {self.log(name)}:\n"
+                                       + self.log(name).read_text()[-3000:])
+            if self.kubectl("get", "serviceaccount", "default", "-n", "default",
+                            check=False).returncode == 0:
+                return
+            time.sleep(0.5)
+        raise TimeoutError("the default ServiceAccount never appeared (controller-manager?)")
 
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
         logf = open(self.log(name), "ab")  # noqa: SIM115 - owned by the child
@@ -243,7 +260,8 @@ class LocalCluster:
             f"--service-account-private-key-file={p / 'sa.key'}",
             f"--root-ca-file={p / 'ca.crt'}",
             "--use-service-account-credentials=false",
-            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route",
+            "--controllers=*,-node-ipam-controller,-cloud-node-lifecycle-controller,"
+            "-service-lb-controller,-node-route-controller",
             "--kube-api-qps=200", "--kube-api-burst=400",
             "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
             "--concurrent-gc-syncs=40",

@@ -1,0 +1,124 @@
+"""The local control plane itself: real binaries, simulated AMD GPU nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import yaml
+
+from localcluster import DEFAULT_INVENTORY, LocalCluster, inventory_nodes
+
+pytestmark = pytest.mark.cluster
+
+
+def _wait(pred, timeout: float = 60.0, step: float = 0.5):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def test_binaries_are_the_pinned_release(cluster: LocalCluster) -> None:
+    from localcluster import versions
+
+    out = json.loads(cluster.kubectl("version", "-o", "json").stdout)
+    assert out["serverVersion"]["gitVersion"] == versions()["KUBERNETES_VERSION"]
+
+
+def test_gpu_nodes_are_ready_with_labeller_labels(cluster: LocalCluster) -> None:
+    expected = {n["metadata"]["name"]: n for n in
+                inventory_nodes(yaml.safe_load(DEFAULT_INVENTORY.read_text()))}
+
+    def ready_nodes() -> dict[str, dict]:  # type: ignore[type-arg]
+        items = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        return {n["metadata"]["name"]: n for n in items
+                if any(c["type"] == "Ready" and c["status"] == "True"
+                       for c in n.get("status", {}).get("conditions", []))}
+
+    nodes = _wait(lambda: (r := ready_nodes()) and set(expected) <= set(r) and r)
+    assert nodes, "simulated nodes never became Ready"
+    mi300x = [n for n in nodes.values()
+              if n["metadata"]["labels"].get("amd.com/gpu.device-id") == "74a1"]
+    assert len(mi300x) >= 2
+    for n in mi300x:
+        labels = n["metadata"]["labels"]
+        assert labels["amd.com/gpu.product-name"] == "AMD_Instinct_MI300X_OAM"
+        assert labels["amd.com/gpu.vram"] == "192G"
+        assert labels["beta.amd.com/gpu.device-id.74a1"] == "8"
+        assert n["status"]["allocatable"]["amd.com/gpu"] == "8"
+    mi325x = [n for n in nodes.values()
+              if n["metadata"]["labels"].get("amd.com/gpu.device-id") == "74a5"]
+    assert mi325x and all(n["metadata"]["labels"]["amd.com/gpu.product-name"]
+                          == "AMD_Instinct_MI325_OAM" for n in mi325x)
+    mi250x = [n for n in nodes.values()
+              if n["metadata"]["labels"].get("amd.com/gpu.device-id") == "7408"]
+    assert mi250x and all(n["status"]["allocatable"]["amd.com/gpu"] == "4" for n in mi250x)
+    cpu_only = [n for n in nodes.values() if "amd.com/gpu" not in n["status"]["allocatable"]]
+    assert len(cpu_only) == 1
+
+
+def test_gpu_pod_is_scheduled_on_a_matching_node_and_runs(
+        cluster: LocalCluster, namespace: str) -> None:
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "vllm-tp4", "namespace": namespace},
+        "spec": {
+            "nodeSelector": {"amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM"},
+            "containers": [{"name": "vllm", "image": "rocm/vllm:latest",
+                            "resources": {"limits": {"amd.com/gpu": "4"}}}],
+        },
+    }
+    # The namespace's default ServiceAccount arrives asynchronously.
+    assert _wait(lambda: cluster.kubectl("apply", "-f", "-", input=json.dumps(pod),
+                                         check=False).returncode == 0, 30)
+
+    def running() -> dict | None:  # type: ignore[type-arg]
+        p = json.loads(cluster.kubectl("get", "pod", "vllm-tp4", "-n", namespace,
+                                       "-o", "json").stdout)
+        return p if p.get("status", {}).get("phase") == "Running" else None
+
+    p = _wait(running, 60)
+    assert p, "GPU pod never reached Running"
+    node = json.loads(cluster.kubectl("get", "node", p["spec"]["nodeName"], "-o", "json").stdout)
+    assert node["metadata"]["labels"]["amd.com/gpu.device-id"] == "74a1"
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])
+
+
+def test_pod_asking_more_gpus_than_any_node_has_stays_pending(
+        cluster: LocalCluster, namespace: str) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "too-big", "namespace": namespace},
+           "spec": {"containers": [{"name": "c", "image": "x",
+                                    "resources": {"limits": {"amd.com/gpu": "16"}}}]}}
+    assert _wait(lambda: cluster.kubectl("apply", "-f", "-", input=json.dumps(pod),
+                                         check=False).returncode == 0, 30)
+
+    def unschedulable() -> bool:
+        p = json.loads(cluster.kubectl("get", "pod", "too-big", "-n", namespace,
+                                       "-o", "json").stdout)
+        return any(c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable"
+                   for c in p.get("status", {}).get("conditions", []))
+
+    assert _wait(unschedulable, 60)
+
+
+def test_teardown_leaves_no_process_behind(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster(full=False)
+    pids = [p.pid for p in c.procs.values()]
+    assert pids
+    c.stop()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_etcd_compaction_is_available(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster(full=False, watch_cache=False)
+    c.kubectl("create", "configmap", "a", "-n", "default")
+    rev = c.compact_etcd()
+    assert rev >= c.etcd_revision() - 1
