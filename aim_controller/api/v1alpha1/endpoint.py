@@ -1,0 +1,495 @@
+"""AIMEndpoint: one model served as an inference endpoint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, get_args
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from .common import (
+    API_VERSION_LITERAL,
+    DEFAULT_BACKEND,
+    MAX_GPUS_PER_REPLICA,
+    NAME_PATTERN,
+    REASON_PATTERN,
+    APIModel,
+    Backend,
+    Conditions,
+    Duration,
+    GpuCount,
+    IntOrPercent,
+    ObjectMeta,
+    Precision,
+    Quantity,
+    cel,
+    nested,
+    quantity_not_less,
+    validations,
+)
+
+OptimizeFor = Literal["throughput", "latency", "cost"]
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+StrategyType = Literal["RollingUpdate", "Recreate"]
+RecipeSource = Literal["builtin", "namespace", "estimated"]
+CandidateVerdict = Literal["Selected", "Feasible", "Rejected"]
+FsGroupChangePolicy = Literal["OnRootMismatch", "Always"]
+
+OPTIMIZE_FOR_VALUES: tuple[OptimizeFor, ...] = get_args(OptimizeFor)
+SERVICE_TYPES: tuple[ServiceType, ...] = get_args(ServiceType)
+RECIPE_SOURCES: tuple[RecipeSource, ...] = get_args(RecipeSource)
+CANDIDATE_VERDICTS: tuple[CandidateVerdict, ...] = get_args(CandidateVerdict)
+
+# The AMD device metrics exporter's per-GPU graphics-engine activity (percent).
+DEFAULT_GPU_UTILIZATION_METRIC = "gpu_gfx_activity"
+DEFAULT_SERVICE_PORT = 8000
+MAX_REPLICAS = 1000
+
+Percent = Annotated[int, Field(ge=1, le=100)]
+ShortString = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+ReasonCode = Annotated[
+    str, StringConstraints(pattern=REASON_PATTERN, min_length=1, max_length=128)
+]
+Message = Annotated[str, StringConstraints(max_length=1024)]
+
+
+class ModelSpec(APIModel):
+    """The model to serve."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^\S+$", min_length=1, max_length=256)]
+    """Model identifier, e.g. a Hugging Face repository id such as "Qwen/Qwen3-32B". Recipes
+    are matched on this id (AIMRecipe spec.modelId)."""
+    version: Annotated[str, StringConstraints(pattern=r"^\S+$", max_length=128)] | None = None
+    """Model version or revision to serve (e.g. a Hugging Face branch, tag or commit, or
+    "latest"). Unset means latest."""
+    size_hint: (
+        Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?[MBT]$", max_length=16)]
+        | None
+    ) = None
+    """Approximate parameter count such as "7B", "0.5B" or "70B". Added by aim-controller:
+    used only to estimate a recipe (GPU count, precision) when neither an AIMRecipe nor a
+    built-in recipe exists for the model; such a selection is marked estimated in
+    status.recipe."""
+
+
+class RecipeSelector(APIModel):
+    """How the recipe (GPU count, precision, backend and engine arguments) is chosen.
+
+    With autoSelect (the default) the operator ranks the AIMRecipes of the namespace and its
+    built-in catalog that fit the cluster's free GPUs by optimizeFor; the outcome, with every
+    candidate considered, is recorded in status.recipe.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.autoSelect || has(self.gpuCount)",
+                "recipe.gpuCount is required when recipe.autoSelect is false",
+                field_path=".gpuCount",
+                reason="FieldValueRequired",
+            )
+        )
+    )
+
+    auto_select: bool = True
+    """Let the operator select the best recipe that fits the cluster's GPUs. When true,
+    gpuCount, precision and backend (if set) only narrow the candidates. When false,
+    gpuCount is required and the recipe must match exactly."""
+    gpu_count: GpuCount | None = None
+    """GPUs per replica (tensor-parallel size). Required when autoSelect is false."""
+    precision: Precision | None = None
+    """Weight precision / quantization of the recipe. Unset means any."""
+    backend: Backend = DEFAULT_BACKEND
+    """Inference engine."""
+    optimize_for: OptimizeFor = "throughput"
+    """Added by aim-controller: what automatic selection optimizes among fitting recipes:
+    throughput (tokens/s per replica), latency (time per token) or cost (fewest GPUs)."""
+
+
+class EndpointResources(APIModel):
+    """Per-replica resources. Each field set overrides what the selected recipe asks for."""
+
+    gpu_count: GpuCount | None = None
+    """GPUs per replica, overriding the recipe's count; automatic selection then only
+    considers recipe configurations with this many GPUs. Must equal recipe.gpuCount when
+    both are set."""
+    memory: Quantity | None = None
+    """Memory per replica (request and limit), e.g. "64Gi"."""
+    cpu: Quantity | None = None
+    """CPU per replica (request), e.g. "16" or "8000m"."""
+
+
+class Scaling(APIModel):
+    """Replica bounds and autoscaling targets.
+
+    When maxReplicas > minReplicas the operator creates a HorizontalPodAutoscaler that
+    targets this AIMEndpoint's scale subresource and so owns spec.replicas.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.maxReplicas >= self.minReplicas",
+                "scaling.maxReplicas must be greater than or equal to scaling.minReplicas",
+                field_path=".maxReplicas",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    min_replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
+    """Lower bound on replicas; also the floor applied to spec.replicas. 0 lets
+    `kubectl scale --replicas=0` park the endpoint."""
+    max_replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
+    """Upper bound for the autoscaler. Equal to minReplicas (the default) means no
+    autoscaler."""
+    target_cpu_utilization: Percent | None = Field(None, alias="targetCPUUtilization")
+    """Target average CPU utilization (percent of request) across replicas."""
+    target_memory_utilization: Percent | None = Field(None, alias="targetMemoryUtilization")
+    """Target average memory utilization (percent of request) across replicas."""
+    target_gpu_utilization: Percent | None = Field(None, alias="targetGPUUtilization")
+    """Target average GPU utilization (percent) across replicas, read from the Pods metric
+    named by gpuUtilizationMetric."""
+    gpu_utilization_metric: Annotated[
+        str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=128)
+    ] = DEFAULT_GPU_UTILIZATION_METRIC
+    """Added by aim-controller: name of the per-pod custom metric (custom.metrics.k8s.io)
+    used for targetGPUUtilization. The default is the AMD device metrics exporter's
+    gpu_gfx_activity, served e.g. through prometheus-adapter."""
+    scale_down_delay: Duration | None = None
+    """How long load must stay low before scaling down (HPA scale-down stabilization
+    window), e.g. "300s"."""
+    scale_up_delay: Duration | None = None
+    """How long load must stay high before scaling up (HPA scale-up stabilization window),
+    e.g. "60s"."""
+
+
+class ServiceSpec(APIModel):
+    """The Service in front of the endpoint's pods."""
+
+    type: ServiceType = "ClusterIP"
+    """Service type."""
+    port: int = Field(DEFAULT_SERVICE_PORT, ge=1, le=65535)
+    """Port the Service exposes the OpenAI-compatible HTTP API on."""
+    annotations: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=64
+    )
+    """Annotations copied onto the Service, e.g. for cloud load balancers."""
+
+
+class PrometheusSpec(APIModel):
+    """Prometheus scraping (a ServiceMonitor; needs the Prometheus operator's CRDs)."""
+
+    enabled: bool = True
+    """Create a ServiceMonitor when monitoring.enabled is true."""
+    interval: Duration = "30s"
+    """Scrape interval."""
+
+
+class GrafanaSpec(APIModel):
+    """Grafana dashboard provisioning."""
+
+    enabled: bool = False
+    """Provision a dashboard ConfigMap (picked up by a Grafana dashboard sidecar)."""
+    dashboard: ShortString | None = None
+    """Dashboard name. Unset means the operator's built-in endpoint dashboard."""
+
+
+class MonitoringSpec(APIModel):
+    """Metrics collection (a Prometheus ServiceMonitor) and Grafana dashboards."""
+
+    enabled: bool = False
+    """Master switch: nothing below applies unless true."""
+    prometheus: PrometheusSpec = nested(PrometheusSpec)
+    grafana: GrafanaSpec = nested(GrafanaSpec)
+
+
+class EndpointCacheSpec(APIModel):
+    """A PersistentVolumeClaim holding the downloaded model weights."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!oldSelf.enabled || !self.enabled || !has(self.size) || !has(oldSelf.size) || "
+                + quantity_not_less("self.size", "oldSelf.size"),
+                "cache.size cannot shrink while the cache is enabled (a PVC cannot shrink)",
+                field_path=".size",
+                reason="FieldValueForbidden",
+            ),
+            cel(
+                "!oldSelf.enabled || !self.enabled || (has(self.storageClass) =="
+                " has(oldSelf.storageClass) && (!has(self.storageClass)"
+                " || self.storageClass == oldSelf.storageClass))",
+                "cache.storageClass cannot change while the cache is enabled (a PVC's storage"
+                " class is immutable)",
+                field_path=".storageClass",
+                reason="FieldValueForbidden",
+            ),
+        )
+    )
+
+    enabled: bool = False
+    """Keep model weights on a PVC so restarts and new replicas skip the download."""
+    storage_class: ShortString | None = None
+    """StorageClass of the PVC. Unset means the cluster default. Immutable while enabled."""
+    size: Quantity = "100Gi"
+    """Requested PVC size. May grow (if the StorageClass allows expansion), never shrink."""
+    retain_on_delete: bool = True
+    """Added by aim-controller: keep the PVC (and its weights) when the AIMEndpoint is
+    deleted. Set false to delete it with the endpoint."""
+
+
+class ServiceAccountSpec(APIModel):
+    """The ServiceAccount the pods run as."""
+
+    create: bool = False
+    """Create the ServiceAccount (named by name, else after the endpoint)."""
+    name: (
+        Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=253)] | None
+    ) = None
+    """ServiceAccount name. Unset: the endpoint's name when create is true, else the
+    namespace's default ServiceAccount."""
+
+
+class PodSecurityContextSpec(APIModel):
+    """Pod-level security attributes (a subset of core/v1 PodSecurityContext)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!(has(self.runAsNonRoot) && self.runAsNonRoot && has(self.runAsUser)"
+                " && self.runAsUser == 0)",
+                "podSecurityContext.runAsUser cannot be 0 (root) when runAsNonRoot is true",
+                field_path=".runAsUser",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    run_as_user: int | None = Field(None, ge=0, le=2147483647)
+    """UID the containers run as."""
+    run_as_group: int | None = Field(None, ge=0, le=2147483647)
+    """Primary GID of the containers' processes."""
+    fs_group: int | None = Field(None, ge=0, le=2147483647)
+    """Supplemental GID that owns mounted volumes."""
+    run_as_non_root: bool | None = None
+    """Require the containers to run as a non-root user."""
+    supplemental_groups: list[Annotated[int, Field(ge=0, le=2147483647)]] = Field(
+        default_factory=list, max_length=32
+    )
+    """Additional GIDs, e.g. the video/render groups that own /dev/kfd and /dev/dri."""
+    fs_group_change_policy: FsGroupChangePolicy | None = None
+    """When to change volume ownership to fsGroup: OnRootMismatch or Always."""
+
+
+class SecuritySpec(APIModel):
+    """Identity and security context of the pods."""
+
+    service_account: ServiceAccountSpec = nested(ServiceAccountSpec)
+    pod_security_context: PodSecurityContextSpec | None = None
+
+
+class RollingUpdateSpec(APIModel):
+    """Rolling update parameters (as in a Deployment)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.maxSurge) || !has(self.maxUnavailable)"
+                " || !(string(self.maxSurge) in ['0', '0%']"
+                " && string(self.maxUnavailable) in ['0', '0%'])",
+                "rollingUpdate.maxSurge and rollingUpdate.maxUnavailable must not both be 0",
+                field_path=".maxUnavailable",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    max_surge: IntOrPercent | None = None
+    """Extra replicas allowed above the desired count during an update (count or percent).
+    Each surge replica needs its own GPUs."""
+    max_unavailable: IntOrPercent | None = None
+    """Replicas that may be unavailable during an update (count or percent)."""
+
+
+class StrategySpec(APIModel):
+    """How running replicas are replaced by new ones."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.type == 'RollingUpdate' || !has(self.rollingUpdate)",
+                "strategy.rollingUpdate may only be set when strategy.type is RollingUpdate",
+                field_path=".rollingUpdate",
+                reason="FieldValueForbidden",
+            )
+        )
+    )
+
+    type: StrategyType = "RollingUpdate"
+    """RollingUpdate replaces pods gradually; Recreate stops all old pods first (needs no
+    spare GPUs)."""
+    rolling_update: RollingUpdateSpec | None = None
+
+
+class CanarySpec(APIModel):
+    """Canary rollout of a new version next to the current one."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!self.enabled || (self.trafficSplit >= 1 && self.trafficSplit <= 99)",
+                "canary.trafficSplit must be between 1 and 99 when the canary is enabled",
+                field_path=".trafficSplit",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    enabled: bool = False
+    """Roll out spec changes as a canary first."""
+    traffic_split: int = Field(10, ge=0, le=100)
+    """Percent of traffic sent to the canary."""
+    duration: Duration | None = None
+    """How long the canary runs before it is promoted, e.g. "300s"."""
+
+
+class DeploymentSpec(APIModel):
+    """Rollout behaviour: the update strategy of the underlying Deployment and canary
+    rollouts."""
+
+    strategy: StrategySpec = nested(StrategySpec)
+    canary: CanarySpec = nested(CanarySpec)
+
+
+class AIMEndpointSpec(APIModel):
+    """Desired state of an AIMEndpoint."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.resources) || !has(self.resources.gpuCount) || !has(self.recipe)"
+                " || !has(self.recipe.gpuCount) || self.resources.gpuCount == self.recipe.gpuCount",
+                "resources.gpuCount must equal recipe.gpuCount when both are set",
+                field_path=".resources.gpuCount",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    model: ModelSpec
+    image: (
+        Annotated[str, StringConstraints(pattern=r"^\S+$", min_length=1, max_length=512)]
+        | None
+    ) = None
+    """Added by aim-controller: container image of the inference server, overriding the
+    image the recipe/backend implies (e.g. a mirrored or pinned AIM image)."""
+    replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
+    """Desired replicas; the scale subresource (kubectl scale, HorizontalPodAutoscaler)
+    reads and writes this field. The endpoint runs max(replicas, scaling.minReplicas)
+    replicas. With an autoscaler (scaling.maxReplicas > scaling.minReplicas) the
+    autoscaler owns this field."""
+    recipe: RecipeSelector = nested(RecipeSelector)
+    resources: EndpointResources | None = None
+    scaling: Scaling = nested(Scaling)
+    service: ServiceSpec = nested(ServiceSpec)
+    monitoring: MonitoringSpec = nested(MonitoringSpec)
+    cache: EndpointCacheSpec = nested(EndpointCacheSpec)
+    security: SecuritySpec = nested(SecuritySpec)
+    deployment: DeploymentSpec = nested(DeploymentSpec)
+
+
+class RecipeCandidate(APIModel):
+    """One recipe configuration the selection considered, and what became of it."""
+
+    recipe: ShortString
+    """Name of the recipe (AIMRecipe name, or built-in catalog entry name)."""
+    source: RecipeSource | None = None
+    """Where the recipe came from."""
+    gpu_count: int = Field(ge=0, le=MAX_GPUS_PER_REPLICA)
+    """GPUs per replica of the configuration."""
+    hardware: ShortString | None = None
+    """GPU model the recipe is for, e.g. MI300X."""
+    precision: ShortString | None = None
+    """Precision of the recipe."""
+    backend: ShortString | None = None
+    """Inference engine of the recipe."""
+    verdict: CandidateVerdict
+    """Selected (chosen), Feasible (fits but ranked lower) or Rejected."""
+    score: float | None = None
+    """Ranking score under spec.recipe.optimizeFor; higher is better."""
+    reason: ReasonCode
+    """CamelCase code for the verdict, e.g. InsufficientGPUs, HardwareNotPresent."""
+    message: Message = ""
+    """Human-readable explanation of the verdict."""
+
+
+class RecipeSelection(APIModel):
+    """The record of the last recipe selection: what was chosen, from where, and why."""
+
+    recipe_name: ShortString | None = None
+    """Name of the selected recipe (AIMRecipe name or built-in catalog entry name)."""
+    recipe_namespace: ShortString | None = None
+    """Namespace of the selected AIMRecipe; unset for built-in and estimated recipes."""
+    source: RecipeSource | None = None
+    """builtin (operator catalog), namespace (an AIMRecipe) or estimated (from the model
+    size)."""
+    configuration_index: int | None = Field(None, ge=0)
+    """Index of the selected entry in the recipe's configurations."""
+    gpu_count: int | None = Field(None, ge=0, le=MAX_GPUS_PER_REPLICA)
+    """GPUs per replica of the selected configuration."""
+    hardware: ShortString | None = None
+    """GPU model the selection targets, e.g. MI300X."""
+    precision: ShortString | None = None
+    """Precision of the selected recipe."""
+    backend: ShortString | None = None
+    """Inference engine of the selected recipe."""
+    estimated: bool = False
+    """True when no recipe existed and the configuration was estimated from the model
+    size."""
+    score: float | None = None
+    """Ranking score of the selected configuration."""
+    reason: Message | None = None
+    """Why this configuration won (or why none could be selected)."""
+    candidates: list[RecipeCandidate] = Field(
+        default_factory=list, max_length=64, json_schema_extra={"x-kubernetes-list-type": "atomic"}
+    )
+    """Every configuration considered, best first (truncated to 64)."""
+    selected_at: datetime | None = None
+    """When this selection was made."""
+
+
+class AIMEndpointStatus(APIModel):
+    """Observed state of an AIMEndpoint."""
+
+    observed_generation: int | None = Field(None, ge=0)
+    """The .metadata.generation this status reflects."""
+    conditions: Conditions = Field(default_factory=list)
+    """Current conditions (Ready, RecipeSelected, ...)."""
+    replicas: int | None = Field(None, ge=0)
+    """Total pods of the endpoint (scale subresource status.replicas)."""
+    ready_replicas: int | None = Field(None, ge=0)
+    """Pods that are ready."""
+    available_replicas: int | None = Field(None, ge=0)
+    """Pods that have been ready for the minimum ready time."""
+    selector: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    """Label selector of the pods, in string form (scale subresource labelSelectorPath,
+    used by the HorizontalPodAutoscaler)."""
+    url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    """In-cluster base URL of the OpenAI-compatible API."""
+    recipe: RecipeSelection | None = None
+
+
+class AIMEndpoint(APIModel):
+    """AIMEndpoint serves one model as an OpenAI-compatible inference endpoint on AMD GPUs:
+    the operator selects a recipe that fits the cluster and runs a Deployment, Service,
+    optional autoscaler, cache PVC and monitoring for it."""
+
+    api_version: API_VERSION_LITERAL = "aim.engine.amd.com/v1alpha1"
+    """APIVersion of the object."""
+    kind: Literal["AIMEndpoint"] = "AIMEndpoint"
+    """Kind of the object."""
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    """Standard object metadata."""
+    spec: AIMEndpointSpec
+    status: AIMEndpointStatus = Field(default_factory=AIMEndpointStatus)
