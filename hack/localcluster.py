@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import ctypes
 import json
 import os
@@ -295,10 +296,8 @@ class LocalCluster:
         if proc is None:
             return
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -461,18 +460,14 @@ def _cli_down(args: argparse.Namespace) -> int:
         return 0
     pids = json.loads(f.read_text()).get("pids", {})
     for pid in pids.values():
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(int(pid), signal.SIGTERM)
-        except OSError:
-            pass
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and _alive(state):
         time.sleep(0.2)
     for pid in pids.values():
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(int(pid), signal.SIGKILL)
-        except OSError:
-            pass
     f.unlink()
     print("cluster down")
     return 0

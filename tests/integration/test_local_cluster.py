@@ -8,7 +8,6 @@ import time
 
 import pytest
 import yaml
-
 from localcluster import DEFAULT_INVENTORY, LocalCluster, inventory_nodes
 
 pytestmark = pytest.mark.cluster

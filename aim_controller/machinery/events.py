@@ -1,0 +1,83 @@
+"""Kubernetes Events for the objects a controller manages (core/v1, so that
+``kubectl describe`` and ``kubectl get events`` show them).
+
+Like client-go's recorder, a repeat of the same (object, type, reason,
+message) updates the count of the existing Event instead of creating a new
+one. Recording never fails a reconcile: errors are logged and dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections import OrderedDict
+from typing import Final
+
+import structlog
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .resource import Obj
+from .writer import ObjectWriter
+
+log = structlog.get_logger(__name__)
+
+NORMAL: Final = "Normal"
+WARNING: Final = "Warning"
+_MAX_MESSAGE = 1024
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class EventRecorder:
+    """Records Events about objects, aggregating repeats by count.
+
+    Invariant: at most ``cache_size`` recent (object, reason, message) keys are
+    remembered; an evicted key simply starts a new Event.
+    """
+
+    def __init__(self, writer: ObjectWriter, component: str, instance: str,
+                 cache_size: int = 4096) -> None:
+        self._writer = writer
+        self._component = component
+        self._instance = instance
+        self._cache_size = cache_size
+        self._seen: OrderedDict[tuple[str, str, str, str], tuple[Obj, int]] = OrderedDict()
+
+    async def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        message = message[:_MAX_MESSAGE]
+        key = (str(meta.get("uid", "")), type_, reason, message)
+        now = _now()
+        try:
+            if key in self._seen:
+                ev, count = self._seen.pop(key)
+                count += 1
+                await self._writer.patch_merge(ev, {"count": count, "lastTimestamp": now})
+                self._seen[key] = (ev, count)
+                return
+            ev = {
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {
+                    "name": f"{meta.get('name', 'object')}.{secrets.token_hex(8)}",
+                    "namespace": namespace,
+                },
+                "involvedObject": {
+                    "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+                    "name": meta.get("name"), "namespace": meta.get("namespace"),
+                    "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion"),
+                },
+                "type": type_, "reason": reason, "message": message,
+                "count": 1, "firstTimestamp": now, "lastTimestamp": now,
+                "source": {"component": self._component},
+                "reportingComponent": self._component,
+                "reportingInstance": self._instance,
+            }
+            await self._writer.create(ev)
+            self._seen[key] = (ev, 1)
+            while len(self._seen) > self._cache_size:
+                self._seen.popitem(last=False)
+        except (ApiException, OSError, TimeoutError) as e:
+            log.warning("event not recorded", reason=reason, error=str(e))
