@@ -450,7 +450,17 @@ class RecipeSelection(APIModel):
     score: float | None = None
     """Ranking score of the selected configuration."""
     reason: Message | None = None
-    """Why this configuration won (or why none could be selected)."""
+    """Reason code of the outcome: Selected, Sticky, Reselected, Estimated, NoRecipe,
+    NoFeasibleCandidate or InvalidSpec."""
+    message: Message | None = None
+    """Why this configuration won (or why none could be selected), in words."""
+    optimize_for: OptimizeFor | None = None
+    """The optimizeFor preference the candidates were ranked by."""
+    inputs_hash: Annotated[str, StringConstraints(max_length=128)] | None = None
+    """Hash of the endpoint's recipe inputs (model, recipe section, resources.gpuCount).
+    While it is unchanged, a deployed selection is kept (sticky)."""
+    candidates_omitted: int | None = Field(None, ge=0)
+    """Candidates considered but not listed, beyond the list's bound."""
     candidates: list[RecipeCandidate] = Field(
         default_factory=list, max_length=64, json_schema_extra={"x-kubernetes-list-type": "atomic"}
     )
