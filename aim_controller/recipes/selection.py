@@ -1,0 +1,737 @@
+"""Choose the recipe configuration an AIMEndpoint runs: pure, deterministic, explainable.
+
+Candidates
+    Every configuration of every AIMRecipe whose ``modelId`` equals the
+    endpoint's ``model.id`` (case-insensitive): recipes of the endpoint's
+    namespace first, then the built-in catalog. A namespace recipe with the
+    same (hardware, precision, backend) as a catalog recipe shadows it, even
+    when the namespace recipe is disabled or invalid: a namespace recipe is an
+    explicit statement about that combination. Only when *no* recipe exists
+    for the model are estimated configurations derived (:mod:`.estimate`).
+
+Checks, in order (the first failure is the candidate's reason)
+    ``ShadowedByNamespaceRecipe``; ``GpuCountMismatch`` (``resources.gpuCount``,
+    else ``recipe.gpuCount``), ``PrecisionMismatch`` (``recipe.precision``) and
+    ``BackendMismatch`` (``recipe.backend``, default vllm) -- set fields narrow
+    the candidates with or without ``autoSelect``;
+    ``Disabled``; ``InvalidRecipe``; ``InsufficientGpuMemory`` (estimates);
+    ``HardwareNotPresent`` (no usable node serves the hardware);
+    ``DoesNotFitOnOneNode`` (no node has ``gpuCount`` allocatable GPUs);
+    ``InsufficientFreeGPUs`` (fewer than ``max(1, minReplicas)`` replicas fit
+    in free GPUs; with equal-sized replicas first-fit decreasing is optimal,
+    so this is ``sum(free // gpuCount) < replicas``); ``QuotaExceeded``
+    (``replicas x gpuCount`` above what the namespace's GPU quota leaves).
+
+Score (lexicographic; all terms rounded so float noise cannot reorder)
+    Performance is the recipe's ``performance`` scaled from its smallest
+    configuration to this one (:mod:`.perfmodel`), or an estimate from the
+    hardware, model size and precision when absent.
+
+    * ``throughput``: tokens/s per GPU (desc), fewer GPUs, newer hardware,
+      source (namespace, builtin, estimated), recipe namespace/name, gpuCount.
+    * ``latency``: expected latency ms (asc), more GPUs, tokens/s per GPU
+      (desc), newer hardware, source, namespace/name, gpuCount.
+    * ``cost``: GPUs held at minReplicas (asc), tokens/s per GPU (desc), older
+      hardware (keeps newer parts free), source, namespace/name, gpuCount.
+
+    The reported ``score`` is the first term, signed so that higher is
+    better: tokens/s per GPU, minus the latency in ms, or minus the GPUs
+    held. The final (namespace/name, gpuCount) terms make every valid
+    candidate's key unique, so the result never depends on input order.
+
+Stickiness
+    A previous decision (``status`` record) is kept (``Sticky``) while the
+    endpoint's ``inputsHash`` is unchanged and its configuration still exists,
+    is enabled, valid, unshadowed and has the same hardware/precision/backend
+    -- even if it no longer fits in free capacity or quota, which its own pods
+    hold. Other workloads coming and going therefore never move an endpoint.
+    Only when the caller reports the endpoint's pods unschedulable for at
+    least ``reselect_after`` is the best feasible *other* candidate chosen
+    (``Reselected``); if there is none the previous choice stays. A previous
+    choice that can no longer be kept (gone, disabled, changed, or an
+    estimate now that recipes exist) is replaced with reason ``Reselected``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from . import gpus
+from .catalog import builtin_index
+from .estimate import ModelSize, estimate_options, model_size
+from .inventory import GpuInventory
+from .perfmodel import DEFAULT_PARAMS, estimate_performance, scale_latency, scale_tokens_per_second
+from .quota import GpuQuota, gpu_quota
+from .recipe import (
+    SOURCE_BUILTIN,
+    SOURCE_ESTIMATED,
+    SOURCE_NAMESPACE,
+    SOURCE_RANK,
+    RecipeConfig,
+    RecipeIndex,
+)
+from .request import EndpointRequest, PreviousChoice, inputs_hash, parse_endpoint, parse_previous
+
+__all__ = [
+    "DEFAULT_RESELECT_AFTER",
+    "Candidate",
+    "Decision",
+    "Reason",
+    "Verdict",
+    "select",
+]
+
+DEFAULT_RESELECT_AFTER = timedelta(minutes=10)
+STATUS_MAX_CANDIDATES = 32
+STATUS_MAX_MESSAGE = 1024  # the API's Message bound
+
+
+def _clip(message: str) -> str:
+    if len(message) <= STATUS_MAX_MESSAGE:
+        return message
+    return message[: STATUS_MAX_MESSAGE - 3] + "..."
+
+
+class Verdict(StrEnum):
+    SELECTED = "Selected"
+    FEASIBLE = "Feasible"
+    REJECTED = "Rejected"
+
+
+class Reason(StrEnum):
+    # Decision reasons (also the chosen candidate's reason).
+    SELECTED = "Selected"
+    STICKY = "Sticky"
+    RESELECTED = "Reselected"
+    ESTIMATED = "Estimated"
+    NO_RECIPE = "NoRecipe"
+    NO_FEASIBLE_CANDIDATE = "NoFeasibleCandidate"
+    INVALID_SPEC = "InvalidSpec"
+    # Feasible candidates that were not chosen.
+    OUTSCORED = "Outscored"
+    PREVIOUS_KEPT = "PreviousKept"
+    # Rejections.
+    SHADOWED = "ShadowedByNamespaceRecipe"
+    GPU_COUNT_MISMATCH = "GpuCountMismatch"
+    PRECISION_MISMATCH = "PrecisionMismatch"
+    BACKEND_MISMATCH = "BackendMismatch"
+    DISABLED = "Disabled"
+    INVALID_RECIPE = "InvalidRecipe"
+    INSUFFICIENT_GPU_MEMORY = "InsufficientGpuMemory"
+    HARDWARE_NOT_PRESENT = "HardwareNotPresent"
+    DOES_NOT_FIT_ON_ONE_NODE = "DoesNotFitOnOneNode"
+    INSUFFICIENT_FREE_GPUS = "InsufficientFreeGPUs"
+    QUOTA_EXCEEDED = "QuotaExceeded"
+
+
+# Rejections that say nothing about the cluster: such a candidate can never be kept.
+STATIC_REJECTIONS = frozenset(
+    {
+        Reason.SHADOWED,
+        Reason.GPU_COUNT_MISMATCH,
+        Reason.PRECISION_MISMATCH,
+        Reason.BACKEND_MISMATCH,
+        Reason.DISABLED,
+        Reason.INVALID_RECIPE,
+        Reason.INSUFFICIENT_GPU_MEMORY,
+    }
+)
+# Which rejection best explains "nothing fits" (most actionable first).
+_CLOSEST = (
+    Reason.QUOTA_EXCEEDED,
+    Reason.INSUFFICIENT_FREE_GPUS,
+    Reason.DOES_NOT_FIT_ON_ONE_NODE,
+    Reason.INSUFFICIENT_GPU_MEMORY,
+    Reason.HARDWARE_NOT_PRESENT,
+    Reason.GPU_COUNT_MISMATCH,
+    Reason.PRECISION_MISMATCH,
+    Reason.BACKEND_MISMATCH,
+    Reason.INVALID_RECIPE,
+    Reason.DISABLED,
+    Reason.SHADOWED,
+)
+
+SortKey = tuple[float | int | str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One configuration as the selector judged it.
+
+    ``tokens_per_second`` and ``latency_ms`` are for one replica at this GPU
+    count (None when rejected before scoring); ``score`` is the first term of
+    the sort key for the decision's ``optimizeFor``.
+    """
+
+    config: RecipeConfig
+    verdict: Verdict
+    reason: Reason
+    message: str
+    tokens_per_second: float | None = None
+    latency_ms: float | None = None
+    score: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return self.config.key
+
+    @property
+    def ref(self) -> str:
+        return self.config.ref
+
+    @property
+    def estimated(self) -> bool:
+        return self.config.source == SOURCE_ESTIMATED
+
+    def to_status(self) -> dict[str, Any]:
+        c = self.config
+        out: dict[str, Any] = {"recipe": c.name, "source": c.source}
+        # Empty strings (a recipe without hardware) are omitted, like absent values.
+        out |= {k: v for k, v in _identity(c).items() if v}
+        out |= {
+            "gpuCount": c.gpu_count,
+            "verdict": str(self.verdict),
+            "reason": str(self.reason),
+            "message": _clip(self.message),
+        }
+        if self.score is not None:
+            out["score"] = self.score
+        return out
+
+
+def _identity(c: RecipeConfig) -> dict[str, str]:
+    return {"hardware": c.hardware, "precision": c.precision, "backend": c.backend}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one selection.
+
+    ``candidates`` holds the chosen candidate first, then the other feasible
+    ones in rank order, then the rejected ones in a fixed order. ``chosen``
+    is None exactly when ``reason`` is NoRecipe, NoFeasibleCandidate or
+    InvalidSpec.
+    """
+
+    reason: Reason
+    message: str
+    chosen: Candidate | None
+    candidates: tuple[Candidate, ...]
+    inputs_hash: str
+    optimize_for: str
+    replicas: int
+    tolerations: tuple[Mapping[str, str], ...] = ()
+
+    @property
+    def args(self) -> list[str]:
+        return list(self.chosen.config.args) if self.chosen else []
+
+    @property
+    def resources(self) -> dict[str, dict[str, str]]:
+        if not self.chosen:
+            return {}
+        return {k: dict(v) for k, v in self.chosen.config.resources.items()}
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self.chosen.config.env) if self.chosen else {}
+
+    @property
+    def image(self) -> str | None:
+        return self.chosen.config.image if self.chosen else None
+
+    @property
+    def device_ids(self) -> tuple[str, ...]:
+        """PCI device ids of the GPUs that can run the chosen hardware (node affinity)."""
+        return gpus.device_ids_for(self.chosen.config.hardware) if self.chosen else ()
+
+    def to_status(self, max_candidates: int = STATUS_MAX_CANDIDATES) -> dict[str, Any]:
+        """JSON-able status record; also the ``previous`` input of the next selection.
+
+        Keys with no value (``recipeNamespace`` of a builtin recipe, the
+        chosen fields when nothing was chosen) are omitted rather than null.
+        """
+        out: dict[str, Any] = {}
+        ch = self.chosen
+        if ch is not None:
+            c = ch.config
+            out["recipeName"] = c.name
+            if c.namespace:
+                out["recipeNamespace"] = c.namespace
+            if c.index is not None:
+                out["configurationIndex"] = c.index
+            out["source"] = c.source
+            out |= {k: v for k, v in _identity(c).items() if v}
+            out["gpuCount"] = c.gpu_count
+            if ch.score is not None:
+                out["score"] = ch.score
+            out["args"] = list(c.args)
+            out["resources"] = {k: dict(v) for k, v in c.resources.items()}
+            if self.tolerations:
+                out["tolerations"] = [dict(t) for t in self.tolerations]
+        out["estimated"] = bool(ch and ch.estimated)
+        out |= {
+            "optimizeFor": self.optimize_for,
+            "inputsHash": self.inputs_hash,
+            "reason": str(self.reason),
+            "message": _clip(self.message),
+            "candidates": [c.to_status() for c in self.candidates[:max_candidates]],
+        }
+        if len(self.candidates) > max_candidates:
+            out["candidatesOmitted"] = len(self.candidates) - max_candidates
+        return out
+
+
+# --- evaluation ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Eval:
+    config: RecipeConfig
+    rejection: tuple[Reason, str] | None
+    static: bool  # rejection is one of STATIC_REJECTIONS
+    tps: float | None = None
+    latency: float | None = None
+    sort_key: SortKey = ()
+    score: float | None = None
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _static_rejection(
+    c: RecipeConfig, req: EndpointRequest, shadowed_by: str | None, memory_problem: str
+) -> tuple[Reason, str] | None:
+    if shadowed_by:
+        return (
+            Reason.SHADOWED,
+            f"namespace recipe {shadowed_by} covers {c.hardware}/{c.precision}/{c.backend}",
+        )
+    if req.gpu_count is not None and c.gpu_count != req.gpu_count:
+        return (
+            Reason.GPU_COUNT_MISMATCH,
+            f"has {c.gpu_count} GPUs; the endpoint asks for {req.gpu_count}",
+        )
+    if req.precision is not None and c.precision != req.precision:
+        return (
+            Reason.PRECISION_MISMATCH,
+            f"precision {c.precision}; the endpoint asks for {req.precision}",
+        )
+    if req.backend is not None and c.backend != req.backend:
+        return Reason.BACKEND_MISMATCH, f"backend {c.backend}; the endpoint asks for {req.backend}"
+    if not c.enabled:
+        return Reason.DISABLED, "configuration is disabled (enabled: false)"
+    if c.invalid:
+        return Reason.INVALID_RECIPE, c.invalid
+    if memory_problem:
+        return Reason.INSUFFICIENT_GPU_MEMORY, memory_problem
+    return None
+
+
+def _capacity_rejection(
+    c: RecipeConfig, replicas: int, inventory: GpuInventory, quota: GpuQuota | None
+) -> tuple[Reason, str] | None:
+    pool = inventory.pool(c.hardware)
+    g = c.gpu_count
+    if pool is None:
+        msg = f"no usable {c.hardware} node"
+        blocked = inventory.unusable_with(c.hardware)
+        if blocked:
+            shown = "; ".join(f"{n.name}: {n.reason}" for n in blocked[:4])
+            more = len(blocked) - 4
+            msg += f" ({shown}{f'; {more} more' if more > 0 else ''})"
+        else:
+            msg += f" in the cluster ({inventory.summary()})"
+        return Reason.HARDWARE_NOT_PRESENT, msg
+    if pool.max_allocatable < g:
+        return (
+            Reason.DOES_NOT_FIT_ON_ONE_NODE,
+            f"a replica needs {g} {c.hardware} GPUs on one node; "
+            f"the largest {c.hardware} node has {pool.max_allocatable} allocatable",
+        )
+    fit = pool.replicas_that_fit(g)
+    if fit < replicas:
+        return (
+            Reason.INSUFFICIENT_FREE_GPUS,
+            f"needs {replicas}x{g}={replicas * g} free {c.hardware} GPUs ({g} per node); "
+            f"free per node: {pool.free_summary()}; {_plural(fit, 'replica')} fit",
+        )
+    if quota is not None and replicas * g > quota.room:
+        return (
+            Reason.QUOTA_EXCEEDED,
+            f"needs {replicas}x{g}={replicas * g} amd.com/gpu; {quota.describe()}",
+        )
+    return None
+
+
+def _performance(c: RecipeConfig, size: ModelSize | None) -> tuple[float, float]:
+    p = c.performance
+    tps, lat = p.tokens_per_second, p.latency_ms
+    ref = c.reference_gpu_count or c.gpu_count
+    if tps is None or lat is None:
+        est = estimate_performance(
+            c.hardware,
+            size.params if size else DEFAULT_PARAMS,
+            c.precision,
+            ref,
+            size.active_params if size else None,
+        )
+        tps = tps if tps is not None else est.tokens_per_second
+        lat = lat if lat is not None else est.latency_ms
+    assert tps is not None and lat is not None
+    return scale_tokens_per_second(tps, ref, c.gpu_count), scale_latency(lat, ref, c.gpu_count)
+
+
+def _sort_key(
+    c: RecipeConfig, tps: float, lat: float, req: EndpointRequest
+) -> tuple[SortKey, float]:
+    g = c.gpu_count
+    per_gpu = round(tps / g, 1)
+    latency = round(lat, 1)
+    rank = gpus.hardware_rank(c.hardware)
+    tail: SortKey = (SOURCE_RANK.get(c.source, 9), c.namespace or "", c.name, g)
+    if req.optimize_for == "latency":
+        return (latency, -g, -per_gpu, -rank, *tail), -latency
+    if req.optimize_for == "cost":
+        total = g * req.replicas
+        return (total, -per_gpu, rank, *tail), -float(total)
+    return (-per_gpu, g, -rank, *tail), per_gpu
+
+
+def _evaluate(
+    c: RecipeConfig,
+    req: EndpointRequest,
+    inventory: GpuInventory,
+    quota: GpuQuota | None,
+    size: ModelSize | None,
+    shadowed_by: str | None,
+    memory_problem: str = "",
+) -> _Eval:
+    rej = _static_rejection(c, req, shadowed_by, memory_problem)
+    if rej is not None:
+        return _Eval(c, rej, True)
+    tps, lat = _performance(c, size)
+    key, score = _sort_key(c, tps, lat, req)
+    rej = _capacity_rejection(c, req.replicas, inventory, quota)
+    return _Eval(c, rej, False, tps, lat, key, score)
+
+
+def _rejected_order(e: _Eval) -> tuple[int, str, str, int, str, str]:
+    c = e.config
+    reason, msg = e.rejection or (Reason.SELECTED, "")
+    return (SOURCE_RANK.get(c.source, 9), c.namespace or "", c.name, c.gpu_count, str(reason), msg)
+
+
+def _metric(e: _Eval, optimize_for: str, replicas: int) -> str:
+    g = e.config.gpu_count
+    if optimize_for == "latency":
+        return f"~{e.latency:.0f} ms expected latency"
+    if optimize_for == "cost":
+        return f"{replicas * g} GPUs at {_plural(replicas, 'replica')}"
+    return f"~{(e.tps or 0) / g:.0f} tokens/s per GPU"
+
+
+def _describe(e: _Eval, replicas: int) -> str:
+    c = e.config
+    return (
+        f"{c.ref} ({c.hardware}, {c.precision}, {c.backend}, "
+        f"{_plural(c.gpu_count, 'GPU')} x {_plural(replicas, 'replica')})"
+    )
+
+
+def _duration(d: timedelta) -> str:
+    s = int(d.total_seconds())
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+def _available_models(*indexes: RecipeIndex, limit: int = 20) -> str:
+    names = sorted({m for ix in indexes for m in ix.model_ids()}, key=str.lower)
+    if not names:
+        return "no model has a recipe"
+    shown = ", ".join(names[:limit])
+    return (
+        "models with recipes: "
+        + shown
+        + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+    )
+
+
+def _index(
+    recipes: RecipeIndex | Iterable[Mapping[str, Any]] | None, source: str, namespace: str | None
+) -> RecipeIndex:
+    if recipes is None:
+        return builtin_index() if source == SOURCE_BUILTIN else RecipeIndex.build((), source)
+    if isinstance(recipes, RecipeIndex):
+        return recipes
+    return RecipeIndex.view(recipes, source, namespace)
+
+
+def select(
+    endpoint_spec: Mapping[str, Any],
+    namespace: str,
+    recipes: RecipeIndex | Iterable[Mapping[str, Any]] | None,
+    catalog: RecipeIndex | Iterable[Mapping[str, Any]] | None,
+    inventory: GpuInventory,
+    quota: GpuQuota | Iterable[Mapping[str, Any]] | None = None,
+    previous: Mapping[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+    unschedulable_since: datetime | None = None,
+    reselect_after: timedelta = DEFAULT_RESELECT_AFTER,
+    owned_quota_gpus: int = 0,
+) -> Decision:
+    """Choose the configuration for one endpoint.
+
+    ``recipes`` are the AIMRecipe objects of ``namespace`` (objects of other
+    namespaces are ignored) or a prebuilt :class:`RecipeIndex`; ``catalog``
+    None means the built-in catalog. ``quota`` is the namespace's
+    ResourceQuota objects or a :class:`GpuQuota`. ``previous`` is the last
+    :meth:`Decision.to_status` record. ``unschedulable_since`` is when the
+    endpoint's pods became unschedulable (None if they are not) and ``now``
+    the current time; the two only matter together. ``owned_quota_gpus`` is
+    the GPUs the endpoint's own pods currently charge to the quota: they are
+    given back when judging other candidates, which would replace them.
+    """
+    try:
+        req = parse_endpoint(endpoint_spec)
+    except ValueError as err:
+        return Decision(Reason.INVALID_SPEC, str(err), None, (), inputs_hash(endpoint_spec), "", 0)
+
+    ns_index = _index(recipes, SOURCE_NAMESPACE, namespace)
+    cat_index = _index(catalog, SOURCE_BUILTIN, None)
+    ns_recipes = ns_index.lookup(req.model_id)
+    cat_recipes = cat_index.lookup(req.model_id)
+    room = gpu_quota(quota, owned=owned_quota_gpus)
+    size = model_size(req.model_id, req.size_hint)
+    prev = parse_previous(previous)
+
+    def decision(
+        reason: Reason, message: str, chosen: Candidate | None, cands: list[Candidate]
+    ) -> Decision:
+        tol: tuple[Mapping[str, str], ...] = ()
+        if chosen is not None:
+            pool = inventory.pool(chosen.config.hardware)
+            tol = tuple(t.toleration() for t in pool.tolerations) if pool else ()
+        return Decision(
+            reason,
+            message,
+            chosen,
+            tuple(cands),
+            req.inputs_hash,
+            req.optimize_for,
+            req.replicas,
+            tol,
+        )
+
+    evals: list[_Eval] = []
+    estimating = not ns_recipes and not cat_recipes
+    if estimating:
+        if size is None:
+            msg = (
+                f"no AIMRecipe for model {req.model_id} in namespace {namespace} or the built-in "
+                "catalog, and its size cannot be read from the model id or spec.model.sizeHint; "
+                + _available_models(ns_index, cat_index)
+            )
+            return decision(Reason.NO_RECIPE, msg, None, [])
+        keep = (
+            (prev.hardware,)
+            if prev and prev.source == SOURCE_ESTIMATED and prev.inputs_hash == req.inputs_hash
+            else ()
+        )
+        options = estimate_options(
+            req.model_id,
+            size,
+            inventory,
+            precision=req.precision,
+            gpu_count=req.gpu_count,
+            also=keep,
+        )
+        if isinstance(options, str):
+            msg = (
+                f"no AIMRecipe for model {req.model_id} and no estimate: {options}; "
+                + _available_models(ns_index, cat_index)
+            )
+            return decision(Reason.NO_RECIPE, msg, None, [])
+        for opt in options:
+            evals.append(_evaluate(opt.config, req, inventory, room, size, None, opt.problem))
+    else:
+        shadows = {r.shadow_key: f"{r.namespace}/{r.name}" for r in reversed(ns_recipes)}
+        for r in ns_recipes:
+            for c in r.configs:
+                evals.append(_evaluate(c, req, inventory, room, size, None))
+        for r in cat_recipes:
+            by = shadows.get(r.shadow_key)
+            for c in r.configs:
+                evals.append(_evaluate(c, req, inventory, room, size, by))
+
+    feasible = sorted((e for e in evals if e.rejection is None), key=lambda e: e.sort_key)
+    by_key = {e.config.key: e for e in evals if not e.static}
+
+    chosen: _Eval | None = None
+    reason = Reason.SELECTED
+    note = ""
+    message: str | None = None
+    kept_previous = False
+    if prev is not None:
+        if prev.inputs_hash != req.inputs_hash:
+            note = "the endpoint's model/recipe inputs changed; "
+        else:
+            sticky, why_not = _sticky(prev, by_key, evals, estimating)
+            if sticky is not None:
+                chosen, reason, message, kept_previous = _keep_or_move(
+                    sticky, prev, feasible, now, unschedulable_since, reselect_after, req.replicas
+                )
+            else:
+                reason, note = Reason.RESELECTED, why_not + "; "
+
+    if chosen is None:
+        chosen = feasible[0] if feasible else None
+
+    rejected = sorted(
+        (e for e in evals if e.rejection is not None and e is not chosen), key=_rejected_order
+    )
+    if chosen is None:
+        msg = note + _nothing_feasible(evals, rejected, req, inventory, estimating)
+        cands = [_candidate(e, Verdict.REJECTED) for e in rejected]
+        return decision(Reason.NO_FEASIBLE_CANDIDATE, msg, None, cands)
+
+    if message is None:
+        metric = _metric(chosen, req.optimize_for, req.replicas)
+        if chosen.config.source == SOURCE_ESTIMATED:
+            if reason is not Reason.RESELECTED:
+                reason = Reason.ESTIMATED
+            assert size is not None
+            message = (
+                f"{note}no AIMRecipe for {req.model_id}; estimated "
+                f"{_describe(chosen, req.replicas)} from {size.params / 1e9:.3g}B parameters "
+                f"({size.source}) for "
+                f"{req.optimize_for}: {metric}"
+            )
+        else:
+            message = (
+                f"{note}selected {_describe(chosen, req.replicas)} for {req.optimize_for}: "
+                f"{metric}; {len(feasible)} of {_plural(len(evals), 'candidate')} feasible"
+            )
+
+    chosen_c = _candidate(chosen, Verdict.SELECTED, reason, message)
+    others_reason = Reason.PREVIOUS_KEPT if kept_previous else Reason.OUTSCORED
+    cands = [chosen_c]
+    for e in feasible:
+        if e is chosen:
+            continue
+        if kept_previous:
+            why = f"previous choice {chosen.config.ref} is kept"
+        elif prev is not None and e.config.key == prev.key:
+            why = "previous choice; its pods stayed unschedulable"
+        else:
+            why = (
+                f"ranks below {chosen.config.ref} for {req.optimize_for}: "
+                f"{_metric(e, req.optimize_for, req.replicas)}"
+            )
+        cands.append(_candidate(e, Verdict.FEASIBLE, others_reason, why))
+    cands += [_candidate(e, Verdict.REJECTED) for e in rejected]
+    return decision(reason, message, chosen_c, cands)
+
+
+def _nothing_feasible(
+    evals: list[_Eval],
+    rejected: list[_Eval],
+    req: EndpointRequest,
+    inventory: GpuInventory,
+    estimating: bool,
+) -> str:
+    if not evals:
+        return f"no usable AMD GPU nodes to estimate {req.model_id} for ({inventory.summary()})"
+    counts = Counter(str(e.rejection[0]) for e in rejected if e.rejection)
+    summary = ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda x: (-x[1], x[0])))
+    closest = min(
+        rejected,
+        key=lambda e: (_CLOSEST.index(e.rejection[0]) if e.rejection else 99, _rejected_order(e)),
+    )
+    detail = ""
+    if closest.rejection:
+        c = closest.config
+        detail = f"; closest: {c.ref} ({_plural(c.gpu_count, 'GPU')}): {closest.rejection[1]}"
+    what = "estimated configurations" if estimating else "candidates"
+    return f"none of {len(evals)} {what} for {req.model_id} is feasible ({summary}){detail}"
+
+
+def _candidate(
+    e: _Eval, verdict: Verdict, reason: Reason | None = None, message: str = ""
+) -> Candidate:
+    if verdict is Verdict.REJECTED and e.rejection is not None:
+        reason, message = e.rejection
+    assert reason is not None
+    return Candidate(e.config, verdict, reason, message, e.tps, e.latency, e.score)
+
+
+def _sticky(
+    prev: PreviousChoice,
+    by_key: Mapping[tuple[str, str, str, int], _Eval],
+    evals: list[_Eval],
+    estimating: bool,
+) -> tuple[_Eval | None, str]:
+    """The previous choice if it can be kept, else why not."""
+    e = by_key.get(prev.key)
+    if e is None:
+        if prev.source == SOURCE_ESTIMATED and not estimating:
+            return None, f"recipes now exist for the model, replacing the estimate {prev.name}"
+        static = next((x for x in evals if x.config.key == prev.key), None)
+        if static is not None and static.rejection is not None:
+            reason, msg = static.rejection
+            return (
+                None,
+                f"previous choice {prev.ref} ({prev.gpu_count} GPUs) is now {reason}: {msg}",
+            )
+        return None, f"previous choice {prev.ref} ({prev.gpu_count} GPUs) no longer exists"
+    c = e.config
+    was = (prev.hardware, prev.precision, prev.backend)
+    now_ = (c.hardware, c.precision, c.backend)
+    if was != now_:
+        return None, f"recipe {c.ref} changed from {'/'.join(was)} to {'/'.join(now_)}"
+    return e, ""
+
+
+def _keep_or_move(
+    sticky: _Eval,
+    prev: PreviousChoice,
+    feasible: list[_Eval],
+    now: datetime | None,
+    since: datetime | None,
+    grace: timedelta,
+    replicas: int,
+) -> tuple[_Eval, Reason, str, bool]:
+    capacity = f" (free capacity now: {sticky.rejection[1]})" if sticky.rejection else ""
+    if now is not None and since is not None and now - since >= grace:
+        waited = _duration(now - since)
+        others = [e for e in feasible if e.config.key != prev.key]
+        if others:
+            best = others[0]
+            return (
+                best,
+                Reason.RESELECTED,
+                f"pods of {prev.ref} ({prev.gpu_count} GPUs) unschedulable for {waited} "
+                f"(grace {_duration(grace)}); moved to {_describe(best, replicas)}",
+                False,
+            )
+        return (
+            sticky,
+            Reason.STICKY,
+            f"kept {_describe(sticky, replicas)}: pods unschedulable for {waited} but no other "
+            f"candidate is feasible{capacity}",
+            True,
+        )
+    return (
+        sticky,
+        Reason.STICKY,
+        f"kept previous choice {_describe(sticky, replicas)}{capacity}",
+        True,
+    )

@@ -1,0 +1,373 @@
+"""GPU inventory: labeller label parsing, free-GPU accounting, partitions, taints."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from recipes_fixtures import container, gpu_node, labeller_labels, mixed_labels, node, pod
+
+from aim_controller.recipes import gpus
+from aim_controller.recipes.inventory import (
+    GpuInventory,
+    InventoryCache,
+    NodeGpus,
+    Taint,
+    build_inventory,
+    identify_node,
+    pod_device_requests,
+)
+from aim_controller.recipes.quantity import gpu_count, parse_quantity
+
+
+def only(inv: GpuInventory) -> NodeGpus:
+    assert len(inv.nodes) == 1
+    return inv.nodes[0]
+
+
+# --- identification -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "vram"),
+    [
+        ("MI210", 64),
+        ("MI300A", 128),
+        ("MI300X", 192),
+        ("MI308X", 192),
+        ("MI325X", 256),
+        ("MI350X", 288),
+        ("MI355X", 288),
+    ],
+)
+def test_single_type_node_from_full_labeller_output(model: str, vram: int) -> None:
+    n = only(build_inventory([gpu_node("n1", model)], []))
+    assert n.model == model
+    assert n.serves == {model}
+    assert n.vram_gib == vram
+    assert n.identified_by == "amd.com/gpu.device-id"
+    assert n.usable and n.allocatable == 8 and n.free == 8
+    assert n.reason == ""
+
+
+def test_device_id_wins_over_a_contradicting_product_name() -> None:
+    labels = labeller_labels("MI300X") | {"amd.com/gpu.product-name": "AMD_Instinct_MI325_OAM"}
+    assert identify_node(labels).model == "MI300X"
+
+
+def test_mi325x_product_name_without_device_id() -> None:
+    ident = identify_node({"amd.com/gpu.product-name": "AMD_Instinct_MI325_OAM"})
+    assert ident.model == "MI325X"
+    assert ident.identified_by == "amd.com/gpu.product-name"
+
+
+def test_missing_product_name_is_fine_with_a_device_id() -> None:
+    labels = {k: v for k, v in labeller_labels("MI300X").items() if "product-name" not in k}
+    assert identify_node(labels).model == "MI300X"
+
+
+@pytest.mark.parametrize(
+    ("device_id", "model"),
+    [
+        ("74b5", "MI300X"),
+        ("74b6", "MI308X"),
+        ("74b9", "MI325X"),
+        ("75b0", "MI350X"),
+        ("75b3", "MI355X"),
+        ("0x74A1", "MI300X"),
+    ],
+)
+def test_virtual_function_and_spelled_device_ids(device_id: str, model: str) -> None:
+    ident = identify_node({"amd.com/gpu.device-id": device_id})
+    assert ident.model == model
+
+
+def test_beta_only_labels_from_older_labellers() -> None:
+    labels = labeller_labels("MI300X", plain=False)
+    ident = identify_node(labels)
+    assert ident.model == "MI300X"
+    assert ident.identified_by == "beta.amd.com/gpu.device-id"
+    assert ident.models == (("MI300X", 8),)
+
+
+def test_beta_count_encoded_form_alone() -> None:
+    ident = identify_node({"beta.amd.com/gpu.product-name.AMD_Instinct_MI355X_OAM": "8"})
+    assert ident.model == "MI355X"
+
+
+def test_mixed_node_lists_every_model_and_is_not_placeable() -> None:
+    inv = build_inventory([node("mix", mixed_labels({"MI300X": 4, "MI325X": 4}))], [])
+    n = only(inv)
+    assert n.model is None
+    assert n.models == (("MI300X", 4), ("MI325X", 4))
+    assert n.present == {"MI300X", "MI325X"}
+    assert not n.usable
+    assert "mixed GPU models" in n.reason
+    assert inv.pools == {}
+    assert inv.unusable_with("MI325X") == (n,)
+
+
+def test_mi250_class_device_without_cu_count_serves_both_names() -> None:
+    labels = labeller_labels("MI250X", cu_count=False)
+    n = only(build_inventory([node("a", labels)], []))
+    assert n.model is None  # not guessed
+    assert n.serves == {"MI250", "MI250X"}
+    assert n.usable and n.vram_gib == 64
+    assert "740c" in n.reason
+
+
+@pytest.mark.parametrize(("cus", "model"), [("110", "MI250X"), ("104", "MI250")])
+def test_cu_count_settles_device_740c(cus: str, model: str) -> None:
+    ident = identify_node({"amd.com/gpu.device-id": "740c", "amd.com/gpu.cu-count": cus})
+    assert ident.model == model
+    assert ident.serves == {"MI250", "MI250X"}
+
+
+def test_device_7408_is_mi250x() -> None:
+    assert identify_node({"amd.com/gpu.device-id": "7408"}).model == "MI250X"
+
+
+def test_family_alone_is_ambiguous() -> None:
+    inv = build_inventory([node("f", {"amd.com/gpu.family": "AI"})], [])
+    n = only(inv)
+    assert n.model is None and not n.usable
+    assert "family" in n.reason and "cannot identify" in n.reason
+    assert inv.unidentified == (n,)
+
+
+def test_family_would_be_used_if_it_named_one_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gpus, "FAMILY_MODELS", {"AI": frozenset({"MI300X"})})
+    ident = identify_node({"amd.com/gpu.family": "AI"})
+    assert ident.model == "MI300X"
+    assert ident.identified_by == "amd.com/gpu.family"
+
+
+def test_unknown_device_id_falls_back_to_product_name() -> None:
+    labels = {
+        "amd.com/gpu.device-id": "7551",
+        "amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM",
+    }
+    ident = identify_node(labels)
+    assert ident.model == "MI300X"
+    assert ident.identified_by == "amd.com/gpu.product-name"
+
+
+def test_unknown_device_id_alone_is_unidentified_with_a_reason() -> None:
+    n = only(build_inventory([node("x", {"amd.com/gpu.device-id": "7551"})], []))
+    assert n.model is None and not n.usable
+    assert "unknown AMD GPU device id '7551'" in n.reason
+
+
+def test_ambiguous_product_name_is_not_guessed() -> None:
+    ident = identify_node({"amd.com/gpu.product-name": "AMD_Instinct_MI300"})
+    assert ident.model is None and not ident.serves
+    assert "MI300A/MI300X" in ident.reason
+
+
+def test_gpu_node_without_labels_is_listed_unidentified() -> None:
+    n = only(build_inventory([node("bare", {})], []))
+    assert n.model is None and not n.usable
+    assert "labeller" in n.reason
+
+
+def test_nodes_without_gpus_are_ignored() -> None:
+    assert build_inventory([node("cpu", {"kubernetes.io/os": "linux"}, gpus=None)], []).nodes == ()
+
+
+@pytest.mark.parametrize(
+    ("kw", "why"), [({"ready": False}, "not Ready"), ({"unschedulable": True}, "cordoned")]
+)
+def test_not_ready_and_cordoned_nodes_are_excluded(kw: dict[str, bool], why: str) -> None:
+    inv = build_inventory([gpu_node("n1", "MI300X", **kw)], [])
+    n = only(inv)
+    assert not n.usable and why in n.reason
+    assert inv.pool("MI300X") is None
+    assert inv.unusable_with("MI300X") == (n,)
+
+
+# --- free GPUs ----------------------------------------------------------------
+
+
+def test_free_gpus_exclude_terminated_and_unbound_pods() -> None:
+    pods = [
+        pod("run", "n1", 2),
+        pod("pending-bound", "n1", 1, phase="Pending"),
+        pod("done", "n1", 4, phase="Succeeded"),
+        pod("failed", "n1", 4, phase="Failed"),
+        pod("unbound", None, 4, phase="Pending"),
+        pod("elsewhere", "n2", 4),
+        pod("no-gpu", "n1", None),
+    ]
+    inv = build_inventory([gpu_node("n1", "MI300X"), gpu_node("n2", "MI300X")], pods)
+    by_name = {n.name: n for n in inv.nodes}
+    assert by_name["n1"].free == 5
+    assert by_name["n2"].free == 4
+    pool = inv.pool("MI300X")
+    assert pool is not None
+    assert pool.total_free == 9 and pool.total_allocatable == 16
+
+
+def test_init_container_peak_counts_like_the_scheduler() -> None:
+    p = pod("p", "n1", containers=[container(gpus=1)], init_containers=[container("init", 4)])
+    assert pod_device_requests(p) == ("n1", {"amd.com/gpu": 4})
+    p = pod("p", "n1", containers=[container(gpus=3)], init_containers=[container("init", 2)])
+    assert pod_device_requests(p) == ("n1", {"amd.com/gpu": 3})
+
+
+def test_sidecar_init_containers_add_to_the_running_total() -> None:
+    sidecar = container("side", 1, restart_policy="Always")
+    later_init = container("late", 2)
+    p = pod("p", "n1", containers=[container(gpus=2)], init_containers=[sidecar, later_init])
+    # Running: 2 + 1 sidecar = 3; during the later init: 1 sidecar + 2 = 3.
+    assert pod_device_requests(p) == ("n1", {"amd.com/gpu": 3})
+
+
+def test_limits_count_when_requests_are_absent_and_requests_win_otherwise() -> None:
+    p = pod("p", "n1", containers=[container(gpus=2, limits_only=True), container("b", 1)])
+    assert pod_device_requests(p) == ("n1", {"amd.com/gpu": 3})
+    c = container(gpus=1)
+    c["resources"]["limits"]["amd.com/gpu"] = "5"  # not valid for the API, but the request rules
+    assert pod_device_requests(pod("q", "n1", containers=[c])) == ("n1", {"amd.com/gpu": 1})
+
+
+def test_pod_overhead_is_added() -> None:
+    p = pod("p", "n1", 1, overhead={"amd.com/gpu": "1", "cpu": "250m"})
+    assert pod_device_requests(p) == ("n1", {"amd.com/gpu": 2})
+
+
+def test_free_never_goes_negative() -> None:
+    inv = build_inventory(
+        [gpu_node("n1", "MI300X", gpus=2)], [pod("a", "n1", 2), pod("b", "n1", 2)]
+    )
+    assert only(inv).free == 0
+
+
+# --- partitions and taints ----------------------------------------------------------
+
+
+def test_partition_resources_are_kept_apart_from_whole_gpus() -> None:
+    labels = labeller_labels("MI300X")
+    n1 = node("part", labels, gpus=0, allocatable={"amd.com/cpx_nps4": "64"})
+    pods = [pod("p", "part", containers=[container(gpus=3, resource="amd.com/cpx_nps4")])]
+    inv = build_inventory([n1], pods)
+    n = only(inv)
+    assert n.allocatable == 0 and not n.usable
+    assert [(p.resource, p.profile, p.allocatable, p.free) for p in n.partitions] == [
+        ("amd.com/cpx_nps4", "cpx_nps4", 64, 61)
+    ]
+    assert n.model == "MI300X"  # still identified, just not placeable
+    assert inv.pool("MI300X") is None
+
+
+def test_partitioned_gpus_under_the_single_resource_name() -> None:
+    labels = labeller_labels("MI300X") | {"amd.com/compute-memory-partition": "cpx_nps4"}
+    inv = build_inventory([node("p", labels, gpus=64)], [pod("x", "p", 8)])
+    n = only(inv)
+    assert n.allocatable == 0 and not n.usable
+    assert [(p.resource, p.profile, p.allocatable, p.free) for p in n.partitions] == [
+        ("amd.com/gpu", "cpx_nps4", 64, 56)
+    ]
+    assert "partitioned" in n.reason
+
+
+def test_spx_nodes_expose_whole_gpus() -> None:
+    labels = labeller_labels("MI300X") | {"amd.com/compute-memory-partition": "spx_nps1"}
+    n = only(build_inventory([node("s", labels)], []))
+    assert n.usable and n.allocatable == 8 and n.partitions == ()
+
+
+def test_gpu_taints_are_reported_and_tolerated_others_block() -> None:
+    gpu_taint = {"key": "amd.com/gpu", "value": "present", "effect": "NoSchedule"}
+    team_taint = {"key": "team", "value": "a", "effect": "NoSchedule"}
+    soft = {"key": "spot", "value": "", "effect": "PreferNoSchedule"}
+    inv = build_inventory(
+        [
+            gpu_node("ok", "MI300X", taints=[gpu_taint, soft]),
+            gpu_node("team", "MI300X", taints=[team_taint]),
+        ],
+        [],
+    )
+    by_name = {n.name: n for n in inv.nodes}
+    assert by_name["ok"].usable
+    assert Taint("amd.com/gpu", "present", "NoSchedule") in by_name["ok"].taints
+    assert not by_name["team"].usable and "team=a:NoSchedule" in by_name["team"].reason
+    pool = inv.pool("MI300X")
+    assert pool is not None
+    # Value-agnostic, so another value of the same key on a new node changes nothing.
+    assert pool.tolerations == (Taint("amd.com/gpu", "", "NoSchedule"),)
+    assert pool.tolerations[0].toleration() == {
+        "key": "amd.com/gpu",
+        "operator": "Exists",
+        "effect": "NoSchedule",
+    }
+
+
+def test_tolerated_taint_prefixes_are_configurable() -> None:
+    team_taint = {"key": "team", "value": "a", "effect": "NoExecute"}
+    inv = build_inventory(
+        [gpu_node("t", "MI300X", taints=[team_taint])], [], tolerated_taint_prefixes=("team",)
+    )
+    assert only(inv).usable
+
+
+# --- pools ----------------------------------------------------------------------
+
+
+def test_pool_histogram_and_bin_packing() -> None:
+    nodes = [gpu_node(f"n{i}", "MI300X") for i in range(3)]
+    pods = [pod("a", "n0", 5), pod("b", "n1", 5), pod("c", "n2", 6)]
+    pool = build_inventory(nodes, pods).pool("MI300X")
+    assert pool is not None
+    assert pool.free_histogram == ((3, 2), (2, 1))
+    assert pool.replicas_that_fit(2) == 3  # 1 + 1 + 1, though 8 GPUs are free in total
+    assert pool.replicas_that_fit(3) == 2
+    assert pool.replicas_that_fit(4) == 0
+    assert pool.free_summary() == "n0=3, n1=3, n2=2"
+    assert pool.free_summary(limit=1) == "n0=3, ... 2 more nodes"
+
+
+def test_inventory_does_not_depend_on_input_order() -> None:
+    nodes = [gpu_node(f"n{i}", m) for i, m in enumerate(["MI300X", "MI325X", "MI250X"] * 4)]
+    pods = [pod(f"p{i}", f"n{i % 12}", i % 3) for i in range(40)]
+    reference = build_inventory(nodes, pods)
+    rng = random.Random(3)
+    for _ in range(5):
+        shuffled_nodes = [
+            n
+            | {
+                "metadata": {
+                    **n["metadata"],
+                    "labels": dict(
+                        rng.sample(
+                            list(n["metadata"]["labels"].items()), len(n["metadata"]["labels"])
+                        )
+                    ),
+                }
+            }
+            for n in rng.sample(nodes, len(nodes))
+        ]
+        assert build_inventory(shuffled_nodes, rng.sample(pods, len(pods))) == reference
+
+
+def test_inventory_cache_reuses_parses_and_sees_changes() -> None:
+    nodes = [gpu_node("n1", "MI300X", resource_version="1")]
+    pods = [pod("a", "n1", 2, resource_version="10"), pod("b", "n1", 1, resource_version="11")]
+    cache = InventoryCache()
+    assert cache.build(nodes, pods) == build_inventory(nodes, pods)
+    # b finished (new resourceVersion), a was deleted, c arrived.
+    pods2 = [
+        pod("b", "n1", 1, phase="Succeeded", resource_version="12"),
+        pod("c", "n1", 4, resource_version="13"),
+    ]
+    inv = cache.build(nodes, pods2)
+    assert inv == build_inventory(nodes, pods2)
+    assert only(inv).free == 4
+
+
+def test_quantities() -> None:
+    assert parse_quantity("64Gi") == 64 * 2**30
+    assert parse_quantity("500m") * 2 == 1
+    assert parse_quantity("1e3") == 1000
+    assert gpu_count("2") == 2 and gpu_count(4) == 4 and gpu_count("1500m") == 2
+    with pytest.raises(ValueError):
+        parse_quantity("lots")
