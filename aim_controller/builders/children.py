@@ -1,0 +1,90 @@
+"""All desired children of one AIMEndpoint, and every kind the operator may own.
+
+:func:`desired_children` is what a reconcile applies; anything of a
+:func:`child_kinds` kind that the endpoint controls (controller ownerReference to
+it) but that is not in the list is to be deleted. The retained cache PVC has no
+ownerReference and is therefore never pruned (see :mod:`.pvc`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from aim_controller.api.v1alpha1 import AIMEndpoint
+
+from .configmap import build_config_map
+from .dashboard import build_dashboard_config_map
+from .deployment import build_deployment
+from .hpa import build_hpa
+from .inputs import ChosenRecipe
+from .monitoring import build_prometheus_rule, build_service_monitor
+from .pvc import build_cache_pvc
+from .service import build_service
+from .serviceaccount import build_service_account
+from .settings import OperatorSettings
+
+__all__ = ["CHILD_KINDS", "ChildKind", "child_kinds", "desired_children"]
+
+
+class ChildKind(NamedTuple):
+    """A kind the operator may create for an endpoint.
+
+    ``needs_prometheus_operator``: served only when the Prometheus Operator's CRDs
+    are installed; the reconciler must not list or delete it otherwise.
+    """
+
+    api_version: str
+    kind: str
+    plural: str
+    needs_prometheus_operator: bool = False
+
+
+# Apply order: what the Deployment references first, monitoring last.
+CHILD_KINDS: tuple[ChildKind, ...] = (
+    ChildKind("v1", "ServiceAccount", "serviceaccounts"),
+    ChildKind("v1", "ConfigMap", "configmaps"),
+    ChildKind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+    ChildKind("apps/v1", "Deployment", "deployments"),
+    ChildKind("v1", "Service", "services"),
+    ChildKind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+    ChildKind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors", True),
+    ChildKind("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules", True),
+)
+
+
+def child_kinds() -> tuple[ChildKind, ...]:
+    """Every (apiVersion, kind) the operator may own, in apply order."""
+    return CHILD_KINDS
+
+
+def desired_children(
+    endpoint: AIMEndpoint,
+    chosen: ChosenRecipe,
+    settings: OperatorSettings,
+    *,
+    monitoring_available: bool,
+    existing_cache_access_modes: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Every child the endpoint should have, in :data:`CHILD_KINDS` order (the two
+    ConfigMaps: config, then dashboard).
+
+    ``monitoring_available``: the Prometheus Operator's CRDs are served (the
+    ServiceMonitor and PrometheusRule are skipped otherwise; the dashboard ConfigMap
+    is not). ``existing_cache_access_modes``: the access modes of an existing cache
+    PVC, kept because they are immutable.
+
+    Deterministic: equal inputs give equal lists, with equal key order.
+    """
+    built = [
+        build_service_account(endpoint),
+        build_config_map(endpoint, chosen, settings),
+        build_dashboard_config_map(endpoint),
+        build_cache_pvc(endpoint, existing_access_modes=existing_cache_access_modes),
+        build_deployment(endpoint, chosen, settings),
+        build_service(endpoint),
+        build_hpa(endpoint, settings),
+        build_service_monitor(endpoint, settings, monitoring_available=monitoring_available),
+        build_prometheus_rule(endpoint, settings, monitoring_available=monitoring_available),
+    ]
+    return [obj for obj in built if obj is not None]

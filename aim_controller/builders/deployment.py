@@ -1,0 +1,307 @@
+"""The Deployment (apps/v1) that runs the inference engine.
+
+Invariants of the built object:
+
+* ``spec.selector`` is :func:`~.meta.selector_labels` (immutable, never model- or
+  recipe-dependent); the pod template carries all endpoint labels.
+* ``amd.com/gpu`` requests == limits == the GPUs per replica; the engine's
+  tensor-parallel size is the same number (see :mod:`.engine`).
+* ``spec.replicas`` is present iff no autoscaler owns it (see :mod:`.scaling`).
+* The pod template's ``aim.engine.amd.com/config-checksum`` annotation changes iff
+  the rendered engine config or the chosen recipe's identity changes.
+* ``progressDeadlineSeconds`` >= the startup probe's whole window.
+
+Resources (per replica; recipe first, ``spec.resources`` overrides):
+
+* ``gpuCount`` sets the ``amd.com/gpu`` request and limit;
+* ``memory`` sets the memory request and limit;
+* ``cpu`` sets the cpu request; the recipe's cpu limit is kept only if it is >= the
+  new request (a limit below the request is invalid), otherwise dropped.
+
+Node placement: a required node affinity on the AMD node labeller's device-id
+label, ``amd.com/gpu.device-id`` or ``beta.amd.com/gpu.device-id``, ``In`` the
+recipe hardware's PCI ids. Both are written only on nodes with a single GPU model;
+nodes with several models carry only the count-encoded ``amd.com/gpu.device-id.<id>
+=<count>`` labels and are deliberately *not* targeted: the device plugin hands out
+any ``amd.com/gpu`` on a node, so a pod cannot ask for one model there (the recipe
+engine treats those nodes as unusable too). Nodes identified only by product name
+are not targeted either. Nodes whose GPUs are partitioned (``amd.com/compute-memory
+-partition`` other than SPX) are excluded: there ``amd.com/gpu`` counts partitions,
+not GPUs.
+
+Security: the pod security context is ``spec.security.podSecurityContext``; the
+container drops all capabilities and forbids privilege escalation. No seccomp
+profile is set: RuntimeDefault blocks the NUMA syscalls (mbind, set_mempolicy) that
+the ROCm runtime uses, and an explicit Unconfined is rejected by the Pod Security
+"baseline" level, so the node default applies. The service account token is not
+mounted (the engine never talks to the API server). Service links are off: a
+Service named e.g. ``vllm`` would inject ``VLLM_PORT=tcp://...``, which vLLM reads
+as its own setting and rejects.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from aim_controller.api.v1alpha1 import GPU_RESOURCE, AIMEndpoint
+
+from .engine import (
+    CONTAINER_NAME,
+    CONTAINER_PORT,
+    PORT_NAME,
+    EngineConfig,
+    config_checksum,
+    render_engine,
+)
+from .inputs import ChosenRecipe
+from .meta import (
+    ANNOTATION_CONFIG_CHECKSUM,
+    ANNOTATION_RECIPE,
+    endpoint_labels,
+    endpoint_ref,
+    object_meta,
+    selector_labels,
+)
+from .quantity import format_quantity, parse_quantity, try_parse_quantity
+from .scaling import deployment_replicas
+from .settings import OperatorSettings
+
+__all__ = [
+    "CACHE_VOLUME",
+    "DEVICE_ID_LABELS",
+    "PARTITION_LABEL",
+    "PROBE_PERIOD_SECONDS",
+    "SHM_VOLUME",
+    "build_deployment",
+    "cache_pvc_name",
+    "container_resources",
+    "gpu_node_affinity",
+    "service_account_name",
+    "shm_size",
+]
+
+SHM_VOLUME = "dshm"
+CACHE_VOLUME = "model-cache"
+DEVICE_ID_LABELS = ("amd.com/gpu.device-id", "beta.amd.com/gpu.device-id")
+PARTITION_LABEL = "amd.com/compute-memory-partition"
+# Every compute/memory partition mode except SPX (one partition = one whole GPU).
+_PARTITIONED = tuple(
+    f"{mode}_nps{nps}" for mode in ("dpx", "tpx", "qpx", "cpx") for nps in (1, 2, 4, 8)
+)
+PROBE_PERIOD_SECONDS = 10
+REVISION_HISTORY_LIMIT = 3
+
+
+def cache_pvc_name(name: str) -> str:
+    return f"{name}-cache"
+
+
+def service_account_name(endpoint: AIMEndpoint) -> str | None:
+    """The pods' ServiceAccount: ``serviceAccount.name``, else the endpoint's name when
+    the operator creates it, else None (the namespace's default)."""
+    sa = endpoint.spec.security.service_account
+    if sa.name:
+        return sa.name
+    return endpoint_ref(endpoint).name if sa.create else None
+
+
+def container_resources(endpoint: AIMEndpoint, chosen: ChosenRecipe, gpus: int) -> dict[str, Any]:
+    """requests/limits of the engine container (see the module docstring), keys sorted."""
+    requests = dict(chosen.requests)
+    limits = dict(chosen.limits)
+    requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(gpus)
+    res = endpoint.spec.resources
+    if res is not None and res.memory is not None:
+        requests["memory"] = limits["memory"] = str(res.memory)
+    if res is not None and res.cpu is not None:
+        requests["cpu"] = str(res.cpu)
+        cpu_limit = try_parse_quantity(limits.get("cpu"))
+        if cpu_limit is not None and cpu_limit < parse_quantity(requests["cpu"]):
+            del limits["cpu"]
+    return {"limits": dict(sorted(limits.items())), "requests": dict(sorted(requests.items()))}
+
+
+def shm_size(requests: dict[str, str], settings: OperatorSettings) -> str:
+    """sizeLimit of /dev/shm: half the memory request, at most ``shm_size_limit``,
+    rounded down to MiB (at least 1Mi); the cap alone when there is no memory
+    request. (A memory-backed emptyDir counts against the container's memory.)"""
+    cap = parse_quantity(settings.shm_size_limit)
+    mem = try_parse_quantity(requests.get("memory"))
+    size = cap if mem is None else min(cap, mem / 2)
+    mib = Fraction(2**20)
+    return format_quantity(max(mib, (size // mib) * mib), binary=True)
+
+
+def gpu_node_affinity(device_ids: tuple[str, ...]) -> dict[str, Any] | None:
+    """Required node affinity for the recipe's GPU model, or None without device ids.
+
+    Terms are ORed: either device-id label form matches; each term also excludes
+    partitioned nodes (NotIn also matches nodes without the label).
+    """
+    if not device_ids:
+        return None
+    not_partitioned = {"key": PARTITION_LABEL, "operator": "NotIn", "values": list(_PARTITIONED)}
+    terms = [
+        {"matchExpressions": [
+            {"key": key, "operator": "In", "values": sorted(device_ids)},
+            not_partitioned,
+        ]}
+        for key in DEVICE_ID_LABELS
+    ]
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": terms,
+    }}}
+
+
+def _probe(path: str, *, period: int, failures: int, timeout: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": PORT_NAME, "scheme": "HTTP"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+        "successThreshold": 1,
+    }
+
+
+def _probes(engine: EngineConfig, settings: OperatorSettings) -> dict[str, Any]:
+    path = engine.profile.health_path
+    # The startup probe holds off liveness while weights download and load; its
+    # window is the whole startup budget (default 180 x 10 s = 30 min).
+    startup_failures = -(-settings.startup_budget_seconds // PROBE_PERIOD_SECONDS)
+    return {
+        "startupProbe": _probe(
+            path, period=PROBE_PERIOD_SECONDS, failures=startup_failures, timeout=5
+        ),
+        "readinessProbe": _probe(path, period=PROBE_PERIOD_SECONDS, failures=3, timeout=5),
+        # Lenient: a server saturated by long generations answers /health slowly, and
+        # a restart costs a full model load.
+        "livenessProbe": _probe(path, period=30, failures=5, timeout=10),
+    }
+
+
+def _pod_security_context(endpoint: AIMEndpoint) -> dict[str, Any] | None:
+    psc = endpoint.spec.security.pod_security_context
+    if psc is None:
+        return None
+    out = psc.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if not out.get("supplementalGroups"):
+        out.pop("supplementalGroups", None)
+    return dict(sorted(out.items())) or None
+
+
+def _strategy(endpoint: AIMEndpoint) -> dict[str, Any]:
+    st = endpoint.spec.deployment.strategy
+    if st.type == "Recreate":
+        return {"type": "Recreate"}
+    ru = st.rolling_update
+    # Always written (the API defaults are 25%/25%) so the operator owns them: a later
+    # switch to Recreate then removes them, instead of leaving server-defaulted
+    # values that fail validation next to type Recreate.
+    surge = ru.max_surge if ru is not None and ru.max_surge is not None else "25%"
+    unavailable = (
+        ru.max_unavailable if ru is not None and ru.max_unavailable is not None else "25%"
+    )
+    return {"type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}
+
+
+def _container(
+    endpoint: AIMEndpoint, chosen: ChosenRecipe, engine: EngineConfig, settings: OperatorSettings
+) -> dict[str, Any]:
+    resources = container_resources(endpoint, chosen, engine.gpu_count)
+    mounts = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    if endpoint.spec.cache.enabled:
+        mounts.append({"name": CACHE_VOLUME, "mountPath": settings.cache_mount_path})
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": engine.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(engine.command),
+        "args": list(engine.args),
+        "ports": [{"name": PORT_NAME, "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+    }
+    if engine.env:
+        container["env"] = [{"name": k, "value": v} for k, v in engine.env]
+    container |= {
+        "resources": resources,
+        "volumeMounts": sorted(mounts, key=lambda m: m["mountPath"]),
+        **_probes(engine, settings),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    return container
+
+
+def build_deployment(
+    endpoint: AIMEndpoint, chosen: ChosenRecipe, settings: OperatorSettings
+) -> dict[str, Any]:
+    """The endpoint's Deployment, ``<name>``, as a server-side apply manifest."""
+    ref = endpoint_ref(endpoint)
+    engine = render_engine(endpoint, chosen, settings)
+    container = _container(endpoint, chosen, engine, settings)
+    shm = shm_size(container["resources"]["requests"], settings)
+    volumes: list[dict[str, Any]] = [
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
+    ]
+    if endpoint.spec.cache.enabled:
+        volumes.append(
+            {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache_pvc_name(ref.name)}}
+        )
+
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "containers": [container],
+    }
+    sa = service_account_name(endpoint)
+    if sa is not None:
+        pod_spec["serviceAccountName"] = sa
+    psc = _pod_security_context(endpoint)
+    if psc is not None:
+        pod_spec["securityContext"] = psc
+    affinity = gpu_node_affinity(chosen.device_ids)
+    if affinity is not None:
+        pod_spec["affinity"] = affinity
+    if chosen.tolerations:
+        pod_spec["tolerations"] = _tolerations(chosen)
+    pod_spec["volumes"] = sorted(volumes, key=lambda v: v["name"])
+
+    template = {
+        "metadata": {
+            "labels": endpoint_labels(endpoint),
+            "annotations": {
+                ANNOTATION_CONFIG_CHECKSUM: config_checksum(engine, chosen),
+                "kubectl.kubernetes.io/default-container": CONTAINER_NAME,
+            },
+        },
+        "spec": pod_spec,
+    }
+    spec: dict[str, Any] = {}
+    replicas = deployment_replicas(endpoint.spec, settings)
+    if replicas is not None:
+        spec["replicas"] = replicas
+    spec |= {
+        "selector": {"matchLabels": selector_labels(ref.name)},
+        "strategy": _strategy(endpoint),
+        "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
+        "progressDeadlineSeconds": settings.progress_deadline_seconds,
+        "template": template,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(endpoint, ref.name, annotations={ANNOTATION_RECIPE: chosen.ref}),
+        "spec": spec,
+    }
+
+
+def _tolerations(chosen: ChosenRecipe) -> list[dict[str, Any]]:
+    """The recipe's tolerations, deduplicated and in a fixed order."""
+    unique = {
+        tuple(sorted((k, str(v)) for k, v in t.items())): dict(sorted(t.items()))
+        for t in chosen.tolerations
+    }
+    return [unique[k] for k in sorted(unique)]

@@ -1,0 +1,127 @@
+"""What the builders are told about the recipe decision: :class:`ChosenRecipe`.
+
+The reconciler fills one from the recipe engine's decision (``Decision.chosen``,
+``Decision.tolerations`` and ``Decision.to_status()``); the builders never look at
+the recipe engine's types, so this value is the whole contract between them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from aim_controller.api.v1alpha1 import RECIPE_SOURCES, RecipeSource
+
+__all__ = ["ChosenRecipe"]
+
+
+def _frozen_str_map(m: Mapping[str, object], what: str) -> Mapping[str, str]:
+    out: dict[str, str] = {}
+    for k, v in sorted(m.items()):
+        if not isinstance(k, str) or not k:
+            raise ValueError(f"{what}: invalid key {k!r}")
+        # Quantities may arrive as ints (the API allows 4 as well as "4").
+        if isinstance(v, bool) or not isinstance(v, str | int):
+            raise ValueError(f"{what}[{k}]: expected a string, got {v!r}")
+        out[k] = str(v)
+    return MappingProxyType(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ChosenRecipe:
+    """The selected recipe configuration, as the builders need it.
+
+    Invariants (checked in ``__post_init__``, ValueError otherwise):
+
+    * ``source`` is one of "namespace", "builtin", "estimated";
+      ``recipe_namespace`` is set exactly for "namespace" recipes.
+    * ``gpu_count`` >= 1. It is the tensor-parallel size the engine args are
+      forced to (unless the endpoint's ``spec.resources.gpuCount`` overrides it).
+    * ``device_ids`` are lowercase PCI device ids without ``0x``, sorted, unique;
+      empty means "no device-id node affinity" (only the GPU request constrains
+      scheduling).
+    * ``requests``/``limits`` map resource names to quantity strings (ints are
+      stringified), sorted by name; they are read-only views.
+    * ``env`` maps variable names to values (the recipe configuration's ``env``).
+    * ``tolerations`` are core/v1 Toleration dicts for the GPU nodes' taints.
+    * ``selection_record`` is JSON-able (``Decision.to_status()``; datetimes are
+      turned into strings) and copied; it is only
+      *written* into the ConfigMap and never influences the pod template, so a
+      re-selection of the same configuration (new timestamps, scores) does not
+      restart GPU pods.
+
+    Immutable (copying returns the same object) but not hashable (it holds
+    mappings); compare with ``==``.
+    """
+
+    recipe_name: str
+    recipe_namespace: str | None
+    source: RecipeSource
+    hardware: str
+    device_ids: tuple[str, ...]
+    precision: str
+    backend: str
+    gpu_count: int
+    args: tuple[str, ...]
+    requests: Mapping[str, str] = field(default_factory=dict)
+    limits: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    estimated: bool = False
+    selection_record: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment of the engine container (recipe configuration ``env``)."""
+    image: str | None = None
+    """The recipe's validated image (AIMRecipe ``spec.image``); the endpoint's
+    ``spec.image`` overrides it, and it overrides the operator's per-backend default."""
+
+    def __post_init__(self) -> None:
+        if self.source not in RECIPE_SOURCES:
+            raise ValueError(f"source must be one of {RECIPE_SOURCES}, got {self.source!r}")
+        if (self.source == "namespace") != bool(self.recipe_namespace):
+            raise ValueError("recipe_namespace is set exactly for namespace recipes")
+        if not self.recipe_name:
+            raise ValueError("recipe_name must not be empty")
+        if isinstance(self.gpu_count, bool) or self.gpu_count < 1:
+            raise ValueError(f"gpu_count must be >= 1, got {self.gpu_count!r}")
+        if not all(isinstance(a, str) for a in self.args):
+            raise ValueError("args must be strings")
+        ids = sorted({d.lower().removeprefix("0x") for d in self.device_ids})
+        object.__setattr__(self, "device_ids", tuple(ids))
+        object.__setattr__(self, "args", tuple(self.args))
+        object.__setattr__(self, "requests", _frozen_str_map(self.requests, "requests"))
+        object.__setattr__(self, "limits", _frozen_str_map(self.limits, "limits"))
+        object.__setattr__(self, "env", _frozen_str_map(self.env, "env"))
+        object.__setattr__(
+            self, "tolerations", tuple(MappingProxyType(dict(t)) for t in self.tolerations)
+        )
+        # An owned, JSON-normalized copy (datetimes become strings), so later edits of
+        # the caller's dict cannot change what gets written.
+        record = json.loads(json.dumps(dict(self.selection_record), default=str))
+        object.__setattr__(self, "selection_record", MappingProxyType(record))
+
+    def __copy__(self) -> ChosenRecipe:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ChosenRecipe:
+        return self
+
+    @property
+    def ref(self) -> str:
+        """``<namespace>/<name>`` for namespace recipes, ``<source>/<name>`` otherwise."""
+        return f"{self.recipe_namespace or self.source}/{self.recipe_name}"
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the chosen configuration (goes into the config checksum)."""
+        return {
+            "backend": self.backend,
+            "estimated": self.estimated,
+            "gpuCount": self.gpu_count,
+            "hardware": self.hardware,
+            "precision": self.precision,
+            "recipeName": self.recipe_name,
+            "recipeNamespace": self.recipe_namespace,
+            "source": self.source,
+        }
