@@ -1,0 +1,55 @@
+"""A leader-election candidate in its own process, for the handover tests.
+
+Usage: leader_proc.py KUBECONFIG NAMESPACE LEASE IDENTITY [LEASE_S RENEW_S RETRY_S]
+
+Prints one line per transition, flushed: ``READY``, ``LEADING``, ``STOPPED``
+(on_stopped_leading ran), ``EXIT``. SIGTERM is a clean shutdown: the run is
+cancelled, which releases the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+import structlog
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from aim_controller.machinery.leaderelection import LeaderElector
+
+
+def say(word: str) -> None:
+    print(word, flush=True)
+
+
+async def main(argv: list[str]) -> None:
+    # stdout carries only the transition lines; logs go to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    kubeconfig, namespace, lease, identity = argv[:4]
+    lease_s, renew_s, retry_s = (float(x) for x in (argv[4:7] or ["15", "10", "2"]))
+    cfg = Configuration()
+    await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    async with ApiClient(cfg) as api:
+
+        async def lead() -> None:
+            say("LEADING")
+            await asyncio.Event().wait()
+
+        elector = LeaderElector(
+            api, namespace, lease, identity,
+            lease_duration=lease_s, renew_deadline=renew_s, retry_period=retry_s,
+            on_started_leading=lead, on_stopped_leading=lambda: say("STOPPED"),
+        )
+        task = asyncio.create_task(elector.run())
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        say("READY")
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    say("EXIT")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

@@ -1,0 +1,483 @@
+"""Informers on the real local control plane: ordering, resumed watches,
+API server restarts and 410 Gone relists.
+
+Partitions are made with a plain TCP relay between the informer and the real
+kube-apiserver (TLS passes through it untouched): cutting it breaks the
+informer's connections while the test keeps talking to the API server
+directly, which is how a reflector can miss changes and then find its
+resourceVersion compacted away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import localcluster  # type: ignore[import-not-found]  # hack/, put on sys.path by conftest
+import pytest
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import (
+    ApiClient,
+    Configuration,
+    CoreV1Api,
+    V1ConfigMap,
+    V1Namespace,
+    V1ObjectMeta,
+)
+from kubernetes_asyncio.client.exceptions import ApiException
+from localcluster import LocalCluster
+
+from aim_controller.machinery.handlers import KubeObject, key_of
+from aim_controller.machinery.informer import (
+    Informer,
+    InformerFactory,
+    MultiNamespaceInformer,
+    wait_for_cache_sync,
+)
+from aim_controller.machinery.reflector import BackoffManager
+from aim_controller.machinery.resource import (
+    CONFIGMAPS,
+    NAMESPACES,
+    discover,
+    list_objects,
+    list_page,
+)
+from aim_controller.machinery.store import NAMESPACE_INDEX, index_by_label
+
+pytestmark = pytest.mark.cluster
+
+
+# -- helpers ---------------------------------------------------------------------
+class Recorder:
+    """An event handler that records (type, key, resourceVersion) per event."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        self.deleted: dict[str, KubeObject] = {}
+
+    @staticmethod
+    def _rv(obj: KubeObject) -> str:
+        return str(obj["metadata"]["resourceVersion"])
+
+    def on_add(self, obj: KubeObject) -> None:
+        self.events.append(("add", key_of(obj), self._rv(obj)))
+
+    def on_update(self, old: KubeObject, new: KubeObject) -> None:
+        self.events.append(("update", key_of(new), self._rv(new)))
+
+    def on_delete(self, obj: KubeObject) -> None:
+        self.events.append(("delete", key_of(obj), self._rv(obj)))
+        self.deleted[key_of(obj)] = obj
+
+    def of(self, key: str) -> list[str]:
+        return [t for t, k, _ in self.events if k == key]
+
+    def count(self, kind: str) -> Counter[str]:
+        return Counter(k for t, k, _ in self.events if t == kind)
+
+
+class Exploding:
+    def on_add(self, obj: KubeObject) -> None:
+        raise RuntimeError("boom")
+
+    on_delete = on_add
+
+    def on_update(self, old: KubeObject, new: KubeObject) -> None:
+        raise RuntimeError("boom")
+
+
+async def eventually(pred: Callable[[], bool], limit: float = 60.0, what: str = "") -> None:
+    """Polls ``pred`` until true; ``limit`` seconds only bound a failing test."""
+    async with asyncio.timeout(limit):
+        while True:
+            if pred():
+                return
+            await asyncio.sleep(0.05)
+
+
+async def api_client(c: LocalCluster, host: str | None = None) -> ApiClient:
+    cfg = Configuration()
+    await config.load_kube_config(config_file=str(c.kubeconfig), client_configuration=cfg)
+    if host:
+        cfg.host = host
+    return ApiClient(cfg)
+
+
+class Relay:
+    """A TCP relay to the API server that the test can cut and restore."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = localcluster.free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.connections = 0
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            w.close()
+            return
+        self._writers |= {w, uw}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(r, uw), pipe(ur, w))
+        self._writers -= {w, uw}
+
+    def drop_connections(self) -> None:
+        """Resets every relayed connection (the listener stays up)."""
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    async def cut(self) -> None:
+        """A partition: no listener (connection refused) and no live connection."""
+        assert self._server is not None
+        self._server.close()
+        self.drop_connections()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def restore(self) -> None:
+        await self.start()
+
+
+async def create_cm(core: CoreV1Api, ns: str, name: str, **data: str) -> str:
+    body = V1ConfigMap(metadata=V1ObjectMeta(name=name), data=data or {"v": "1"})
+    created = await core.create_namespaced_config_map(ns, body)
+    return str(created.metadata.resource_version)
+
+
+async def patch_cm(core: CoreV1Api, ns: str, name: str, **data: str) -> str:
+    patched = await core.patch_namespaced_config_map(name, ns, {"data": data})
+    return str(patched.metadata.resource_version)
+
+
+async def server_state(api: ApiClient, ns: str) -> dict[str, str]:
+    listed = await list_objects(api, CONFIGMAPS, namespace=ns)
+    return {key_of(o): o["metadata"]["resourceVersion"] for o in listed.items
+            if o["metadata"]["name"] != "kube-root-ca.crt"}
+
+
+def store_state(inf: Informer) -> dict[str, str]:
+    return {key_of(o): o["metadata"]["resourceVersion"] for o in inf.store.list()
+            if o["metadata"]["name"] != "kube-root-ca.crt"}
+
+
+# -- fixtures --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def api_cluster() -> Iterator[LocalCluster]:
+    """etcd + kube-apiserver only, shared by the non-destructive tests here."""
+    c = localcluster.temp_cluster(full=False)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+async def api(api_cluster: LocalCluster) -> AsyncIterator[ApiClient]:
+    client = await api_client(api_cluster)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def ns(api: ApiClient) -> AsyncIterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = CoreV1Api(api)
+    await core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name)))
+    yield name
+    with contextlib.suppress(ApiException):
+        await core.delete_namespace(name)
+
+
+@contextlib.asynccontextmanager
+async def running(*informers: Informer | MultiNamespaceInformer) -> AsyncIterator[None]:
+    for inf in informers:
+        inf.start()
+    try:
+        assert await wait_for_cache_sync(*informers, timeout=60)
+        yield
+    finally:
+        for inf in informers:
+            await inf.stop()
+
+
+# -- tests -----------------------------------------------------------------------
+async def test_discover_finds_core_resources_and_reports_missing_groups(api: ApiClient) -> None:
+    core = await discover(api, "", "v1")
+    assert {"configmaps", "pods", "namespaces"} <= core
+    assert not any("/" in p for p in core)  # subresources excluded
+    assert "leases" in await discover(api, "coordination.k8s.io", "v1")
+    assert await discover(api, "monitoring.coreos.com", "v1") == set()
+
+
+async def test_informer_delivers_creates_updates_deletes_in_order(
+    api: ApiClient, ns: str
+) -> None:
+    core = CoreV1Api(api)
+    await create_cm(core, ns, "before")  # exists before the informer starts
+    inf = Informer(api, CONFIGMAPS, namespace=ns, indexers={"app": index_by_label("app")})
+    rec, late = Recorder(), Recorder()
+    inf.add_event_handler(Exploding())  # must not disturb the others
+    inf.add_event_handler(rec)
+    assert not inf.has_synced()
+    async with running(inf):
+        assert inf.has_synced()
+        assert rec.of(f"{ns}/before") == ["add"]
+        a1 = await create_cm(core, ns, "a", v="1")
+        await core.patch_namespaced_config_map("a", ns, {"metadata": {"labels": {"app": "x"}}})
+        a3 = await patch_cm(core, ns, "a", v="3")
+        await create_cm(core, ns, "b")
+        await core.delete_namespaced_config_map("b", ns)
+        await core.delete_namespaced_config_map("before", ns)
+        await eventually(lambda: rec.of(f"{ns}/before")[-1:] == ["delete"])
+
+        assert rec.of(f"{ns}/a") == ["add", "update", "update"]
+        assert rec.of(f"{ns}/b") == ["add", "delete"]
+        a_rvs = [rv for _, k, rv in rec.events if k == f"{ns}/a"]
+        assert a_rvs[0] == a1 and a_rvs[-1] == a3
+        assert sorted(int(rv) for _, _, rv in rec.events[1:]) == [
+            int(rv) for _, _, rv in rec.events[1:]], "events out of resourceVersion order"
+
+        a = inf.store.get(f"{ns}/a")
+        assert a is not None and a["data"] == {"v": "3"} and a["kind"] == "ConfigMap"
+        assert "managedFields" not in a["metadata"]  # default transform
+        assert inf.store.get(f"{ns}/b") is None and f"{ns}/before" not in inf.store
+        assert [key_of(o) for o in inf.store.by_index("app", "x")] == [f"{ns}/a"]
+        assert store_state(inf) == await server_state(api, ns)
+
+        inf.add_event_handler(late)  # joins late: replayed the cache as adds
+        assert late.events and {t for t, _, _ in late.events} == {"add"}
+        assert {k for _, k, _ in late.events} == set(inf.store.list_keys())
+
+
+async def test_cut_watches_resume_without_losing_or_duplicating_events(
+    api_cluster: LocalCluster, api: ApiClient, ns: str
+) -> None:
+    relay = Relay(api_cluster.ports["apiserver"])
+    await relay.start()
+    via_relay = await api_client(api_cluster, relay.url)
+    # A 1 s server-side timeout closes the watch every second (phase 1); then
+    # the relay also resets it mid-stream (phase 2).
+    inf = Informer(via_relay, CONFIGMAPS, namespace=ns, watch_timeout=(1, 1))
+    rec = Recorder()
+    inf.add_event_handler(rec)
+    core = CoreV1Api(api)
+    names = [f"cm-{i:02d}" for i in range(40)]
+    try:
+        async with running(inf):
+            for i, name in enumerate(names[:20]):
+                await create_cm(core, ns, name)
+                if i % 3 == 0:
+                    await patch_cm(core, ns, names[i // 2], v=f"u{i}")
+                await asyncio.sleep(0.2)
+            timed_out = inf.stats.watch_attempts - 1
+            for i, name in enumerate(names[20:], 20):
+                await create_cm(core, ns, name)
+                if i % 3 == 0:
+                    await patch_cm(core, ns, names[i // 2], v=f"u{i}")
+                if i % 7 == 0:
+                    relay.drop_connections()
+                await asyncio.sleep(0.1)
+            async with asyncio.timeout(30):
+                while inf.stats.errors == 0:  # make sure at least one reset hit a live watch
+                    relay.drop_connections()
+                    await asyncio.sleep(0.3)
+            for name in names[:10]:
+                await core.delete_namespaced_config_map(name, ns)
+            expected = await server_state(api, ns)
+            await eventually(lambda: store_state(inf) == expected, what="store converged")
+            await eventually(lambda: len(rec.count("delete")) == 10)
+    finally:
+        await via_relay.close()
+        await relay.cut()
+
+    adds = rec.count("add")
+    assert all(adds[f"{ns}/{n}"] == 1 for n in names), adds
+    assert sum(rec.count("delete").values()) == 10
+    # Resumed, not relisted: one list, many watches, some ended by the server.
+    assert inf.stats.lists == 1 and inf.stats.expired == 0
+    assert timed_out >= 2 and inf.stats.errors >= 1
+    # Each change is delivered once: no (key, resourceVersion) twice.
+    seen = [(k, rv) for t, k, rv in rec.events]
+    assert len(seen) == len(set(seen))
+
+
+async def test_apiserver_restart_recovers_and_converges(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    c = make_cluster(full=False)
+    api = await api_client(c)
+    core = CoreV1Api(api)
+    inf = Informer(api, CONFIGMAPS, namespace="default")
+    rec = Recorder()
+    inf.add_event_handler(rec)
+    try:
+        async with running(inf):
+            for i in range(5):
+                await create_cm(core, "default", f"a{i}")
+            await eventually(lambda: len(rec.count("add")) >= 5)
+
+            await asyncio.to_thread(c.stop_component, "apiserver")
+            before = inf.stats.list_attempts + inf.stats.watch_attempts
+            down_since = time.monotonic()
+            await asyncio.sleep(10)  # nothing can change while it is down
+            attempts_while_down = inf.stats.list_attempts + inf.stats.watch_attempts - before
+            down_for = time.monotonic() - down_since
+            await asyncio.to_thread(c.start_apiserver)
+
+            await core.delete_namespaced_config_map("a0", "default")
+            await patch_cm(core, "default", "a1", v="2")
+            for i in range(3):
+                await create_cm(core, "default", f"b{i}")
+            expected = await server_state(api, "default")
+            await eventually(lambda: store_state(inf) == expected, limit=90,
+                             what="store converged after restart")
+    finally:
+        await api.close()
+
+    # Backoff, not a hot loop: 0.8 s doubling gives a handful of tries in 10 s.
+    assert 1 <= attempts_while_down <= 2 + down_for / 0.8 / 2, attempts_while_down
+    assert inf.stats.errors >= 1
+    adds = rec.count("add")
+    assert all(adds[f"default/{n}"] == 1 for n in ("a0", "a1", "b0", "b1", "b2"))
+    assert rec.count("delete") == Counter({"default/a0": 1})
+    assert rec.of("default/a1")[-1] == "update"
+
+
+async def test_expired_resource_version_relists_and_delivers_missed_changes(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    # Without the watch cache, watches go to etcd, so compaction makes an old
+    # resourceVersion unusable: the reflector must get 410 and relist.
+    c = make_cluster(full=False, watch_cache=False)
+    relay = Relay(c.ports["apiserver"])
+    await relay.start()
+    api = await api_client(c)
+    via_relay = await api_client(c, relay.url)
+    core = CoreV1Api(api)
+    # page_size=2: the quorum relist after 410 spans pages (continue tokens).
+    inf = Informer(via_relay, CONFIGMAPS, namespace="default", page_size=2,
+                   backoff=BackoffManager(initial=0.5, cap=2))
+    rec = Recorder()
+    inf.add_event_handler(rec)
+    try:
+        async with running(inf):
+            last_known: dict[str, str] = {}
+            for name in ("keep", "change", "gone-1", "gone-2"):
+                last_known[name] = await create_cm(core, "default", name)
+            await eventually(lambda: len(rec.count("add")) >= 4)
+
+            await relay.cut()  # the informer stops hearing anything
+            await core.delete_namespaced_config_map("gone-1", "default")
+            await core.delete_namespaced_config_map("gone-2", "default")
+            changed = await patch_cm(core, "default", "change", v="2")
+            await create_cm(core, "default", "new")
+            await asyncio.to_thread(c.compact_etcd)
+            await relay.restore()
+
+            expected = await server_state(api, "default")
+            await eventually(lambda: store_state(inf) == expected, what="relisted")
+    finally:
+        await via_relay.close()
+        await api.close()
+        with contextlib.suppress(AssertionError):
+            await relay.cut()
+
+    assert inf.stats.expired >= 1 and inf.stats.lists >= 2
+    for name in ("gone-1", "gone-2"):
+        key = f"default/{name}"
+        assert rec.of(key) == ["add", "delete"]
+        # The delete carries the last state the informer knew.
+        assert rec.deleted[key]["metadata"]["resourceVersion"] == last_known[name]
+    assert rec.of("default/change") == ["add", "update"]
+    assert ("update", "default/change", changed) in rec.events
+    assert rec.of("default/new") == ["add"]
+    assert rec.of("default/keep") == ["add"]  # unchanged RV: no update on relist
+
+
+async def test_paginated_lists_follow_continue_tokens(api: ApiClient, ns: str) -> None:
+    core = CoreV1Api(api)
+    for i in range(7):
+        await create_cm(core, ns, f"p{i}")
+    # A quorum list (no resourceVersion) is served from etcd in pages...
+    first = await list_page(api, CONFIGMAPS, namespace=ns, limit=2)
+    assert len(first.items) == 2 and first.continue_token
+    quorum = await list_objects(api, CONFIGMAPS, namespace=ns, limit=2)
+    assert len(quorum.items) == 7 and quorum.resource_version
+    # ...while resourceVersion=0 is answered whole from the watch cache.
+    cached = await list_page(api, CONFIGMAPS, namespace=ns, limit=2, resource_version="0",
+                             resource_version_match="NotOlderThan")
+    assert len(cached.items) == 7 and not cached.continue_token
+
+
+async def test_factory_shares_informers_and_spans_namespaces(api: ApiClient) -> None:
+    core = CoreV1Api(api)
+    namespaces = [f"m-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    for n in namespaces:
+        await core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=n)))
+        await create_cm(core, n, "x", v=n)
+    factory = InformerFactory(api, namespaces=namespaces)
+    multi = factory.for_resource(CONFIGMAPS)
+    assert isinstance(multi, MultiNamespaceInformer)
+    assert factory.informer(CONFIGMAPS, namespaces[0]) is multi.informers[0]
+    cluster_wide = factory.for_resource(NAMESPACES)  # cluster-scoped: never split
+    assert isinstance(cluster_wide, Informer) and cluster_wide.namespace is None
+    with pytest.raises(ValueError):
+        factory.informer(CONFIGMAPS, namespaces[0], label_selector="a=b")
+    rec = Recorder()
+    multi.add_event_handler(rec)
+    factory.start()
+    try:
+        assert await factory.wait_for_cache_sync(timeout=60)
+        keys = {f"{n}/x" for n in namespaces}
+        assert keys <= set(multi.store.list_keys())
+        assert all(multi.store.get(k) is not None for k in keys)
+        assert [key_of(o) for o in multi.store.by_index(NAMESPACE_INDEX, namespaces[1])
+                if o["metadata"]["name"] == "x"] == [f"{namespaces[1]}/x"]
+        assert set(namespaces) <= set(cluster_wide.store.list_keys())
+        await create_cm(core, namespaces[1], "y")
+        await eventually(lambda: f"{namespaces[1]}/y" in multi.store)
+        assert rec.count("add")[f"{namespaces[1]}/y"] == 1
+    finally:
+        await factory.stop()
+        for n in namespaces:
+            await core.delete_namespace(n)
+
+
+async def test_resync_redelivers_cached_objects(api: ApiClient, ns: str) -> None:
+    core = CoreV1Api(api)
+    await create_cm(core, ns, "r")
+    inf = Informer(api, CONFIGMAPS, namespace=ns, resync_period=0.2)
+    updates: list[tuple[KubeObject, KubeObject]] = []
+
+    class OnUpdate(Recorder):
+        def on_update(self, old: KubeObject, new: KubeObject) -> None:
+            updates.append((old, new))
+
+    inf.add_event_handler(OnUpdate())
+    async with running(inf):
+        await eventually(lambda: sum(key_of(n) == f"{ns}/r" for _, n in updates) >= 2)
+    assert all(o is n for o, n in updates)
