@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from kubernetes_asyncio.client import ApiClient
@@ -50,7 +51,7 @@ class Manager:
     cache_sync_timeout: float = 300.0
     controllers: list[Controller] = field(default_factory=list)
     # Extra long-running tasks started with the workers (leader only).
-    runnables: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    runnables: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     lost_leadership: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _elector: LeaderElector | None = None

@@ -1,0 +1,166 @@
+"""The entry point: flags -> kube client -> informers, controllers, serving -> run.
+
+The process exits 0 on SIGTERM/SIGINT after draining its workers and releasing
+the leader lease, and non-zero when it lost the lease (the Pod restarts and
+campaigns again, so a half-stopped replica never overlaps a new leader).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient, Configuration
+from prometheus_client import CollectorRegistry
+
+from .builders.children import child_kinds
+from .builders.settings import DEFAULT_IMAGES, FIELD_MANAGER, OperatorSettings
+from .logconfig import configure_logging
+from .machinery.controller import Controller
+from .machinery.events import EventRecorder
+from .machinery.httpserver import ServingEndpoints
+from .machinery.informer import InformerFactory
+from .machinery.manager import LeaderElectionConfig, Manager
+from .machinery.metrics import MachineryMetrics, default_metrics, instrument_api_client
+from .machinery.resource import EVENTS, Resource, discover
+from .machinery.writer import ObjectWriter, RESTMapper
+from .options import Options, parse
+from .reconcilers import endpoint, recipe_status
+from .reconcilers.context import AIM_CACHES, AIM_ENDPOINTS, AIM_RECIPES, ControllerContext
+
+log = structlog.get_logger(__name__)
+
+MONITORING_GROUP, MONITORING_VERSION = "monitoring.coreos.com", "v1"
+OPTIONAL_MONITORING = {
+    "servicemonitors": "ServiceMonitor",
+    "prometheusrules": "PrometheusRule",
+}
+
+
+@dataclass
+class App:
+    manager: Manager
+    api_client: ApiClient
+    metrics: MachineryMetrics
+    controllers: list[Controller]
+
+    async def close(self) -> None:
+        await self.api_client.close()
+
+
+async def kube_configuration(opts: Options) -> Configuration:
+    cfg = Configuration()
+    if opts.kubeconfig:
+        await config.load_kube_config(config_file=opts.kubeconfig, client_configuration=cfg)
+    else:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    # One connection per watch plus the workers' requests.
+    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 200)
+    return cfg
+
+
+async def optional_resources(api: ApiClient) -> dict[tuple[str, str], Resource]:
+    served = await discover(api, MONITORING_GROUP, MONITORING_VERSION)
+    out: dict[tuple[str, str], Resource] = {}
+    for plural, kind in OPTIONAL_MONITORING.items():
+        if plural in served:
+            res = Resource(MONITORING_GROUP, MONITORING_VERSION, plural, kind)
+            out[(res.api_version, kind)] = res
+    return out
+
+
+def rest_mapper(optional: dict[tuple[str, str], Resource]) -> RESTMapper:
+    mapper = RESTMapper([AIM_ENDPOINTS, AIM_RECIPES, AIM_CACHES, EVENTS, *optional.values()])
+    for ck in child_kinds():
+        if ck.needs_prometheus_operator:
+            continue
+        group, _, version = ck.api_version.rpartition("/")
+        mapper.add(Resource(group, version, ck.plural, ck.kind))
+    return mapper
+
+
+def operator_settings(opts: Options) -> OperatorSettings:
+    # The HPA scales the AIMEndpoint's scale subresource, so `kubectl scale`, the
+    # HPA and the operator all act on one number and never fight over the
+    # Deployment's replicas.
+    return OperatorSettings(
+        images={**DEFAULT_IMAGES, **opts.backend_images},
+        field_manager=FIELD_MANAGER,
+        hpa_scale_target="AIMEndpoint",
+    )
+
+
+async def build_app(opts: Options, *, registry: CollectorRegistry | None = None) -> App:
+    """Everything wired, nothing started. ``registry``: a private metrics registry (tests)."""
+    metrics = MachineryMetrics(registry) if registry is not None else default_metrics()
+    api = instrument_api_client(ApiClient(await kube_configuration(opts)), metrics)
+    optional = await optional_resources(api)
+    informers = InformerFactory(
+        api, namespaces=opts.namespaces or None,
+        resync_period=opts.resync_period if opts.resync_period > 0 else None,
+    )
+    writer = ObjectWriter(api, rest_mapper(optional), FIELD_MANAGER)
+    ctx = ControllerContext(
+        informers=informers,
+        writer=writer,
+        recorder=EventRecorder(writer, "aim-controller", opts.identity),
+        metrics=metrics,
+        settings=operator_settings(opts),
+        operator_namespace=opts.operator_namespace,
+        max_concurrent_reconciles=opts.max_concurrent_reconciles,
+        unschedulable_grace=timedelta(seconds=opts.unschedulable_grace),
+        optional_resources=optional,
+    )
+    controllers = [endpoint.register(ctx), recipe_status.register(ctx)]
+    serving = ServingEndpoints(
+        metrics_bind_address=opts.metrics_bind_address,
+        health_probe_bind_address=opts.health_probe_bind_address,
+        registry=metrics.registry,
+    )
+    election = None
+    if opts.leader_elect:
+        election = LeaderElectionConfig(
+            namespace=opts.leader_election_namespace or opts.operator_namespace,
+            name=opts.leader_election_id, identity=opts.identity,
+            lease_duration=opts.lease_duration, renew_deadline=opts.renew_deadline,
+            retry_period=opts.retry_period,
+        )
+    manager = Manager(api, informers, serving, leader_election=election)
+    for c in controllers:
+        manager.add_controller(c)
+    log.info("operator configured", namespaces=opts.namespaces or "all",
+             monitoring=sorted(k for _, k in optional), leader_elect=opts.leader_elect,
+             identity=opts.identity)
+    return App(manager, api, metrics, controllers)
+
+
+async def run(opts: Options) -> int:
+    app = await build_app(opts)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, app.manager.stop)
+    try:
+        await app.manager.run()
+    finally:
+        await app.close()
+    if app.manager.lost_leadership:
+        log.error("exiting after losing leadership")
+        return 1
+    log.info("stopped cleanly")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    opts = parse(argv)
+    configure_logging(opts.log_level, "console" if opts.log_format == "console" else "json")
+    sys.exit(asyncio.run(run(opts)))
+
+
+if __name__ == "__main__":
+    main()

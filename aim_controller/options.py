@@ -1,0 +1,121 @@
+"""Command-line flags, in the style of controller-runtime managers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .builders.settings import DEFAULT_IMAGES
+
+
+def _positive_float(s: str) -> float:
+    v = float(s)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+    return v
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+    return v
+
+
+def _backend_image(s: str) -> tuple[str, str]:
+    backend, sep, image = s.partition("=")
+    if not sep or not backend or not image:
+        raise argparse.ArgumentTypeError(f"expected BACKEND=IMAGE, got {s!r}")
+    return backend, image
+
+
+@dataclass
+class Options:
+    kubeconfig: str | None = None
+    namespaces: list[str] = field(default_factory=list)
+    operator_namespace: str = "aim-system"
+    metrics_bind_address: str = ":8080"
+    health_probe_bind_address: str = ":8081"
+    leader_elect: bool = False
+    leader_election_id: str = "aim-controller.aim.engine.amd.com"
+    leader_election_namespace: str | None = None
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    max_concurrent_reconciles: int = 10
+    log_level: str = "info"
+    log_format: str = "json"
+    identity: str = ""
+    backend_images: dict[str, str] = field(default_factory=dict)
+    unschedulable_grace: float = 300.0
+    resync_period: float = 0.0
+    kube_api_qps: float = 50.0
+    kube_api_burst: int = 100
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aim-controller",
+        description="Kubernetes operator for LLM inference endpoints on AMD GPU clusters.",
+    )
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
+                   help="Path to a kubeconfig. Without it, the in-cluster config is used.")
+    p.add_argument("--namespace", dest="namespaces", action="append", default=[],
+                   help="Namespace to watch (repeatable). Default: all namespaces.")
+    p.add_argument("--operator-namespace", default=os.environ.get("POD_NAMESPACE", "aim-system"),
+                   help="Namespace of the operator, where the built-in recipe catalog lives.")
+    p.add_argument("--metrics-bind-address", default=":8080",
+                   help='Address of the /metrics endpoint ("0" disables).')
+    p.add_argument("--health-probe-bind-address", default=":8081",
+                   help='Address of /healthz and /readyz ("0" disables).')
+    p.add_argument("--leader-elect", action="store_true",
+                   help="Enable leader election: only the replica holding the Lease reconciles.")
+    p.add_argument("--leader-election-id", default="aim-controller.aim.engine.amd.com",
+                   help="Name of the Lease used for leader election.")
+    p.add_argument("--leader-election-namespace", default=None,
+                   help="Namespace of the Lease (default: --operator-namespace).")
+    p.add_argument("--leader-elect-lease-duration", dest="lease_duration",
+                   type=_positive_float, default=15.0, help="Lease duration in seconds.")
+    p.add_argument("--leader-elect-renew-deadline", dest="renew_deadline",
+                   type=_positive_float, default=10.0, help="Renew deadline in seconds.")
+    p.add_argument("--leader-elect-retry-period", dest="retry_period",
+                   type=_positive_float, default=2.0, help="Retry period in seconds.")
+    p.add_argument("--max-concurrent-reconciles", type=_positive_int, default=10,
+                   help="Workers per controller.")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default="json", choices=["json", "console"])
+    p.add_argument("--identity", default="",
+                   help="Leader-election identity (default: hostname_random).")
+    p.add_argument("--backend-image", dest="backend_images", action="append",
+                   type=_backend_image, default=[],
+                   help="Container image per backend, BACKEND=IMAGE (repeatable). Defaults: "
+                        + ", ".join(f"{k}={v}" for k, v in sorted(DEFAULT_IMAGES.items())))
+    p.add_argument("--unschedulable-grace", type=_positive_float, default=300.0,
+                   help="Seconds an endpoint's pods may stay unschedulable before the recipe "
+                        "is re-selected.")
+    p.add_argument("--resync-period", type=float, default=0.0,
+                   help="Seconds between full resyncs of the caches (0: none).")
+    p.add_argument("--kube-api-qps", type=_positive_float, default=50.0,
+                   help="Sustained requests per second to the API server.")
+    p.add_argument("--kube-api-burst", type=_positive_int, default=100,
+                   help="Request burst to the API server.")
+    return p
+
+
+def parse(argv: Sequence[str] | None = None) -> Options:
+    ns = parser().parse_args(argv)
+    if ns.renew_deadline >= ns.lease_duration:
+        parser().error("--leader-elect-renew-deadline must be shorter than the lease duration")
+    if ns.retry_period >= ns.renew_deadline:
+        parser().error("--leader-elect-retry-period must be shorter than the renew deadline")
+    opts = Options(**{k: v for k, v in vars(ns).items() if k != "backend_images"})
+    opts.backend_images = dict(ns.backend_images)
+    if not opts.identity:
+        opts.identity = f"{socket.gethostname()}_{os.urandom(4).hex()}"
+    if opts.leader_election_namespace is None:
+        opts.leader_election_namespace = opts.operator_namespace
+    return opts

@@ -1,0 +1,56 @@
+"""What every reconciler is given: shared informers, the writer, events, settings.
+
+Reconcilers read only from the informers' caches and write only through
+``writer`` (one field manager). ``resources`` names the REST resources the
+process knows, including the optional ones discovered at start (the
+Prometheus Operator's), so a reconciler never lists a kind that is not served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from aim_controller.api.v1alpha1.groupversion import (
+    API_VERSION,
+    GROUP,
+    KIND_AIM_CACHE,
+    KIND_AIM_ENDPOINT,
+    KIND_AIM_RECIPE,
+    PLURAL_AIM_CACHES,
+    PLURAL_AIM_ENDPOINTS,
+    PLURAL_AIM_RECIPES,
+    VERSION,
+)
+from aim_controller.builders.settings import OperatorSettings
+from aim_controller.machinery.events import EventRecorder
+from aim_controller.machinery.informer import InformerFactory
+from aim_controller.machinery.metrics import MachineryMetrics
+from aim_controller.machinery.resource import Resource
+from aim_controller.machinery.writer import ObjectWriter
+
+AIM_ENDPOINTS = Resource(GROUP, VERSION, PLURAL_AIM_ENDPOINTS, KIND_AIM_ENDPOINT)
+AIM_RECIPES = Resource(GROUP, VERSION, PLURAL_AIM_RECIPES, KIND_AIM_RECIPE)
+AIM_CACHES = Resource(GROUP, VERSION, PLURAL_AIM_CACHES, KIND_AIM_CACHE)
+RESOURCE_QUOTAS = Resource("", "v1", "resourcequotas", "ResourceQuota")
+
+assert AIM_ENDPOINTS.api_version == API_VERSION
+
+
+@dataclass
+class ControllerContext:
+    informers: InformerFactory
+    writer: ObjectWriter
+    recorder: EventRecorder
+    metrics: MachineryMetrics
+    settings: OperatorSettings
+    operator_namespace: str
+    max_concurrent_reconciles: int = 10
+    unschedulable_grace: timedelta = timedelta(minutes=5)
+    # Optional kinds served by this cluster (e.g. monitoring.coreos.com/v1 ServiceMonitor).
+    optional_resources: dict[tuple[str, str], Resource] = field(default_factory=dict)
+
+    @property
+    def monitoring_available(self) -> bool:
+        return ("monitoring.coreos.com/v1", "ServiceMonitor") in self.optional_resources and (
+            "monitoring.coreos.com/v1", "PrometheusRule") in self.optional_resources

@@ -1,0 +1,152 @@
+"""Pure status computation for an AIMEndpoint: conditions, replicas, URL.
+
+Kept apart from the reconcile's I/O so that "what does the user see" is a
+function of (decision, apply outcome, observed Deployment, pods) alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aim_controller.api.v1alpha1 import AIMEndpointSpec
+
+from .conditions import FALSE, TRUE, Cond
+
+RECIPE_SELECTED = "RecipeSelected"
+RESOURCES_READY = "ResourcesReady"
+AVAILABLE = "Available"
+READY = "Ready"
+DEGRADED = "Degraded"
+
+# Keys of Decision.to_status() that are inputs of the builders, not part of the
+# status schema (the API server would prune them anyway).
+_NOT_IN_STATUS = ("args", "resources", "tolerations")
+
+
+def status_record(decision_status: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in decision_status.items() if k not in _NOT_IN_STATUS}
+
+
+def service_url(name: str, namespace: str, port: int) -> str:
+    return f"http://{name}.{namespace}.svc.cluster.local:{port}"
+
+
+@dataclass(frozen=True)
+class PodsState:
+    """What the endpoint's own pods say."""
+
+    unschedulable_since: datetime | None = None
+    unschedulable_message: str = ""
+    gpus_in_use: int = 0
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    applied: int = 0
+    desired: int = 0
+    errors: tuple[str, ...] = ()
+
+
+def _dep_status(deployment: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return (deployment or {}).get("status") or {}
+
+
+def _progress_stuck(deployment: Mapping[str, Any] | None) -> str | None:
+    for c in _dep_status(deployment).get("conditions") or ():
+        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
+            return str(c.get("message") or "rollout exceeded its progress deadline")
+    return None
+
+
+def endpoint_conditions(
+    *,
+    spec: AIMEndpointSpec | None,
+    selected: tuple[bool, str, str],
+    outcome: ApplyOutcome | None,
+    deployment: Mapping[str, Any] | None,
+    desired_replicas: int,
+    pods: PodsState,
+    url: str | None,
+) -> list[Cond]:
+    """The five conditions, in a fixed order. ``selected`` = (ok, reason, message)."""
+    ok, sel_reason, sel_message = selected
+    conds = [Cond(RECIPE_SELECTED, TRUE if ok else FALSE, sel_reason, sel_message)]
+
+    if not ok:
+        res = Cond(RESOURCES_READY, FALSE, "RecipeNotSelected",
+                   "children are not applied until a recipe is selected")
+    elif outcome is not None and outcome.errors:
+        res = Cond(RESOURCES_READY, FALSE, "ApplyFailed", "; ".join(outcome.errors))
+    else:
+        n = outcome.desired if outcome else 0
+        res = Cond(RESOURCES_READY, TRUE, "Applied", f"all {n} child objects are applied")
+    conds.append(res)
+
+    st = _dep_status(deployment)
+    available = int(st.get("availableReplicas") or 0)
+    min_replicas = spec.scaling.min_replicas if spec is not None else 1
+    required = min(max(min_replicas, 1), desired_replicas) if desired_replicas > 0 else 0
+    if deployment is None:
+        avail = Cond(AVAILABLE, FALSE, "DeploymentNotFound", "the Deployment does not exist yet")
+    elif desired_replicas == 0:
+        avail = Cond(AVAILABLE, FALSE, "ScaledToZero", "the endpoint is scaled to 0 replicas")
+    elif available >= required:
+        avail = Cond(AVAILABLE, TRUE, "MinimumReplicasAvailable",
+                     f"{available} of {desired_replicas} replicas available")
+    else:
+        avail = Cond(AVAILABLE, FALSE, "MinimumReplicasUnavailable",
+                     f"{available} of {desired_replicas} replicas available, "
+                     f"at least {required} needed")
+    conds.append(avail)
+
+    problems: list[tuple[str, str]] = []
+    if not ok:
+        problems.append((sel_reason, sel_message))
+    if outcome is not None and outcome.errors:
+        problems.append(("ApplyFailed", res.message))
+    if pods.unschedulable_since is not None:
+        problems.append(("PodsUnschedulable",
+                         pods.unschedulable_message or "pods cannot be scheduled"))
+    stuck = _progress_stuck(deployment)
+    if stuck:
+        problems.append(("ProgressDeadlineExceeded", stuck))
+    if problems:
+        reason, message = problems[0]
+        degraded = Cond(DEGRADED, TRUE, reason, message)
+    else:
+        degraded = Cond(DEGRADED, FALSE, "AsExpected", "no problem detected")
+
+    parts = conds[:3]
+    failing = next((c for c in parts if c.status != TRUE), None)
+    if failing is None:
+        ready = Cond(READY, TRUE, "Ready", f"serving at {url}" if url else "serving")
+    else:
+        ready = Cond(READY, FALSE, failing.reason, f"{failing.type}: {failing.message}")
+    return [*conds, degraded, ready]
+
+
+def replica_counts(deployment: Mapping[str, Any] | None) -> dict[str, int]:
+    st = _dep_status(deployment)
+    return {
+        "replicas": int(st.get("replicas") or 0),
+        "readyReplicas": int(st.get("readyReplicas") or 0),
+        "availableReplicas": int(st.get("availableReplicas") or 0),
+    }
+
+
+def status_equal(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:
+    """Whether writing ``desired`` would change ``observed`` (the whole status we own)."""
+    return bool(_normalize(desired) == _normalize(observed or {}))
+
+
+def _normalize(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {k: _normalize(x) for k, x in v.items() if x is not None}
+    if isinstance(v, Sequence) and not isinstance(v, str):
+        return [_normalize(x) for x in v]
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v

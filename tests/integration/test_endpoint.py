@@ -1,0 +1,392 @@
+"""The AIMEndpoint reconciler end to end on the real control plane: kube-apiserver,
+etcd, kube-controller-manager (Deployments -> ReplicaSets -> Pods, garbage
+collection), kube-scheduler and kwok GPU nodes (pods become Running and Ready).
+
+The operator runs in-process through the same ``build_app`` as the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from localcluster import LocalCluster  # type: ignore[import-not-found]
+
+from aim_controller.main import App
+
+from operator_harness import (  # type: ignore[import-not-found]
+    condition,
+    eventually,
+    get_json,
+    reconciles,
+    running_operator,
+    write_requests,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
+
+SPEC_EXAMPLES = Path(__file__).parent / "spec_examples"
+GROUP = "aim.engine.amd.com"
+
+
+@pytest.fixture(scope="module")
+async def operator(crds: LocalCluster) -> AsyncIterator[App]:
+    async with running_operator(crds, "--max-concurrent-reconciles", "4") as app:
+        yield app
+
+
+def apply(cluster: LocalCluster, obj: dict[str, Any] | str, namespace: str) -> None:
+    text = obj if isinstance(obj, str) else yaml.safe_dump(obj)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=text)
+
+
+def endpoint(name: str, model: str = "Qwen/Qwen2.5-7B-Instruct", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1", "kind": "AIMEndpoint",
+        "metadata": {"name": name},
+        "spec": {"model": {"id": model}, **spec},
+    }
+
+
+def recipe(name: str, model: str, hardware: str, gpus: int, *extra_args: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1", "kind": "AIMRecipe",
+        "metadata": {"name": name},
+        "spec": {
+            "modelId": model, "hardware": hardware, "precision": "bfloat16", "backend": "vllm",
+            "configurations": [{
+                "gpuCount": gpus, "enabled": True,
+                "args": ["--model", model, "--tensor-parallel-size", str(gpus), *extra_args],
+                "resources": {"requests": {"amd.com/gpu": str(gpus), "cpu": "2",
+                                           "memory": "8Gi"},
+                              "limits": {"amd.com/gpu": str(gpus)}},
+            }],
+        },
+    }
+
+
+def ep(cluster: LocalCluster, ns: str, name: str) -> Any:
+    return get_json(cluster, "-n", ns, f"aimendpoints.{GROUP}/{name}")
+
+
+def cond_is(cluster: LocalCluster, ns: str, name: str, type_: str, status: str,
+            reason: str | None = None) -> Any:
+    obj = ep(cluster, ns, name)
+    c = condition(obj, type_)
+    if c and c["status"] == status and (reason is None or c["reason"] == reason):
+        return obj
+    return None
+
+
+async def wait_ready(cluster: LocalCluster, ns: str, name: str, timeout: float = 90) -> Any:
+    return await eventually(lambda: cond_is(cluster, ns, name, "Ready", "True"), timeout,
+                            what=f"{ns}/{name} Ready")
+
+
+async def quiesce(app: App, seconds: float = 2.0) -> None:
+    """Waits until the endpoint queue is empty and nothing ran for ``seconds``."""
+    ctl = app.controllers[0]
+    last = -1.0
+    while True:
+        now = reconciles(app)
+        if now == last and len(ctl.queue) == 0:
+            return
+        last = now
+        await asyncio.sleep(seconds)
+
+
+def events(cluster: LocalCluster, ns: str, name: str) -> list[dict[str, Any]]:
+    out = get_json(cluster, "-n", ns, "events",
+                   f"--field-selector=involvedObject.name={name}")
+    return list((out or {}).get("items") or [])
+
+
+# --- the main path -------------------------------------------------------------
+
+
+async def test_endpoint_becomes_ready_with_owned_children_and_explained_choice(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    apply(crds, endpoint("demo", service={"type": "NodePort"}), namespace)
+    obj = await wait_ready(crds, namespace, "demo")
+    # kubectl wait works on our conditions.
+    crds.kubectl("wait", "-n", namespace, "--for=condition=Ready", "--timeout=30s",
+                 "aimendpoint/demo")
+
+    st = obj["status"]
+    assert st["observedGeneration"] == obj["metadata"]["generation"]
+    rec = st["recipe"]
+    assert rec["recipeName"] and rec["hardware"] and rec["gpuCount"] >= 1
+    assert rec["reason"] in ("Selected", "Estimated")
+    assert rec["candidates"][0]["verdict"] == "Selected"
+    assert "args" not in rec
+    assert st["url"] == f"http://demo.{namespace}.svc.cluster.local:8000"
+    assert st["selector"] and st["readyReplicas"] == 1
+    for t in ("RecipeSelected", "ResourcesReady", "Available"):
+        assert condition(obj, t)["status"] == "True", t  # type: ignore[index]
+    assert condition(obj, "Degraded")["status"] == "False"  # type: ignore[index]
+
+    uid = obj["metadata"]["uid"]
+    for kind, name in [("deployment", "demo"), ("service", "demo"),
+                       ("configmap", "demo-config")]:
+        child = get_json(crds, "-n", namespace, kind, name)
+        assert child is not None, (kind, name)
+        refs = child["metadata"]["ownerReferences"]
+        assert [(r["uid"], r.get("controller")) for r in refs] == [(uid, True)]
+        managers = {m["manager"] for m in child["metadata"].get("managedFields") or ()}
+        assert "aim-controller" in managers
+    svc = get_json(crds, "-n", namespace, "service", "demo")
+    assert svc["spec"]["type"] == "NodePort"
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["http"]
+    dep = get_json(crds, "-n", namespace, "deployment", "demo")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["amd.com/gpu"] == str(rec["gpuCount"])
+    # The pod really landed on a GPU node of the chosen hardware.
+    pods = get_json(crds, "-n", namespace, "pods", "-l", "app.kubernetes.io/instance=demo")
+    node = get_json(crds, "node", pods["items"][0]["spec"]["nodeName"])
+    assert int(node["status"]["allocatable"]["amd.com/gpu"]) >= rec["gpuCount"]
+
+    reasons = {e["reason"] for e in events(crds, namespace, "demo")}
+    assert rec["reason"] in reasons
+
+
+async def test_converged_endpoint_costs_no_writes(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    apply(crds, endpoint("quiet"), namespace)
+    await wait_ready(crds, namespace, "quiet")
+    await quiesce(operator)
+    writes, runs = write_requests(operator), reconciles(operator)
+    # Reconcile it again, several times: nothing is written.
+    ctl = operator.controllers[0]
+    for _ in range(3):
+        ctl.queue.add(f"{namespace}/quiet")
+        await eventually(lambda r=runs: reconciles(operator) > r, 10, 0.05)
+        runs = reconciles(operator)
+    await quiesce(operator)
+    assert write_requests(operator) == writes
+
+
+async def test_drift_is_repaired_and_foreign_fields_survive(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    apply(crds, endpoint("drift"), namespace)
+    await wait_ready(crds, namespace, "drift")
+    dep = get_json(crds, "-n", namespace, "deployment", "drift")
+    image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+    # Another manager changes a field we own, and adds one we do not.
+    patch = {"metadata": {"annotations": {"team.example.com/owner": "ml-platform"}},
+             "spec": {"template": {"spec": {"containers": [
+                 {"name": dep["spec"]["template"]["spec"]["containers"][0]["name"],
+                  "image": "busybox:evil"}]}}}}
+    crds.kubectl("patch", "-n", namespace, "deployment", "drift", "--type=strategic",
+                 "--field-manager=someone-else", "-p", json.dumps(patch))
+    crds.kubectl("label", "-n", namespace, "service", "drift", "extra=kept")
+
+    def repaired() -> Any:
+        d = get_json(crds, "-n", namespace, "deployment", "drift")
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        return d if c["image"] == image else None
+
+    d = await eventually(repaired, 30, what="image restored")
+    assert d["metadata"]["annotations"]["team.example.com/owner"] == "ml-platform"
+    await quiesce(operator)
+    svc = get_json(crds, "-n", namespace, "service", "drift")
+    assert svc["metadata"]["labels"]["extra"] == "kept"
+
+
+async def test_children_no_longer_desired_are_deleted_and_foreign_objects_untouched(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    spec = {"scaling": {"minReplicas": 1, "maxReplicas": 3, "targetCPUUtilization": 70},
+            "security": {"serviceAccount": {"create": True}}}
+    apply(crds, endpoint("prune", **spec), namespace)
+    # Not ours: same labels, no ownerReference.
+    crds.kubectl("create", "configmap", "-n", namespace, "prune-notes", "--from-literal=a=b")
+    crds.kubectl("label", "-n", namespace, "configmap", "prune-notes",
+                 "app.kubernetes.io/managed-by=aim-controller",
+                 "app.kubernetes.io/instance=prune")
+    await wait_ready(crds, namespace, "prune")
+    hpa = get_json(crds, "-n", namespace, "hpa", "prune")
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "AIMEndpoint"
+    assert hpa["spec"]["maxReplicas"] == 3
+    assert get_json(crds, "-n", namespace, "serviceaccount", "prune") is not None
+
+    spec = {"scaling": {"minReplicas": 1, "maxReplicas": 1},
+            "security": {"serviceAccount": {"create": False}}}
+    apply(crds, endpoint("prune", **spec), namespace)
+    await eventually(lambda: get_json(crds, "-n", namespace, "hpa", "prune") is None, 30,
+                     what="HPA deleted")
+    await eventually(lambda: get_json(crds, "-n", namespace, "serviceaccount", "prune") is None,
+                     30, what="ServiceAccount deleted")
+    await quiesce(operator)
+    assert get_json(crds, "-n", namespace, "configmap", "prune-notes") is not None
+    await wait_ready(crds, namespace, "prune")
+
+
+async def test_scale_subresource_drives_the_deployment(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    apply(crds, endpoint("scaled", scaling={"minReplicas": 1, "maxReplicas": 4}), namespace)
+    await wait_ready(crds, namespace, "scaled")
+    crds.kubectl("scale", "-n", namespace, "aimendpoint/scaled", "--replicas=2")
+
+    def two() -> Any:
+        obj = ep(crds, namespace, "scaled")
+        return obj if (obj.get("status") or {}).get("readyReplicas") == 2 else None
+
+    await eventually(two, 90, what="2 ready replicas")
+    dep = get_json(crds, "-n", namespace, "deployment", "scaled")
+    assert dep["spec"]["replicas"] == 2
+    scale = json.loads(crds.kubectl(
+        "get", "--raw",
+        f"/apis/{GROUP}/v1alpha1/namespaces/{namespace}/aimendpoints/scaled/scale").stdout)
+    assert scale["status"]["replicas"] == 2 and scale["status"]["selector"]
+
+
+async def test_recipe_change_rolls_the_pods(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    model = f"acme/roll-{uuid.uuid4().hex[:6]}"
+    apply(crds, recipe("roll", model, "MI300X", 1), namespace)
+    apply(crds, endpoint("roll", model), namespace)
+    obj = await wait_ready(crds, namespace, "roll")
+    assert obj["status"]["recipe"]["recipeNamespace"] == namespace
+    dep = get_json(crds, "-n", namespace, "deployment", "roll")
+    before = dep["spec"]["template"]["metadata"]["annotations"]
+    gen = dep["metadata"]["generation"]
+
+    apply(crds, recipe("roll", model, "MI300X", 1, "--enable-chunked-prefill"), namespace)
+
+    def rolled() -> Any:
+        d = get_json(crds, "-n", namespace, "deployment", "roll")
+        return d if d["metadata"]["generation"] > gen else None
+
+    d = await eventually(rolled, 30, what="new pod template")
+    assert d["spec"]["template"]["metadata"]["annotations"] != before
+    assert "--enable-chunked-prefill" in d["spec"]["template"]["spec"]["containers"][0]["args"]
+    await wait_ready(crds, namespace, "roll")
+
+
+async def test_gpu_exhaustion_is_reported_then_recovers_when_capacity_frees(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    model = f"acme/exhaust-{uuid.uuid4().hex[:6]}"
+    apply(crds, recipe("exhaust", model, "MI250X", 4), namespace)
+    # Fill both MI250X nodes (4 GPUs each).
+    blocker = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "blocker"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "blocker"}},
+                 "template": {"metadata": {"labels": {"app": "blocker"}}, "spec": {
+                     "nodeSelector": {"amd.com/gpu.device-id": "7408"},
+                     "containers": [{"name": "c", "image": "busybox", "resources": {
+                         "limits": {"amd.com/gpu": "4"}}}]}}},
+    }
+    apply(crds, blocker, namespace)
+    await eventually(lambda: (get_json(crds, "-n", namespace, "deployment", "blocker")
+                              or {}).get("status", {}).get("readyReplicas") == 2, 60,
+                     what="blocker running")
+    apply(crds, endpoint("hungry", model), namespace)
+    obj = await eventually(lambda: cond_is(crds, namespace, "hungry", "RecipeSelected", "False",
+                                           "NoFeasibleCandidate"), 30, what="no feasible")
+    assert condition(obj, "Degraded")["status"] == "True"  # type: ignore[index]
+    assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
+    assert "InsufficientFreeGPUs" in json.dumps(obj["status"]["recipe"]["candidates"])
+    assert get_json(crds, "-n", namespace, "deployment", "hungry") is None
+    await eventually(lambda: any(e["type"] == "Warning" and e["reason"] == "NoFeasibleCandidate"
+                                 for e in events(crds, namespace, "hungry")), 10,
+                     what="warning event")
+    # No hot loop: waiting costs (almost) no reconciles while nothing changes.
+    await quiesce(operator)
+    runs = reconciles(operator)
+    await asyncio.sleep(5)
+    assert reconciles(operator) - runs <= 2
+
+    crds.kubectl("delete", "-n", namespace, "deployment", "blocker")
+    await wait_ready(crds, namespace, "hungry", timeout=120)
+
+
+async def test_model_without_recipe_or_size_is_a_condition_not_a_crash(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    apply(crds, endpoint("nosuch", "acme/mystery-model"), namespace)
+    obj = await eventually(lambda: cond_is(crds, namespace, "nosuch", "RecipeSelected", "False",
+                                           "NoRecipe"), 30, what="NoRecipe")
+    assert "acme/mystery-model" in condition(obj, "RecipeSelected")["message"]  # type: ignore[index]
+    await quiesce(operator)
+    runs = reconciles(operator)
+    await asyncio.sleep(3)
+    assert reconciles(operator) - runs <= 1
+
+
+async def test_deleting_the_endpoint_collects_children_and_retains_the_cache(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    apply(crds, endpoint("gone", cache={"enabled": True, "size": "10Gi"}), namespace)
+    await eventually(lambda: get_json(crds, "-n", namespace, "deployment", "gone"), 60,
+                     what="deployment")
+    assert get_json(crds, "-n", namespace, "pvc", "gone-cache") is not None
+    crds.kubectl("delete", "-n", namespace, "aimendpoint", "gone", "--wait=true",
+                 "--timeout=60s")
+    for kind, name in [("deployment", "gone"), ("service", "gone"),
+                       ("configmap", "gone-config")]:
+        await eventually(lambda k=kind, n=name: get_json(crds, "-n", namespace, k, n) is None,
+                         60, what=f"{kind} collected")
+    # Default retention: the cache with the downloaded weights stays.
+    assert get_json(crds, "-n", namespace, "pvc", "gone-cache") is not None
+
+
+async def test_metrics_endpoint_serves_controller_and_client_metrics(operator: App) -> None:
+    port = operator.manager.serving.metrics_port
+    text = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        .read().decode())
+    for name in ("workqueue_depth{", "workqueue_adds_total{", "workqueue_retries_total{",
+                 "workqueue_queue_duration_seconds_bucket{",
+                 "workqueue_work_duration_seconds_bucket{",
+                 "workqueue_unfinished_work_seconds{",
+                 "workqueue_longest_running_processor_seconds{",
+                 'controller_runtime_reconcile_total{controller="aimendpoint",result="success"}',
+                 "controller_runtime_reconcile_time_seconds_bucket{",
+                 'controller_runtime_max_concurrent_reconciles{controller="aimendpoint"} 4.0',
+                 "controller_runtime_active_workers{",
+                 'rest_client_requests_total{code="200"',
+                 "rest_client_request_duration_seconds_bucket{"):
+        assert name in text, name
+
+
+async def test_spec_examples_reach_their_outcomes(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    names = []
+    for f in sorted(SPEC_EXAMPLES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(f.read_text()):
+            if not doc or doc.get("kind") not in ("AIMEndpoint", "AIMRecipe", "ResourceQuota"):
+                continue
+            doc["metadata"].pop("namespace", None)
+            if doc["kind"] == "AIMEndpoint":
+                if any(doc["metadata"]["name"] == n for n in names):
+                    continue
+                names.append(doc["metadata"]["name"])
+            apply(crds, doc, namespace)
+    assert names
+    for name in names:
+        obj = await eventually(
+            lambda n=name: (o := ep(crds, namespace, n)) and condition(o, "RecipeSelected")
+            and (o["status"]["observedGeneration"] == o["metadata"]["generation"]) and o,
+            60, what=f"{name} reconciled")
+        sel = condition(obj, "RecipeSelected")
+        assert sel is not None
+        # Every example either gets a recipe and its children, or says exactly why not.
+        if sel["status"] == "True":
+            await eventually(lambda n=name: cond_is(crds, namespace, n, "ResourcesReady",
+                                                    "True"), 30, what=f"{name} applied")
+        else:
+            assert sel["reason"] in ("NoFeasibleCandidate", "NoRecipe", "QuotaExceeded"), sel
+            assert sel["message"]
