@@ -54,6 +54,7 @@ from aim_controller.recipes.inventory import pod_device_requests
 
 from .conditions import merge_conditions, now_rfc3339
 from .context import AIM_ENDPOINTS, AIM_RECIPES, RESOURCE_QUOTAS, ControllerContext
+from .endpoint_metrics import EndpointStatusCollector
 from .endpoint_status import (
     RECIPE_SELECTED,
     ApplyOutcome,
@@ -106,7 +107,10 @@ def pods_state(pods: list[Mapping[str, Any]]) -> PodsState:
         status = pod.get("status") or {}
         if status.get("phase") in ("Succeeded", "Failed"):
             continue
-        usage = pod_device_requests(pod)
+        # Pending pods charge the quota too: count them as if bound.
+        spec = pod.get("spec") or {}
+        usage = pod_device_requests({**pod, "spec": {**spec, "nodeName": spec.get("nodeName")
+                                                     or "-"}})
         if usage is not None:
             gpus += sum(usage[1].values())
         for c in status.get("conditions") or ():
@@ -437,6 +441,7 @@ def _ref(record: Any) -> tuple[Any, ...] | None:
 def register(ctx: ControllerContext) -> Controller:
     queue: RateLimitingQueue[str] = RateLimitingQueue(CONTROLLER_NAME, metrics=ctx.metrics)
     reconciler = EndpointReconciler(ctx, queue)
+    ctx.metrics.registry.register(EndpointStatusCollector(reconciler.endpoints.store))
     return Controller(CONTROLLER_NAME, reconciler.reconcile, queue,
                       max_concurrent_reconciles=ctx.max_concurrent_reconciles,
                       metrics=ctx.metrics)

@@ -94,5 +94,6 @@ class GpuView:
             self._changed()
 
     def _pod_updated(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        if _pod_gpu_relevant(new) and _pod_usage_key(old) != _pod_usage_key(new):
+        if ((_pod_gpu_relevant(new) or _pod_gpu_relevant(old))
+                and _pod_usage_key(old) != _pod_usage_key(new)):
             self._changed()

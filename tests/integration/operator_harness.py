@@ -52,10 +52,10 @@ def get_json(cluster: LocalCluster, *args: str) -> Any:
 
 
 async def eventually(
-    fn: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5, what: str = ""
+    fn: Callable[[], Any], within: float = 60.0, interval: float = 0.5, what: str = ""
 ) -> Any:
     """Polls ``fn`` until it returns something truthy; returns it."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
         last = await asyncio.to_thread(fn)

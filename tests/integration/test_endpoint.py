@@ -17,9 +17,6 @@ from typing import Any
 import pytest
 import yaml
 from localcluster import LocalCluster  # type: ignore[import-not-found]
-
-from aim_controller.main import App
-
 from operator_harness import (  # type: ignore[import-not-found]
     condition,
     eventually,
@@ -28,6 +25,8 @@ from operator_harness import (  # type: ignore[import-not-found]
     running_operator,
     write_requests,
 )
+
+from aim_controller.main import App
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
 
@@ -84,8 +83,8 @@ def cond_is(cluster: LocalCluster, ns: str, name: str, type_: str, status: str,
     return None
 
 
-async def wait_ready(cluster: LocalCluster, ns: str, name: str, timeout: float = 90) -> Any:
-    return await eventually(lambda: cond_is(cluster, ns, name, "Ready", "True"), timeout,
+async def wait_ready(cluster: LocalCluster, ns: str, name: str, within: float = 90) -> Any:
+    return await eventually(lambda: cond_is(cluster, ns, name, "Ready", "True"), within,
                             what=f"{ns}/{name} Ready")
 
 
@@ -309,7 +308,7 @@ async def test_gpu_exhaustion_is_reported_then_recovers_when_capacity_frees(
     assert reconciles(operator) - runs <= 2
 
     crds.kubectl("delete", "-n", namespace, "deployment", "blocker")
-    await wait_ready(crds, namespace, "hungry", timeout=120)
+    await wait_ready(crds, namespace, "hungry", within=120)
 
 
 async def test_model_without_recipe_or_size_is_a_condition_not_a_crash(
@@ -357,7 +356,9 @@ async def test_metrics_endpoint_serves_controller_and_client_metrics(operator: A
                  'controller_runtime_max_concurrent_reconciles{controller="aimendpoint"} 4.0',
                  "controller_runtime_active_workers{",
                  'rest_client_requests_total{code="200"',
-                 "rest_client_request_duration_seconds_bucket{"):
+                 "rest_client_request_duration_seconds_bucket{",
+                 'aim_endpoint_condition{', 'condition="Ready",status="true"} 1.0',
+                 "aim_endpoint_info{"):
         assert name in text, name
 
 

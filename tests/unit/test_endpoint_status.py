@@ -1,0 +1,138 @@
+"""The pure parts of the AIMEndpoint reconcile: conditions, pod state, status diff."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aim_controller.api.v1alpha1 import AIMEndpointSpec
+from aim_controller.reconcilers.conditions import merge_conditions
+from aim_controller.reconcilers.endpoint import (
+    index_endpoint_by_model,
+    index_pod_by_endpoint,
+    pods_state,
+)
+from aim_controller.reconcilers.endpoint_status import (
+    ApplyOutcome,
+    PodsState,
+    endpoint_conditions,
+    status_equal,
+    status_record,
+)
+
+SPEC = AIMEndpointSpec.model_validate({"model": {"id": "Qwen/Qwen2.5-7B-Instruct"}})
+
+
+def dep(available: int, replicas: int = 1, stuck: bool = False) -> dict[str, Any]:
+    conds = []
+    if stuck:
+        conds.append({"type": "Progressing", "status": "False",
+                      "reason": "ProgressDeadlineExceeded", "message": "too slow"})
+    return {"status": {"replicas": replicas, "availableReplicas": available,
+                       "readyReplicas": available, "conditions": conds}}
+
+
+def by_type(conds: list[Any]) -> dict[str, Any]:
+    return {c.type: c for c in conds}
+
+
+def test_all_good_is_ready_and_not_degraded() -> None:
+    c = by_type(endpoint_conditions(
+        spec=SPEC, selected=(True, "Selected", "chose x"), outcome=ApplyOutcome(2, 6),
+        deployment=dep(1), desired_replicas=1, pods=PodsState(), url="http://u"))
+    assert [c[t].status for t in ("RecipeSelected", "ResourcesReady", "Available", "Ready")] \
+        == ["True"] * 4
+    assert c["Degraded"].status == "False"
+    assert "http://u" in c["Ready"].message
+
+
+def test_no_recipe_explains_itself_everywhere() -> None:
+    c = by_type(endpoint_conditions(
+        spec=SPEC, selected=(False, "NoFeasibleCandidate", "nothing fits"), outcome=None,
+        deployment=None, desired_replicas=1, pods=PodsState(), url=None))
+    assert c["Ready"].status == "False" and c["Ready"].reason == "NoFeasibleCandidate"
+    assert c["Degraded"].status == "True" and c["Degraded"].message == "nothing fits"
+    assert c["ResourcesReady"].reason == "RecipeNotSelected"
+
+
+def test_apply_failure_and_stuck_rollout_are_degraded() -> None:
+    c = by_type(endpoint_conditions(
+        spec=SPEC, selected=(True, "Selected", "x"),
+        outcome=ApplyOutcome(0, 6, ("PersistentVolumeClaim a-cache: bad class",)),
+        deployment=dep(1), desired_replicas=1, pods=PodsState(), url="u"))
+    assert c["ResourcesReady"].status == "False" and "bad class" in c["ResourcesReady"].message
+    assert c["Degraded"].reason == "ApplyFailed"
+    c = by_type(endpoint_conditions(
+        spec=SPEC, selected=(True, "Selected", "x"), outcome=ApplyOutcome(0, 6),
+        deployment=dep(0, stuck=True), desired_replicas=1, pods=PodsState(), url="u"))
+    assert c["Degraded"].reason == "ProgressDeadlineExceeded"
+    assert c["Available"].status == "False"
+
+
+def test_scaled_to_zero_is_not_available() -> None:
+    c = by_type(endpoint_conditions(
+        spec=SPEC, selected=(True, "Selected", "x"), outcome=ApplyOutcome(0, 6),
+        deployment=dep(0, 0), desired_replicas=0, pods=PodsState(), url="u"))
+    assert c["Available"].reason == "ScaledToZero"
+
+
+def _pod(reason: str | None, t: str, gpus: str = "1", phase: str = "Pending") -> dict[str, Any]:
+    conds = []
+    if reason:
+        conds.append({"type": "PodScheduled", "status": "False", "reason": reason,
+                      "lastTransitionTime": t, "message": "0/9 nodes are available"})
+    return {"metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"containers": [{"name": "c", "resources": {
+                "limits": {"amd.com/gpu": gpus}, "requests": {"amd.com/gpu": gpus}}}]},
+            "status": {"phase": phase, "conditions": conds}}
+
+
+def test_pods_state_takes_the_earliest_unschedulable_time_and_counts_gpus() -> None:
+    s = pods_state([_pod("Unschedulable", "2026-01-01T00:05:00Z", "2"),
+                    _pod("Unschedulable", "2026-01-01T00:01:00Z", "2"),
+                    _pod(None, "", "4", phase="Running"),
+                    _pod(None, "", "8", phase="Succeeded")])
+    assert s.unschedulable_since == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    assert s.gpus_in_use == 8
+    assert "nodes are available" in s.unschedulable_message
+    assert pods_state([]).unschedulable_since is None
+
+
+def test_indexes() -> None:
+    assert index_endpoint_by_model({"spec": {"model": {"id": " Qwen/X "}}}) == ["qwen/x"]
+    labels = {"aim.engine.amd.com/endpoint": "e", "app.kubernetes.io/managed-by": "aim-controller"}
+    assert index_pod_by_endpoint({"metadata": {"namespace": "n", "labels": labels}}) == ["n/e"]
+    labels["app.kubernetes.io/managed-by"] = "someone"
+    assert index_pod_by_endpoint({"metadata": {"namespace": "n", "labels": labels}}) == []
+
+
+def test_status_record_drops_builder_inputs() -> None:
+    rec = status_record({"recipeName": "r", "args": ["--x"], "resources": {}, "tolerations": []})
+    assert rec == {"recipeName": "r"}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                max_size=3),
+    max_leaves=10,
+)
+
+
+@given(st.dictionaries(st.text(max_size=4), json_values, max_size=4))
+def test_status_equal_is_reflexive_and_ignores_nulls(status: dict[str, Any]) -> None:
+    assert status_equal(status, status)
+    assert status_equal({**status, "zz-null": None}, status)
+
+
+@given(st.sampled_from(["True", "False"]), st.sampled_from(["True", "False"]))
+def test_condition_times_change_only_with_status(first: str, second: str) -> None:
+    from aim_controller.reconcilers.conditions import Cond
+
+    a = merge_conditions([], [Cond("Ready", first, "R")], 1, "2026-01-01T00:00:00Z")
+    b = merge_conditions(a, [Cond("Ready", second, "R2")], 2, "2026-01-02T00:00:00Z")
+    changed = first != second
+    assert (b[0]["lastTransitionTime"] == "2026-01-02T00:00:00Z") == changed
