@@ -1,0 +1,215 @@
+"""AIMRecipe status: is the recipe valid, and how many replicas of each
+configuration fit on the cluster's free GPUs right now.
+
+Level-triggered on three shared informers (AIMRecipes, Nodes, Pods in all
+namespaces). Recipe events enqueue the recipe. Node and Pod events enqueue
+nothing directly: GPU pods come and go all the time, so a change that can
+alter the GPU inventory (see :func:`~aim_controller.recipes.fit.node_gpu_fingerprint`)
+only marks the inventory stale and schedules ONE delayed re-evaluation of
+every recipe; further changes before it runs ride along. The inventory is
+rebuilt (reusing per-object parses) only when marked stale.
+
+The status is written with server-side apply only when it differs from the
+observed one after normalisation, so a steady cluster costs no writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, Final
+
+import structlog
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from aim_controller.api.v1alpha1.recipe import AIMRecipeStatus
+from aim_controller.machinery.controller import Controller, Result
+from aim_controller.machinery.events import WARNING
+from aim_controller.machinery.handlers import KubeObject, ResourceEventHandlerFuncs, enqueue_object
+from aim_controller.machinery.informer import Informer, InformerLike
+from aim_controller.machinery.resource import NODES, PODS
+from aim_controller.machinery.workqueue import RateLimitingQueue
+from aim_controller.recipes import GpuInventory, InventoryCache
+from aim_controller.recipes.fit import (
+    CONDITION_VALID,
+    node_gpu_fingerprint,
+    pod_gpu_fingerprint,
+    recipe_fit_status,
+)
+
+from . import conditions
+from .context import AIM_RECIPES, ControllerContext
+
+__all__ = ["CONTROLLER_NAME", "REFRESH_DELAY", "register"]
+
+CONTROLLER_NAME: Final = "aimrecipe"
+# How long GPU usage changes are coalesced before every recipe is re-evaluated.
+REFRESH_DELAY: Final = 10.0
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], float]
+
+
+class _LiveInventory:
+    """The GPU inventory of the node and pod caches, rebuilt only after :meth:`changed`.
+
+    Single event loop: handlers call :meth:`changed`, reconciles call :meth:`get`.
+    """
+
+    def __init__(self, nodes: InformerLike, pods: InformerLike) -> None:
+        self._nodes = nodes
+        self._pods = pods
+        self._cache = InventoryCache()
+        self.version = 0
+        self._built: tuple[int, GpuInventory] | None = None
+
+    def changed(self) -> None:
+        self.version += 1
+
+    def get(self) -> GpuInventory:
+        if self._built is None or self._built[0] != self.version:
+            inventory = self._cache.build(self._nodes.store.list(), self._pods.store.list())
+            self._built = (self.version, inventory)
+        return self._built[1]
+
+
+class _Refresher:
+    """Schedules one delayed re-evaluation of every recipe, whatever the number of pokes.
+
+    Invariant: after ``poke()`` at time t every recipe key known then is
+    reconciled at or after t (at most ``delay`` later): either a refresh
+    already due after t covers it, or a new one is scheduled.
+    """
+
+    def __init__(
+        self, queue: RateLimitingQueue[str], recipes: InformerLike, delay: float, clock: Clock
+    ) -> None:
+        self._queue = queue
+        self._recipes = recipes
+        self._delay = delay
+        self._clock = clock
+        self._due = float("-inf")
+
+    def poke(self) -> None:
+        now = self._clock()
+        if now < self._due:
+            return  # keys are added no earlier than _due, so that refresh sees this change
+        self._due = now + self._delay
+        for key in self._recipes.store.list_keys():
+            self._queue.add_after(key, self._delay)
+
+
+def _on_change(
+    fingerprint: Callable[[KubeObject], Hashable], inventory: _LiveInventory, refresh: _Refresher
+) -> ResourceEventHandlerFuncs:
+    def changed() -> None:
+        inventory.changed()
+        refresh.poke()
+
+    def on_add_or_delete(obj: KubeObject) -> None:
+        if fingerprint(obj) is not None:
+            changed()
+
+    def on_update(old: KubeObject, new: KubeObject) -> None:
+        if fingerprint(old) != fingerprint(new):
+            changed()
+
+    return ResourceEventHandlerFuncs(on_add_or_delete, on_update, on_add_or_delete)
+
+
+def _normalized(status: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The status as the API server would store it (schema defaults filled in),
+    or None when it does not parse (then it is rewritten)."""
+    try:
+        model = AIMRecipeStatus.model_validate(status)
+    except ValidationError:
+        return None
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def desired_status(obj: KubeObject, inventory: GpuInventory, now: str) -> dict[str, Any]:
+    """The status to write: the computed fit with conditions merged into the observed ones."""
+    fit = recipe_fit_status(obj, inventory)
+    observed = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation") or 0
+    desired = [conditions.Cond(**c) for c in fit["conditions"]]
+    fit["conditions"] = conditions.merge_conditions(
+        observed.get("conditions"), desired, generation, now
+    )
+    return fit
+
+
+def register(
+    ctx: ControllerContext, *, refresh_delay: float = REFRESH_DELAY, clock: Clock = time.monotonic
+) -> Controller:
+    """Set up the AIMRecipe status controller on ``ctx``'s shared informers.
+
+    The caller runs it: ``controller.run(wait_for=ctx.informers.informers())``.
+    """
+    recipes = ctx.informers.for_resource(AIM_RECIPES)
+    # Selector-free so other controllers can share these informers.
+    nodes: Informer = ctx.informers.informer(NODES)
+    pods: Informer = ctx.informers.informer(PODS, None)
+    queue: RateLimitingQueue[str] = RateLimitingQueue(
+        CONTROLLER_NAME, metrics=ctx.metrics, clock=clock
+    )
+    inventory = _LiveInventory(nodes, pods)
+    refresh = _Refresher(queue, recipes, refresh_delay, clock)
+
+    recipes.add_event_handler(enqueue_object(queue))
+    nodes.add_event_handler(_on_change(node_gpu_fingerprint, inventory, refresh))
+    pods.add_event_handler(_on_change(pod_gpu_fingerprint, inventory, refresh))
+
+    async def reconcile(key: str) -> Result | None:
+        obj = recipes.store.get(key)
+        if obj is None:
+            return None  # deleted: nothing to report on
+        status = desired_status(obj, inventory.get(), conditions.now_rfc3339())
+        observed = obj.get("status") or {}
+        if _normalized(status) == _normalized(observed):
+            return None
+        meta = obj.get("metadata") or {}
+        try:
+            await ctx.writer.apply_status(
+                {
+                    "apiVersion": AIM_RECIPES.api_version,
+                    "kind": AIM_RECIPES.kind,
+                    "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+                    "status": status,
+                }
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None  # deleted since the cache saw it
+            raise
+        log.info("status updated", summary=status.get("summary"), valid=status.get("valid"))
+        await _report_invalid(ctx, obj, status)
+        return None
+
+    return Controller(
+        CONTROLLER_NAME,
+        reconcile,
+        queue,
+        max_concurrent_reconciles=ctx.max_concurrent_reconciles,
+        metrics=ctx.metrics,
+    )
+
+
+async def _report_invalid(
+    ctx: ControllerContext, obj: KubeObject, status: Mapping[str, Any]
+) -> None:
+    """A Warning Event when the recipe turns invalid or its problem changes, not on every write."""
+    new = conditions.find(status.get("conditions"), CONDITION_VALID)
+    if new is None or new.get("status") != conditions.FALSE:
+        return
+    old = conditions.find((obj.get("status") or {}).get("conditions"), CONDITION_VALID)
+    if old is not None and (old.get("status"), old.get("message")) == (
+        new.get("status"),
+        new.get("message"),
+    ):
+        return
+    await ctx.recorder.event(
+        dict(obj), WARNING, str(new.get("reason")), str(new.get("message") or "")
+    )
