@@ -1,0 +1,266 @@
+"""One scale run: N endpoints applied at once against the real operator, measured.
+
+Per N, on a fresh local control plane with enough simulated MI300X nodes:
+
+1. start ``aim-controller`` (the CLI, as a subprocess) and wait for /readyz;
+2. apply N endpoints at once; record when each converged and when each became
+   Ready (:class:`~.observer.Observer`), and scrape the operator's metrics at
+   both moments;
+3. let it settle, then count its requests during a quiet period (client
+   metrics and the API server's audit log of its user);
+4. change one spec field of a sample of endpoints, one at a time, and time
+   each change until the Service shows it;
+5. check the end state (:func:`~.verify.check_namespace`);
+6. stop the operator and write the same children with a bare SSA loop
+   (:mod:`.raw`) to get the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import workload as wl
+from .cluster import BenchCluster, audit_verbs, dispose, gpu_inventory, new_cluster
+from .kube import Credentials, Kube
+from .metrics import Metrics, histogram_quantile, per, percentile
+from .observer import Observer
+from .operator import OperatorProcess
+from .raw import extract_owned, raw_apply, relocate
+from .verify import check_namespace
+
+NAMESPACE = "bench"
+RAW_NAMESPACE = "bench-raw"
+CHILD_ORDER = list(wl.CHILD_KINDS)
+
+
+@dataclass
+class BenchOptions:
+    ns: list[int] = field(default_factory=lambda: [100, 300, 1000])
+    quiet_seconds: float = 60.0
+    latency_samples: int = 50
+    concurrency: int = 10  # --max-concurrent-reconciles, and the raw loop's workers
+    apply_concurrency: int = 50
+    operator_args: list[str] = field(default_factory=lambda: [
+        "--kube-api-qps", "1000", "--kube-api-burst", "2000"])
+    timeout: float = 900.0
+    out: Path = Path("_out/bench")
+    raw: bool = True
+    keep_cluster: bool = False
+    log: Any = print
+
+
+def _mb(b: int) -> float:
+    return round(b / 2**20, 1)
+
+
+async def _settle(op: OperatorProcess, quiet_for: float = 5.0, limit: float = 120.0) -> Metrics:
+    """Waits until the operator's request and reconcile counters stop moving for
+    ``quiet_for`` seconds (or ``limit`` passes); returns the last scrape."""
+    deadline = time.monotonic() + limit
+    last = op.metrics()
+    still_since = time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        m = op.metrics()
+        moved = (m.writes() != last.writes() or m.reconciles() != last.reconciles()
+                 or m.queue_depth() > 0)
+        last = m
+        if moved:
+            still_since = time.monotonic()
+        elif time.monotonic() - still_since >= quiet_for:
+            break
+    return last
+
+
+def _curve(times: dict[str, float], t0: float) -> list[list[float]]:
+    return [[round(t - t0, 3), i + 1] for i, t in enumerate(sorted(times.values()))]
+
+
+async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str, Any]:
+    log = opts.log
+    creds = Credentials.from_kubeconfig(cluster.kubeconfig)
+    result: dict[str, Any] = {"n": n}
+    op = OperatorProcess(cluster.operator_kubeconfig, opts.out / f"operator-{n}.log",
+                         max_concurrent_reconciles=opts.concurrency,
+                         extra_args=opts.operator_args)
+    async with Kube(creds, connections=opts.apply_concurrency + 10) as kube:
+        await wl.create_namespace(kube, NAMESPACE)
+        op.start()
+        try:
+            await asyncio.to_thread(op.wait_ready, 180)
+            await asyncio.sleep(3)
+            m_idle = op.metrics()
+            idle_rss = op.current_rss()
+            obs = Observer(kube, NAMESPACE)
+            await obs.start()
+            names = wl.names(n)
+            objs = [wl.endpoint(name, NAMESPACE, rev=0) for name in names]
+            want = set(names)
+
+            log(f"[N={n}] applying {n} endpoints")
+            t0 = time.monotonic()
+            result["applySeconds"] = round(await wl.apply_all(
+                kube, objs, concurrency=opts.apply_concurrency), 3)
+            ok = await obs.wait(lambda: obs.all_converged(want), opts.timeout)
+            m_conv = op.metrics()
+            result["convergedSeconds"] = (round(max(obs.converged_at.values()) - t0, 3)
+                                          if ok else None)
+            log(f"[N={n}] converged: {ok} {obs.snapshot()}")
+            ok_ready = ok and await obs.wait(lambda: obs.all_ready(want), opts.timeout)
+            m_ready = op.metrics()
+            result["readySeconds"] = (round(max(obs.ready_at.values()) - t0, 3)
+                                      if ok_ready else None)
+            log(f"[N={n}] ready: {ok_ready} {obs.snapshot()}")
+            result["curve"] = _curve(obs.converged_at, t0)
+            result["readyCurve"] = _curve(obs.ready_at, t0)
+
+            at_conv = m_conv.minus(m_idle)
+            at_ready = m_ready.minus(m_idle)
+            result["requestsPerEndpointAtConvergence"] = per(at_conv.requests_by_method(), n)
+            result["writesPerEndpointAtConvergence"] = round(at_conv.writes() / n, 3)
+            result["requestsPerEndpoint"] = per(at_ready.requests_by_method(), n)
+            result["writesPerEndpointAtReady"] = round(at_ready.writes() / n, 3)
+
+            # -- quiet period -------------------------------------------------------
+            await _settle(op)
+            q0, w0 = op.metrics(), time.time()
+            log(f"[N={n}] quiet period: {opts.quiet_seconds:.0f}s")
+            await asyncio.sleep(opts.quiet_seconds)
+            q1, w1 = op.metrics(), time.time()
+            await asyncio.sleep(1.5)  # the audit backend flushes every second
+            quiet = q1.minus(q0)
+            audit = cluster.audit_events(w0, w1)
+            result["quiet"] = {
+                "seconds": opts.quiet_seconds,
+                "writes": quiet.writes(), "reads": quiet.reads(),
+                "requestsByMethod": quiet.requests_by_method(),
+                "reconciles": quiet.reconciles(),
+                "auditVerbs": audit_verbs(audit),
+                "auditReadsExcludingWatch": sum(1 for e in audit
+                                                if e.get("verb") in ("get", "list")),
+                "auditWrites": sum(1 for e in audit if e.get("verb") not in
+                                   ("get", "list", "watch")),
+            }
+
+            # -- spec change -> child update -----------------------------------------
+            samples = min(opts.latency_samples, n)
+            step = max(1, n // max(samples, 1))
+            latencies: list[float] = []
+            expected = dict.fromkeys(names, 0)
+            for name in names[::step][:samples]:
+                fut = obs.expect_service_rev(name, 1)
+                sent = time.monotonic()
+                await wl.patch_rev(kube, NAMESPACE, name, 1)
+                expected[name] = 1
+                try:
+                    seen = await asyncio.wait_for(fut, 60)
+                    latencies.append(seen - sent)
+                except TimeoutError:
+                    latencies.append(float("inf"))
+            finite = [x for x in latencies if x != float("inf")]
+            result["specChangeLatency"] = {
+                "samples": len(latencies), "timeouts": len(latencies) - len(finite),
+                "p50": percentile(finite, 0.5), "p99": percentile(finite, 0.99),
+                "max": max(finite, default=None),
+            }
+            await obs.wait(lambda: obs.all_converged(want), 120)
+            m_end = op.metrics()
+            whole = m_end.minus(m_idle)
+            ctrl = _endpoint_controller(whole)
+            buckets = whole.buckets("controller_runtime_reconcile_time_seconds",
+                                    **({"controller": ctrl} if ctrl else {}))
+            result["reconcileSeconds"] = {
+                "controller": ctrl,
+                "count": whole.reconciles(ctrl),
+                "p50": histogram_quantile(0.5, buckets),
+                "p99": histogram_quantile(0.99, buckets),
+            }
+            result["reconcileErrors"] = whole.reconcile_errors()
+            result["requestsByCode"] = whole.requests_by_code()
+            peak = op.peak_rss()
+            result["rss"] = {
+                "idleMB": _mb(idle_rss), "peakMB": _mb(peak),
+                "growthKBPerEndpoint": round((peak - idle_rss) / n / 1024, 1),
+                "samples": [[round(t - t0, 2), _mb(b)] for t, b in (op.rss.samples
+                                                                   if op.rss else [])][::8],
+            }
+            verdict = await check_namespace(kube, NAMESPACE, expected=expected)
+            result["correct"] = verdict.as_dict()
+            result["nothingLost"] = verdict.ok and ok
+            log(f"[N={n}] end state: {verdict.summary()}")
+            await obs.stop()
+        finally:
+            op.stop()
+
+        if opts.raw:
+            result["raw"] = await _raw_baseline(kube, cluster, opts.concurrency)
+            conv = result.get("convergedSeconds")
+            if conv and result["raw"]["seconds"]:
+                result["ratio"] = round(conv / result["raw"]["seconds"], 3)
+            log(f"[N={n}] raw SSA loop: {result['raw']}")
+    return result
+
+
+def _endpoint_controller(m: Metrics) -> str | None:
+    names = m.controllers()
+    for c in names:
+        if "endpoint" in c.lower():
+            return c
+    return names[0] if names else None
+
+
+async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int) -> dict[str, Any]:
+    children = await wl.list_children(kube, NAMESPACE)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in sorted(children, key=lambda o: CHILD_ORDER.index(o["kind"])):
+        owner = wl.controller_name(c)
+        owned = extract_owned(c, wl.OPERATOR_MANAGER)
+        if owner and owned:
+            groups.setdefault(owner, []).append(relocate(owned, RAW_NAMESPACE))
+    await wl.create_namespace(kube, RAW_NAMESPACE)
+    out = await raw_apply(str(cluster.kubeconfig), list(groups.values()), concurrency)
+    out["seconds"] = round(out["seconds"], 3)
+    return out
+
+
+def run_one(n: int, opts: BenchOptions) -> dict[str, Any]:
+    """A fresh cluster sized for ``n`` endpoints, measured, then torn down."""
+    opts.log(f"[N={n}] starting a local control plane")
+    cluster = new_cluster(keep=opts.keep_cluster)
+    try:
+        inv = gpu_inventory(n)
+        nodes = cluster.add_gpu_nodes(inv, timeout=300)
+        opts.log(f"[N={n}] {len(nodes)} simulated MI300X nodes Ready ({cluster.state_dir})")
+        result = asyncio.run(measure(cluster, n, opts))
+        result["nodes"] = len(nodes)
+        return result
+    finally:
+        with contextlib.suppress(Exception):
+            dispose(cluster)
+
+
+def goals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's goals, checked against the largest N that reached each."""
+    out = []
+    for r in results:
+        if r["n"] >= 1000:
+            out.append({"goal": "convergence / raw <= 1.5 at N=1000", "value": r.get("ratio"),
+                        "met": r.get("ratio") is not None and r["ratio"] <= 1.5})
+            peak = (r.get("rss") or {}).get("peakMB")
+            out.append({"goal": "peak RSS < 300 MB at N=1000", "value": peak,
+                        "met": peak is not None and peak < 300})
+        q = r.get("quiet") or {}
+        out.append({"goal": f"zero writes at steady state (N={r['n']})", "value": q.get("writes"),
+                    "met": q.get("writes") == 0})
+        out.append({"goal": f"zero reads (no get/list) at steady state (N={r['n']})",
+                    "value": q.get("auditReadsExcludingWatch"),
+                    "met": q.get("auditReadsExcludingWatch") == 0})
+    return out
+
+
+__all__ = ["BenchOptions", "goals", "measure", "run_one"]

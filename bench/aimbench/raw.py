@@ -1,0 +1,132 @@
+"""The limit: the same child objects written by a bare asyncio server-side-apply loop.
+
+No informers, no diff, no status: ``concurrency`` workers each take one
+endpoint's children and apply them in order, as one reconcile would. The
+client is the operator's own (kubernetes_asyncio ``ApiClient.call_api``), so
+the ratio measures the controller, not the HTTP library.
+
+The objects are what the operator applied, read back from the cluster and cut
+down to the fields its field manager owns (:func:`extract_owned`, client-go's
+``ExtractInto``), then moved to another namespace without ownerReferences
+(their owners do not exist there) and with Deployments at 0 replicas (their
+pods would need GPUs the endpoints already hold; the write is the same size).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from .kube import APPLY, Obj, object_path
+
+RAW_MANAGER = "aim-bench-raw"
+
+
+def _pick(value: Any, fields: dict[str, Any]) -> Any:
+    """The part of ``value`` that the managedFields trie ``fields`` covers."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, sub in fields.items():
+            if key.startswith("f:"):
+                name = key[2:]
+                if name in value:
+                    out[name] = _pick(value[name], sub) if _has_children(sub) else value[name]
+        return out
+    if isinstance(value, list):
+        items: list[Any] = []
+        for key, sub in fields.items():
+            if key.startswith("k:"):
+                want = json.loads(key[2:])
+                for el in value:
+                    if isinstance(el, dict) and all(el.get(k) == v for k, v in want.items()):
+                        # the key fields identify the entry: an apply must carry them
+                        items.append({**want, **_pick(el, sub)} if _has_children(sub) else el)
+                        break
+            elif key.startswith("v:"):
+                items.append(json.loads(key[2:]))
+            elif key.startswith("i:"):
+                idx = int(key[2:])
+                if idx < len(value):
+                    items.append(_pick(value[idx], sub) if _has_children(sub) else value[idx])
+        return items
+    return value
+
+
+def _has_children(sub: Any) -> bool:
+    return isinstance(sub, dict) and any(k != "." for k in sub)
+
+
+def extract_owned(obj: Obj, manager: str) -> Obj | None:
+    """The apply configuration ``manager`` owns in ``obj`` (its last Apply), or None."""
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if (entry.get("manager") == manager and entry.get("operation") == "Apply"
+                and not entry.get("subresource")):
+            owned = _pick(obj, entry.get("fieldsV1") or {})
+            owned["apiVersion"] = obj["apiVersion"]
+            owned["kind"] = obj["kind"]
+            meta = owned.setdefault("metadata", {})
+            meta["name"] = obj["metadata"]["name"]
+            if obj["metadata"].get("namespace"):
+                meta["namespace"] = obj["metadata"]["namespace"]
+            return owned
+    return None
+
+
+def relocate(owned: Obj, namespace: str) -> Obj:
+    """``owned`` moved to ``namespace``, without ownerReferences, Deployments at 0 replicas."""
+    out = json.loads(json.dumps(owned))
+    out["metadata"]["namespace"] = namespace
+    out["metadata"].pop("ownerReferences", None)
+    if out["kind"] == "Deployment":
+        out.setdefault("spec", {})["replicas"] = 0
+    return out
+
+
+async def raw_apply(kubeconfig: str, groups: Sequence[Sequence[Obj]], concurrency: int,
+                    *, manager: str = RAW_MANAGER) -> dict[str, Any]:
+    """Applies each group's objects in order, ``concurrency`` groups at a time.
+    Returns seconds, writes and failures."""
+    cfg = Configuration()
+    await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    cfg.connection_pool_maxsize = max(concurrency, 10)
+    queue: asyncio.Queue[Sequence[Obj]] = asyncio.Queue()
+    for g in groups:
+        queue.put_nowait(g)
+    writes = failures = 0
+    timeout = aiohttp.ClientTimeout(total=60, sock_connect=10)
+
+    async with ApiClient(cfg) as api:
+
+        async def apply(obj: Obj) -> None:
+            nonlocal writes, failures
+            resp = await api.call_api(
+                object_path(obj), "PATCH",
+                query_params=[("fieldManager", manager), ("force", "true")],
+                header_params={"Accept": "application/json", "Content-Type": APPLY},
+                body=obj, auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=timeout,
+            )
+            async with resp:
+                await resp.read()
+            writes += 1
+            if not 200 <= resp.status <= 299:
+                failures += 1
+
+        async def worker() -> None:
+            while not queue.empty():
+                group = queue.get_nowait()
+                for obj in group:
+                    await apply(obj)
+
+        start = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.monotonic() - start
+    return {"seconds": seconds, "writes": writes, "failures": failures,
+            "concurrency": concurrency, "groups": len(groups)}
