@@ -15,7 +15,7 @@ observed one after normalisation, so a steady cluster costs no writes.
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Final
 
@@ -49,8 +49,6 @@ REFRESH_DELAY: Final = 10.0
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], float]
-
 
 class _LiveInventory:
     """The GPU inventory of the node and pod caches, rebuilt only after :meth:`changed`.
@@ -76,29 +74,33 @@ class _LiveInventory:
 
 
 class _Refresher:
-    """Schedules one delayed re-evaluation of every recipe, whatever the number of pokes.
+    """Coalesces inventory changes into one re-evaluation of every recipe, ``delay`` later.
 
-    Invariant: after ``poke()`` at time t every recipe key known then is
-    reconciled at or after t (at most ``delay`` later): either a refresh
-    already due after t covers it, or a new one is scheduled.
+    Invariant: after ``poke()`` at time t, a refresh fires after t and enqueues
+    every recipe cached when it fires, so each of their reconciles reads caches
+    newer than t. Pokes while a refresh is pending cost nothing.
     """
 
-    def __init__(
-        self, queue: RateLimitingQueue[str], recipes: InformerLike, delay: float, clock: Clock
-    ) -> None:
+    def __init__(self, queue: RateLimitingQueue[str], recipes: InformerLike, delay: float) -> None:
         self._queue = queue
         self._recipes = recipes
         self._delay = delay
-        self._clock = clock
-        self._due = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._timer is not None
 
     def poke(self) -> None:
-        now = self._clock()
-        if now < self._due:
-            return  # keys are added no earlier than _due, so that refresh sees this change
-        self._due = now + self._delay
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        # Listed now, not at poke time: a recipe added meanwhile may have been
+        # reconciled against the older inventory.
         for key in self._recipes.store.list_keys():
-            self._queue.add_after(key, self._delay)
+            self._queue.add(key)  # a no-op once the queue is shut down
 
 
 def _on_change(
@@ -141,9 +143,7 @@ def desired_status(obj: KubeObject, inventory: GpuInventory, now: str) -> dict[s
     return fit
 
 
-def register(
-    ctx: ControllerContext, *, refresh_delay: float = REFRESH_DELAY, clock: Clock = time.monotonic
-) -> Controller:
+def register(ctx: ControllerContext, *, refresh_delay: float = REFRESH_DELAY) -> Controller:
     """Set up the AIMRecipe status controller on ``ctx``'s shared informers.
 
     The caller runs it: ``controller.run(wait_for=ctx.informers.informers())``.
@@ -152,11 +152,9 @@ def register(
     # Selector-free so other controllers can share these informers.
     nodes: Informer = ctx.informers.informer(NODES)
     pods: Informer = ctx.informers.informer(PODS, None)
-    queue: RateLimitingQueue[str] = RateLimitingQueue(
-        CONTROLLER_NAME, metrics=ctx.metrics, clock=clock
-    )
+    queue: RateLimitingQueue[str] = RateLimitingQueue(CONTROLLER_NAME, metrics=ctx.metrics)
     inventory = _LiveInventory(nodes, pods)
-    refresh = _Refresher(queue, recipes, refresh_delay, clock)
+    refresh = _Refresher(queue, recipes, refresh_delay)
 
     recipes.add_event_handler(enqueue_object(queue))
     nodes.add_event_handler(_on_change(node_gpu_fingerprint, inventory, refresh))
