@@ -1,0 +1,511 @@
+"""Fault scenarios against the real operator on the local control plane.
+
+Every scenario runs in its own namespace on one shared cluster:
+
+1. apply N endpoints (revision 0) and start converging them;
+2. inject the fault once a third of them have converged (or right away);
+3. disturb: move half the endpoints to a new revision, delete a few, create a
+   few (while the fault lasts where the fault allows writes);
+4. wait until every endpoint is converged and Ready, then check the end state
+   from a fresh LIST (:func:`~.verify.check_namespace`: nothing lost or stale,
+   no missing, duplicated or orphaned child);
+5. check that the controller went quiet: no reconcile errors and no writes
+   other than leader-election renewals during a short window (client metrics
+   and the API server's audit log of the operator's user).
+
+A scenario passes only if all of that holds (and, where the scenario exists to
+provoke something, e.g. a 410 Gone, if it was provoked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import workload as wl
+from .cluster import OPERATOR_NAMESPACE, BenchCluster, dispose, gpu_inventory, new_cluster
+from .kube import Credentials, Kube, collection_path, object_path
+from .observer import Observer
+from .operator import OperatorProcess
+from .verify import Verdict, check_namespace
+
+LEASE = "aim-controller.aim.engine.amd.com"
+INTRUDER = "chaos-intruder"
+INTRUDER_ANNOTATION = "chaos.aim.engine.amd.com/intruder"
+ALL_SCENARIOS = ("apiserver-restart", "operator-kill", "leader-kill", "conflicting-writes",
+                 "node-delete", "compaction-410")
+QUICK_SCENARIOS = ("apiserver-restart", "operator-kill")
+
+
+@dataclass
+class ChaosOptions:
+    n: int = 300
+    scenarios: list[str] = field(default_factory=lambda: list(ALL_SCENARIOS))
+    outage_seconds: float = 20.0
+    timeout: float = 600.0
+    quiet_seconds: float = 10.0
+    concurrency: int = 10
+    operator_args: list[str] = field(default_factory=lambda: [
+        "--kube-api-qps", "1000", "--kube-api-burst", "2000"])
+    churn: int = 5  # endpoints deleted and created by each disturbance
+    out: Path = Path("_out/chaos")
+    keep_cluster: bool = False
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    passed: bool
+    summary: str
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (f"[{'PASS' if self.passed else 'FAIL'}] {self.name} "
+                f"({self.seconds:.0f} s): {self.summary}")
+
+
+@dataclass
+class Run:
+    """One scenario's workload: what exists and at which revision it should be."""
+
+    namespace: str
+    expected: dict[str, int]
+    observer: Observer
+    next_index: int
+    applied_at: float = 0.0
+
+
+class Chaos:
+    def __init__(self, opts: ChaosOptions) -> None:
+        self.opts = opts
+        self.cluster: BenchCluster | None = None
+        self.kube: Kube | None = None
+        self.operators: list[OperatorProcess] = []
+        self._op_seq = 0
+
+    # -- setup -----------------------------------------------------------------------
+    async def setup(self) -> None:
+        log = self.opts.log
+        log("starting a local control plane")
+        self.cluster = await asyncio.to_thread(new_cluster, keep=self.opts.keep_cluster)
+        # Room for two scenarios' pods at once (the last one's namespace drains while
+        # the next converges) and for losing a node.
+        inv = gpu_inventory(2 * (self.opts.n + 2 * self.opts.churn), headroom=1.1,
+                            spare_nodes=2)
+        nodes = await asyncio.to_thread(self.cluster.add_gpu_nodes, inv, 300)
+        log(f"{len(nodes)} simulated MI300X nodes Ready ({self.cluster.state_dir})")
+        self.kube = Kube(Credentials.from_kubeconfig(self.cluster.kubeconfig), connections=60)
+        await self.kube.__aenter__()
+        await self.start_single()
+
+    async def teardown(self) -> None:
+        for op in self.operators:
+            op.stop()
+        if self.kube is not None:
+            await self.kube.close()
+        if self.cluster is not None:
+            await asyncio.to_thread(dispose, self.cluster)
+
+    @property
+    def c(self) -> BenchCluster:
+        assert self.cluster is not None
+        return self.cluster
+
+    @property
+    def k(self) -> Kube:
+        assert self.kube is not None
+        return self.kube
+
+    def new_operator(self, *, leader_elect: bool = False) -> OperatorProcess:
+        self._op_seq += 1
+        ident = f"chaos-{self._op_seq}"
+        return OperatorProcess(self.c.operator_kubeconfig,
+                               self.opts.out / f"operator-{ident}.log", identity=ident,
+                               leader_elect=leader_elect,
+                               max_concurrent_reconciles=self.opts.concurrency,
+                               extra_args=self.opts.operator_args)
+
+    async def start_single(self) -> OperatorProcess:
+        for op in self.operators:
+            op.stop()
+        op = self.new_operator().start()
+        self.operators = [op]
+        await asyncio.to_thread(op.wait_ready, 180)
+        return op
+
+    # -- workload --------------------------------------------------------------------
+    async def begin(self, name: str) -> Run:
+        ns = f"chaos-{name}"
+        await wl.create_namespace(self.k, ns)
+        obs = Observer(self.k, ns)
+        await obs.start()
+        names = wl.names(self.opts.n)
+        run = Run(ns, dict.fromkeys(names, 0), obs, self.opts.n)
+        run.applied_at = time.monotonic()
+        await wl.apply_all(self.k, [wl.endpoint(x, ns) for x in names], concurrency=40)
+        return run
+
+    async def until_fraction(self, run: Run, fraction: float, within: float = 300) -> int:
+        """Waits until ``fraction`` of the endpoints converged; returns how many had."""
+        want = max(1, int(len(run.expected) * fraction))
+        await run.observer.wait(lambda: len(run.observer.converged) >= want, within)
+        return len(run.observer.converged)
+
+    async def disturb(self, run: Run, rev: int, *, every: int = 2) -> dict[str, int]:
+        """Half (every ``every``-th) to ``rev``, ``churn`` deleted, ``churn`` created."""
+        live = sorted(run.expected)
+        moved = live[::every]
+        gone = live[-self.opts.churn:] if self.opts.churn else []
+        moved = [x for x in moved if x not in gone]
+        await asyncio.gather(*(wl.patch_rev(self.k, run.namespace, x, rev) for x in moved))
+        for x in moved:
+            run.expected[x] = rev
+        for x in gone:
+            await self.k.delete(object_path(wl.API_VERSION, "AIMEndpoint", x, run.namespace))
+            run.expected.pop(x)
+        new = [f"ep-{i:04d}" for i in range(run.next_index, run.next_index + self.opts.churn)]
+        run.next_index += self.opts.churn
+        await wl.apply_all(self.k, [wl.endpoint(x, run.namespace, rev=rev) for x in new])
+        run.expected.update(dict.fromkeys(new, rev))
+        return {"updated": len(moved), "deleted": len(gone), "created": len(new)}
+
+    async def settle(self, run: Run, **verify_kw: Any) -> tuple[Verdict, dict[str, Any]]:
+        """Waits for the end state, checks it, then checks the controller is quiet."""
+        obs = run.observer
+        names = set(run.expected)
+        ok = await obs.wait(lambda: obs.all_ready(names) and set(obs.endpoints.objects) == names,
+                            self.opts.timeout)
+        info: dict[str, Any] = {"readyAfter": round(time.monotonic() - run.applied_at, 1),
+                                "observerReady": ok, **obs.snapshot()}
+        verdict = await _eventually_ok(self.k, run.namespace, 60 if ok else 5,
+                                       expected=run.expected, **verify_kw)
+        # Quiet: nothing but lease renewals, and no reconcile errors.
+        await asyncio.sleep(3)
+        ops = [op for op in self.operators if op.running]
+        m0 = [op.metrics_or_none() for op in ops]
+        w0 = time.time()
+        await asyncio.sleep(self.opts.quiet_seconds)
+        m1 = [op.metrics_or_none() for op in ops]
+        w1 = time.time()
+        await asyncio.sleep(1.5)
+        errors = writes = 0.0
+        for a, b in zip(m0, m1, strict=True):
+            if a is not None and b is not None:
+                d = b.minus(a)
+                errors += d.reconcile_errors()
+                writes += d.writes()
+        audit = [e for e in self.c.audit_events(w0, w1)
+                 if e.get("verb") not in ("get", "list", "watch")
+                 and (e.get("objectRef") or {}).get("resource") != "leases"]
+        info["quiet"] = {"reconcileErrors": errors, "clientWrites": writes,
+                         "nonLeaseWrites": len(audit),
+                         "writesByResource": _count((e.get("objectRef") or {}).get("resource")
+                                                    for e in audit)}
+        if errors:
+            verdict.problems.append(f"noisy: {errors:.0f} reconcile errors in the quiet window")
+        if audit:
+            verdict.problems.append(f"noisy: {len(audit)} writes in the quiet window")
+        info["operators"] = [op.identity for op in ops]
+        info["expiredWatches"] = sum(op.log_count("watch expired") for op in self.operators)
+        return verdict, info
+
+    async def finish(self, run: Run) -> None:
+        await run.observer.stop()
+        await self.k.delete(object_path("v1", "Namespace", run.namespace))
+
+    async def wait_namespace_gone(self, ns: str, within: float = 240) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if await self.k.get_or_none(object_path("v1", "Namespace", ns)) is None:
+                    return True
+            await asyncio.sleep(2)
+        return False
+
+    # -- scenarios -------------------------------------------------------------------
+    async def apiserver_restart(self) -> tuple[Verdict, dict[str, Any]]:
+        run = await self.begin("apiserver-restart")
+        at = await self.until_fraction(run, 1 / 3)
+        self.opts.log(f"  stopping kube-apiserver for {self.opts.outage_seconds:.0f} s "
+                      f"({at}/{self.opts.n} converged)")
+        await asyncio.to_thread(self.c.restart_apiserver, self.opts.outage_seconds)
+        wave = await self.disturb(run, 1)
+        verdict, info = await self.settle(run)
+        info |= {"faultAtConverged": at, "disturbance": wave}
+        if not all(op.running for op in self.operators):
+            verdict.problems.append("crash: the operator exited during the outage")
+        await self.finish(run)
+        return verdict, info
+
+    async def operator_kill(self) -> tuple[Verdict, dict[str, Any]]:
+        run = await self.begin("operator-kill")
+        at = await self.until_fraction(run, 1 / 3)
+        op = self.operators[0]
+        code = op.kill(signal.SIGKILL)
+        self.opts.log(f"  SIGKILLed the operator ({at}/{self.opts.n} converged, exit {code})")
+        wave = await self.disturb(run, 1)  # while nobody reconciles
+        await asyncio.sleep(2)
+        await self.start_single()
+        verdict, info = await self.settle(run)
+        info |= {"faultAtConverged": at, "disturbance": wave, "exitCode": code}
+        await self.finish(run)
+        return verdict, info
+
+    async def leader_kill(self) -> tuple[Verdict, dict[str, Any]]:
+        for op in self.operators:
+            op.stop()
+        a = self.new_operator(leader_elect=True).start()
+        b = self.new_operator(leader_elect=True).start()
+        self.operators = [a, b]
+        holder = await self._wait_holder({a.identity, b.identity}, 60)
+        if holder is None:
+            v = Verdict(problems=["leader: no replica acquired the lease"])
+            return v, {}
+        leader = a if holder == a.identity else b
+        standby = b if leader is a else a
+        await asyncio.to_thread(leader.wait_ready, 120)
+        s0 = standby.metrics_or_none()
+        run = await self.begin("leader-kill")
+        at = await self.until_fraction(run, 1 / 3)
+        s1 = standby.metrics_or_none()
+        standby_writes = (s1.minus(s0).writes() if s0 and s1 else None)
+        leader.kill(signal.SIGKILL)
+        self.opts.log(f"  SIGKILLed leader {leader.identity} ({at}/{self.opts.n} converged)")
+        wave = await self.disturb(run, 1)
+        # The killed pod comes back (as a Deployment would restart it), under a new name.
+        await asyncio.sleep(3)
+        again = self.new_operator(leader_elect=True).start()
+        self.operators = [standby, again]
+        new_holder = await self._wait_holder({standby.identity, again.identity}, 90)
+        verdict, info = await self.settle(run)
+        info |= {"faultAtConverged": at, "disturbance": wave, "killedLeader": leader.identity,
+                 "newLeader": new_holder, "standbyWritesWhileFollowing": standby_writes}
+        if new_holder is None:
+            verdict.problems.append("leader: nobody took over the lease")
+        if standby_writes:
+            # While the leader renews, a follower only reads the Lease.
+            verdict.problems.append(f"leader: the follower wrote {standby_writes:.0f} times")
+        await self.finish(run)
+        await self.start_single()
+        return verdict, info
+
+    async def conflicting_writes(self) -> tuple[Verdict, dict[str, Any]]:
+        run = await self.begin("conflicting-writes")
+        names = set(run.expected)
+        await run.observer.wait(lambda: run.observer.all_ready(names), self.opts.timeout)
+        before = {"configmaps": await self._config_data(run.namespace),
+                  "selectors": await self._selectors(run.namespace)}
+        self.opts.log(f"  burst of conflicting writes by {INTRUDER!r} to {len(names)} endpoints'"
+                      " Services, Deployments and ConfigMaps")
+        burst = asyncio.gather(*(self._intrude(run.namespace, x) for x in sorted(names)),
+                               return_exceptions=True)
+        wave = await self.disturb(run, 1)
+        outcomes = await burst
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        verdict, info = await self.settle(run)
+        repaired = await self._check_repaired(run, before)
+        verdict.problems.extend(repaired)
+        info |= {"disturbance": wave, "intruderWrites": 3 * len(names) - len(failed),
+                 "intruderFailures": len(failed)}
+        await self.finish(run)
+        return verdict, info
+
+    async def _intrude(self, ns: str, name: str) -> None:
+        # Server-side apply with force by another manager: takes fields we own.
+        await self.k.apply({"apiVersion": "v1", "kind": "Service",
+                            "metadata": {"name": name, "namespace": ns,
+                                         "annotations": {wl.REV: "intruder",
+                                                         INTRUDER_ANNOTATION: "1"}},
+                            "spec": {"selector": {"app.kubernetes.io/name": INTRUDER}}},
+                           INTRUDER)
+        await self.k.apply({"apiVersion": "apps/v1", "kind": "Deployment",
+                            "metadata": {"name": name, "namespace": ns,
+                                         "labels": {wl.MANAGED_BY[0]: INTRUDER}}}, INTRUDER)
+        # A plain update (merge patch) by yet another manager.
+        cm = await self.k.get(object_path("v1", "ConfigMap", f"{name}-config", ns))
+        data = {k: "tampered" for k in (cm.get("data") or {})}
+        await self.k.merge_patch(object_path("v1", "ConfigMap", f"{name}-config", ns),
+                                 {"data": data}, manager=INTRUDER + "-update")
+
+    async def _config_data(self, ns: str) -> dict[str, dict[str, str]]:
+        items, _ = await self.k.list(collection_path("v1", "ConfigMap", ns),
+                                     label_selector=f"{wl.MANAGED_BY[0]}={wl.MANAGED_BY[1]}")
+        return {o["metadata"]["name"]: dict(o.get("data") or {}) for o in items}
+
+    async def _selectors(self, ns: str) -> dict[str, dict[str, str]]:
+        items, _ = await self.k.list(collection_path("v1", "Service", ns),
+                                     label_selector=f"{wl.MANAGED_BY[0]}={wl.MANAGED_BY[1]}")
+        return {o["metadata"]["name"]: dict((o.get("spec") or {}).get("selector") or {})
+                for o in items}
+
+    async def _check_repaired(self, run: Run, before: dict[str, Any]) -> list[str]:
+        problems = []
+        for name, sel in (await self._selectors(run.namespace)).items():
+            if name in before["selectors"] and sel != before["selectors"][name]:
+                problems.append(f"not-repaired: Service {name} selector {sel}")
+        deps, _ = await self.k.list(collection_path("apps/v1", "Deployment", run.namespace))
+        for d in deps:
+            label = (d["metadata"].get("labels") or {}).get(wl.MANAGED_BY[0])
+            if d["metadata"]["name"] in run.expected and label != wl.MANAGED_BY[1]:
+                problems.append(f"not-repaired: Deployment {d['metadata']['name']} "
+                                f"managed-by={label}")
+        after = await self._config_data(run.namespace)
+        for name, data in after.items():
+            if any(v == "tampered" for v in data.values()):
+                problems.append(f"not-repaired: ConfigMap {name} still tampered")
+            elif name in before["configmaps"] \
+                    and run.expected.get(name.removesuffix("-config")) == 0 \
+                    and data != before["configmaps"][name]:
+                problems.append(f"not-repaired: ConfigMap {name} differs from before")
+        return problems
+
+    async def node_delete(self) -> tuple[Verdict, dict[str, Any]]:
+        run = await self.begin("node-delete")
+        names = set(run.expected)
+        await run.observer.wait(lambda: run.observer.all_ready(names), self.opts.timeout)
+        pods, _ = await self.k.list(collection_path("v1", "Pod", run.namespace))
+        by_node: dict[str, int] = {}
+        for p in pods:
+            node = (p.get("spec") or {}).get("nodeName")
+            if node:
+                by_node[node] = by_node.get(node, 0) + 1
+        if not by_node:
+            return Verdict(problems=["node-delete: no pod was scheduled"]), {}
+        victim = max(by_node, key=lambda x: by_node[x])
+        self.opts.log(f"  deleting node {victim} with {by_node[victim]} endpoint pods")
+        await self.k.delete(object_path("v1", "Node", victim))
+        wave = await self.disturb(run, 1)
+        verdict, info = await self.settle(run, forbidden_nodes={victim})
+        info |= {"deletedNode": victim, "podsOnNode": by_node[victim], "disturbance": wave}
+        await self.finish(run)
+        return verdict, info
+
+    async def compaction_410(self) -> tuple[Verdict, dict[str, Any]]:
+        log = self.opts.log
+        log("  restarting kube-apiserver with --watch-cache=false")
+        await asyncio.to_thread(self.c.restart_apiserver, 0.0, watch_cache=False)
+        expired0 = sum(op.log_count("watch expired") for op in self.operators)
+        run = await self.begin("compaction-410")
+        at = await self.until_fraction(run, 1 / 3)
+        wave1 = await self.disturb(run, 1)
+        rev = await asyncio.to_thread(self.c.compact_etcd)
+        log(f"  compacted etcd at revision {rev}; dropping the watches "
+            f"({at}/{self.opts.n} converged)")
+        # Established watches survive a compaction; re-watches from before it get 410.
+        await asyncio.to_thread(self.c.restart_apiserver, 1.0)
+        wave2 = await self.disturb(run, 2, every=4)
+        verdict, info = await self.settle(run)
+        expired = sum(op.log_count("watch expired") for op in self.operators) - expired0
+        info |= {"faultAtConverged": at, "compactedAt": rev, "expiredWatches": expired,
+                 "disturbance": [wave1, wave2]}
+        if expired <= 0:
+            verdict.problems.append("inconclusive: the operator never saw 410 Gone")
+        await self.finish(run)
+        return verdict, info
+
+    # -- helpers ---------------------------------------------------------------------
+    async def _holder(self) -> str | None:
+        lease = await self.k.get_or_none(
+            object_path("coordination.k8s.io/v1", "Lease", LEASE, OPERATOR_NAMESPACE))
+        return ((lease or {}).get("spec") or {}).get("holderIdentity")
+
+    async def _wait_holder(self, among: set[str], within: float) -> str | None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                h = await self._holder()
+                if h in among:
+                    return h
+            await asyncio.sleep(0.5)
+        return None
+
+    async def run(self) -> list[ScenarioResult]:
+        results: list[ScenarioResult] = []
+        previous: str | None = None
+        for name in self.opts.scenarios:
+            if previous is not None:
+                await self.wait_namespace_gone(f"chaos-{previous}")
+            self.opts.log(f"scenario {name}: {self.opts.n} endpoints")
+            start = time.monotonic()
+            try:
+                if not any(op.running for op in self.operators):
+                    await self.start_single()
+                verdict, info = await SCENARIOS[name](self)
+            except Exception as e:
+                verdict, info = Verdict(problems=[f"error: {type(e).__name__}: {e}"]), {}
+            seconds = time.monotonic() - start
+            summary = _summary(verdict, info)
+            res = ScenarioResult(name, verdict.ok, summary, seconds,
+                                 {"verdict": verdict.as_dict(), **info})
+            self.opts.log(res.line())
+            results.append(res)
+            previous = name
+        return results
+
+
+SCENARIOS: dict[str, Callable[[Chaos], Awaitable[tuple[Verdict, dict[str, Any]]]]] = {
+    "apiserver-restart": Chaos.apiserver_restart,
+    "operator-kill": Chaos.operator_kill,
+    "leader-kill": Chaos.leader_kill,
+    "conflicting-writes": Chaos.conflicting_writes,
+    "node-delete": Chaos.node_delete,
+    "compaction-410": Chaos.compaction_410,
+}
+
+
+async def _eventually_ok(kube: Kube, ns: str, within: float, **kw: Any) -> Verdict:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            v = await check_namespace(kube, ns, **kw)
+        except Exception as e:
+            v = Verdict(problems=[f"error: {type(e).__name__}: {e}"])
+        if v.ok or time.monotonic() >= deadline:
+            return v
+        await asyncio.sleep(3)
+
+
+def _count(values: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[str(v)] = out.get(str(v), 0) + 1
+    return out
+
+
+def _summary(v: Verdict, info: dict[str, Any]) -> str:
+    c = v.counts
+    quiet = info.get("quiet") or {}
+    parts = [f"{c.get('ready', 0)}/{c.get('endpoints', 0)} Ready",
+             f"{c.get('children', 0)} children"]
+    if "readyAfter" in info:
+        parts.append(f"converged+Ready {info['readyAfter']} s after apply")
+    if quiet:
+        parts.append(f"quiet: {quiet.get('reconcileErrors', 0):.0f} errors, "
+                     f"{quiet.get('nonLeaseWrites', 0)} writes")
+    if info.get("expiredWatches"):
+        parts.append(f"{info['expiredWatches']} watches expired (410)")
+    if info.get("newLeader"):
+        parts.append(f"leader {info.get('killedLeader')} -> {info['newLeader']}")
+    parts.append("ok" if v.ok else f"PROBLEMS: {v.summary(3)}")
+    return "; ".join(parts)
+
+
+async def run_chaos(opts: ChaosOptions) -> list[ScenarioResult]:
+    unknown = [s for s in opts.scenarios if s not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenarios {unknown}; known: {list(SCENARIOS)}")
+    ch = Chaos(opts)
+    try:
+        await ch.setup()
+        return await ch.run()
+    finally:
+        await ch.teardown()
+
