@@ -72,6 +72,44 @@ def condition(obj: Any, type_: str) -> dict[str, Any] | None:
     return None
 
 
+class RequestLog:
+    """Every request the operator's client sends, as (method, path), for assertions
+    about one namespace (the shared cluster has other tests' objects going away)."""
+
+    def __init__(self, app: App) -> None:
+        self.requests: list[tuple[str, str]] = []
+        rest = app.api_client.rest_client
+        original = rest.request
+
+        async def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            self.requests.append((method.upper(), url))
+            return await original(method, url, *args, **kwargs)
+
+        rest.request = request
+
+    def writes(self, namespace: str) -> list[tuple[str, str]]:
+        return [(m, u) for m, u in self.requests
+                if m != "GET" and f"/namespaces/{namespace}/" in u]
+
+
+class KeyCounter:
+    """Counts reconciles per key by wrapping the controller's reconcile function."""
+
+    def __init__(self, app: App, index: int = 0) -> None:
+        self.counts: dict[str, int] = {}
+        ctl = app.controllers[index]
+        inner = ctl._reconcile
+
+        async def counted(key: str) -> Any:
+            self.counts[key] = self.counts.get(key, 0) + 1
+            return await inner(key)
+
+        ctl._reconcile = counted
+
+    def __getitem__(self, key: str) -> int:
+        return self.counts.get(key, 0)
+
+
 def write_requests(app: App) -> float:
     """Non-GET requests this operator sent (rest_client_requests_total)."""
     total = 0.0

@@ -18,12 +18,13 @@ import pytest
 import yaml
 from localcluster import LocalCluster  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
+    KeyCounter,
+    RequestLog,
     condition,
     eventually,
     get_json,
     reconciles,
     running_operator,
-    write_requests,
 )
 
 from aim_controller.main import App
@@ -38,6 +39,16 @@ GROUP = "aim.engine.amd.com"
 async def operator(crds: LocalCluster) -> AsyncIterator[App]:
     async with running_operator(crds, "--max-concurrent-reconciles", "4") as app:
         yield app
+
+
+@pytest.fixture(scope="module")
+def request_log(operator: App) -> RequestLog:
+    return RequestLog(operator)
+
+
+@pytest.fixture(scope="module")
+def key_counter(operator: App) -> KeyCounter:
+    return KeyCounter(operator)
 
 
 def apply(cluster: LocalCluster, obj: dict[str, Any] | str, namespace: str) -> None:
@@ -134,7 +145,7 @@ async def test_endpoint_becomes_ready_with_owned_children_and_explained_choice(
     uid = obj["metadata"]["uid"]
     for kind, name in [("deployment", "demo"), ("service", "demo"),
                        ("configmap", "demo-config")]:
-        child = get_json(crds, "-n", namespace, kind, name)
+        child = get_json(crds, "-n", namespace, kind, name, "--show-managed-fields")
         assert child is not None, (kind, name)
         refs = child["metadata"]["ownerReferences"]
         assert [(r["uid"], r.get("controller")) for r in refs] == [(uid, True)]
@@ -156,20 +167,23 @@ async def test_endpoint_becomes_ready_with_owned_children_and_explained_choice(
 
 
 async def test_converged_endpoint_costs_no_writes(
-    crds: LocalCluster, namespace: str, operator: App
+    crds: LocalCluster, namespace: str, operator: App, request_log: RequestLog,
+    key_counter: KeyCounter,
 ) -> None:
+    key = f"{namespace}/quiet"
     apply(crds, endpoint("quiet"), namespace)
     await wait_ready(crds, namespace, "quiet")
     await quiesce(operator)
-    writes, runs = write_requests(operator), reconciles(operator)
+    writes = list(request_log.writes(namespace))
+    assert writes, "the endpoint was written at least once"
     # Reconcile it again, several times: nothing is written.
     ctl = operator.controllers[0]
     for _ in range(3):
-        ctl.queue.add(f"{namespace}/quiet")
-        await eventually(lambda r=runs: reconciles(operator) > r, 10, 0.05)
-        runs = reconciles(operator)
+        runs = key_counter[key]
+        ctl.queue.add(key)
+        await eventually(lambda r=runs: key_counter[key] > r, 10, 0.05)
     await quiesce(operator)
-    assert write_requests(operator) == writes
+    assert request_log.writes(namespace) == writes
 
 
 async def test_drift_is_repaired_and_foreign_fields_survive(
@@ -274,7 +288,7 @@ async def test_recipe_change_rolls_the_pods(
 
 
 async def test_gpu_exhaustion_is_reported_then_recovers_when_capacity_frees(
-    crds: LocalCluster, namespace: str, operator: App
+    crds: LocalCluster, namespace: str, operator: App, key_counter: KeyCounter
 ) -> None:
     model = f"acme/exhaust-{uuid.uuid4().hex[:6]}"
     apply(crds, recipe("exhaust", model, "MI250X", 4), namespace)
@@ -303,25 +317,29 @@ async def test_gpu_exhaustion_is_reported_then_recovers_when_capacity_frees(
                      what="warning event")
     # No hot loop: waiting costs (almost) no reconciles while nothing changes.
     await quiesce(operator)
-    runs = reconciles(operator)
+    runs = key_counter[f"{namespace}/hungry"]
     await asyncio.sleep(5)
-    assert reconciles(operator) - runs <= 2
+    assert key_counter[f"{namespace}/hungry"] - runs <= 2
 
     crds.kubectl("delete", "-n", namespace, "deployment", "blocker")
     await wait_ready(crds, namespace, "hungry", within=120)
 
 
 async def test_model_without_recipe_or_size_is_a_condition_not_a_crash(
-    crds: LocalCluster, namespace: str, operator: App
+    crds: LocalCluster, namespace: str, operator: App, key_counter: KeyCounter
 ) -> None:
     apply(crds, endpoint("nosuch", "acme/mystery-model"), namespace)
     obj = await eventually(lambda: cond_is(crds, namespace, "nosuch", "RecipeSelected", "False",
                                            "NoRecipe"), 30, what="NoRecipe")
     assert "acme/mystery-model" in condition(obj, "RecipeSelected")["message"]  # type: ignore[index]
     await quiesce(operator)
-    runs = reconciles(operator)
+    key = f"{namespace}/nosuch"
+    runs = key_counter[key]
     await asyncio.sleep(3)
-    assert reconciles(operator) - runs <= 1
+    # No error requeues (a backoff loop would show here); capacity changes made
+    # by other tests may re-evaluate it, which is cheap and writes nothing.
+    assert operator.controllers[0].queue.num_requeues(key) == 0
+    assert key_counter[key] - runs <= 3
 
 
 async def test_deleting_the_endpoint_collects_children_and_retains_the_cache(
@@ -341,7 +359,11 @@ async def test_deleting_the_endpoint_collects_children_and_retains_the_cache(
     assert get_json(crds, "-n", namespace, "pvc", "gone-cache") is not None
 
 
-async def test_metrics_endpoint_serves_controller_and_client_metrics(operator: App) -> None:
+async def test_metrics_endpoint_serves_controller_and_client_metrics(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    apply(crds, endpoint("demo"), namespace)
+    await wait_ready(crds, namespace, "demo")
     port = operator.manager.serving.metrics_port
     text = await asyncio.to_thread(
         lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
@@ -357,9 +379,12 @@ async def test_metrics_endpoint_serves_controller_and_client_metrics(operator: A
                  "controller_runtime_active_workers{",
                  'rest_client_requests_total{code="200"',
                  "rest_client_request_duration_seconds_bucket{",
-                 'aim_endpoint_condition{', 'condition="Ready",status="true"} 1.0',
+                 'aim_endpoint_condition{aimendpoint="demo",condition="Ready",',
                  "aim_endpoint_info{"):
         assert name in text, name
+    ready = [line for line in text.splitlines()
+             if line.startswith('aim_endpoint_condition{aimendpoint="demo",condition="Ready"')]
+    assert any('status="true"} 1.0' in line for line in ready), ready
 
 
 async def test_spec_examples_reach_their_outcomes(

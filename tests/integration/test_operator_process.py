@@ -1,0 +1,142 @@
+"""The real `aim-controller` CLI as processes: probes, metrics, leader election
+handover between two replicas, clean shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from localcluster import LocalCluster  # type: ignore[import-not-found]
+
+pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
+
+CLI = Path(sys.executable).parent / "aim-controller"
+LEASE = "aim-controller-test-lease"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    def __init__(self, cluster: LocalCluster, identity: str, log_dir: Path) -> None:
+        self.identity = identity
+        self.metrics, self.health = free_port(), free_port()
+        self.log = (log_dir / f"{identity}.log").open("w")
+        self.p = subprocess.Popen(
+            [str(CLI), "--kubeconfig", str(cluster.kubeconfig), "--leader-elect",
+             "--leader-election-id", LEASE, "--leader-election-namespace", "default",
+             "--identity", identity, "--operator-namespace", "aim-system",
+             "--metrics-bind-address", f"127.0.0.1:{self.metrics}",
+             "--health-probe-bind-address", f"127.0.0.1:{self.health}",
+             "--leader-elect-lease-duration", "6", "--leader-elect-renew-deadline", "4",
+             "--leader-elect-retry-period", "1"],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ},
+        )
+
+    def get(self, port: int, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    def reconciles(self) -> float:
+        _, text = self.get(self.metrics, "/metrics")
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith("controller_runtime_reconcile_total{") and \
+                    'controller="aimendpoint"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        self.log.close()
+
+
+def wait_for(fn: Any, within: float = 60, what: str = "") -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.3)
+    raise AssertionError(f"timed out: {what}")
+
+
+def holder(cluster: LocalCluster) -> str:
+    res = cluster.kubectl("get", "lease", "-n", "default", LEASE, "-o", "json", check=False)
+    if res.returncode != 0:
+        return ""
+    return str(json.loads(res.stdout)["spec"].get("holderIdentity") or "")
+
+
+@pytest.fixture
+def procs(crds: LocalCluster, tmp_path: Path) -> Iterator[list[Proc]]:
+    made: list[Proc] = []
+    yield made
+    for p in made:
+        p.stop()
+
+
+def test_two_replicas_hand_over_on_sigterm(
+    crds: LocalCluster, namespace: str, procs: list[Proc], tmp_path: Path
+) -> None:
+    a = Proc(crds, "replica-a", tmp_path)
+    procs.append(a)
+    wait_for(lambda: a.get(a.health, "/readyz")[0] == 200, what="a ready")
+    assert a.get(a.health, "/healthz")[0] == 200
+    wait_for(lambda: holder(crds) == "replica-a", what="a leads")
+    b = Proc(crds, "replica-b", tmp_path)
+    procs.append(b)
+    # The standby is ready (warm caches) but does not lead or reconcile.
+    wait_for(lambda: b.get(b.health, "/readyz")[0] == 200, what="b ready")
+
+    ep = {"apiVersion": "aim.engine.amd.com/v1alpha1", "kind": "AIMEndpoint",
+          "metadata": {"name": "ha", "namespace": namespace},
+          "spec": {"model": {"id": "Qwen/Qwen2.5-7B-Instruct"}}}
+    crds.kubectl("apply", "-f", "-", input=yaml.safe_dump(ep))
+    crds.kubectl("wait", "-n", namespace, "--for=condition=Ready", "--timeout=90s",
+                 "aimendpoint/ha", timeout=120)
+    assert a.reconciles() > 0
+    assert b.reconciles() == 0
+    assert holder(crds) == "replica-a"
+
+    a.p.send_signal(signal.SIGTERM)
+    assert a.p.wait(timeout=60) == 0
+    # A released the lease on the way out, so b takes over on its next retry.
+    wait_for(lambda: holder(crds) == "replica-b", what="b leads")
+    ep["spec"]["scaling"] = {"minReplicas": 1, "maxReplicas": 3}
+    crds.kubectl("apply", "-f", "-", input=yaml.safe_dump(ep))
+
+    def observed() -> bool:
+        o = json.loads(crds.kubectl("get", "-n", namespace, "aimendpoint", "ha",
+                                    "-o", "json").stdout)
+        return bool(o["status"].get("observedGeneration") == o["metadata"]["generation"])
+
+    wait_for(observed, what="b reconciled the change")
+    assert b.reconciles() > 0
+    assert crds.kubectl("get", "-n", namespace, "hpa", "ha", check=False).returncode == 0
+
+    b.p.send_signal(signal.SIGTERM)
+    assert b.p.wait(timeout=60) == 0
+    assert holder(crds) == ""
