@@ -26,8 +26,10 @@ from aim_controller.builders.settings import OperatorSettings
 from aim_controller.machinery.events import EventRecorder
 from aim_controller.machinery.informer import InformerFactory
 from aim_controller.machinery.metrics import MachineryMetrics
-from aim_controller.machinery.resource import Resource
+from aim_controller.machinery.resource import NODES, PODS, Resource
 from aim_controller.machinery.writer import ObjectWriter
+
+from .gpu_view import GpuView
 
 AIM_ENDPOINTS = Resource(GROUP, VERSION, PLURAL_AIM_ENDPOINTS, KIND_AIM_ENDPOINT)
 AIM_RECIPES = Resource(GROUP, VERSION, PLURAL_AIM_RECIPES, KIND_AIM_RECIPE)
@@ -49,6 +51,15 @@ class ControllerContext:
     unschedulable_grace: timedelta = timedelta(minutes=5)
     # Optional kinds served by this cluster (e.g. monitoring.coreos.com/v1 ServiceMonitor).
     optional_resources: dict[tuple[str, str], Resource] = field(default_factory=dict)
+    _gpu_view: GpuView | None = None
+
+    def gpu_view(self) -> GpuView:
+        """The process's one GPU inventory over the shared Node and Pod informers
+        (selector-free, so every controller can share them)."""
+        if self._gpu_view is None:
+            self._gpu_view = GpuView(self.informers.informer(NODES),
+                                     self.informers.informer(PODS, None))
+        return self._gpu_view
 
     @property
     def monitoring_available(self) -> bool:

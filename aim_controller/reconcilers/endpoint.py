@@ -65,7 +65,6 @@ from .endpoint_status import (
     status_equal,
     status_record,
 )
-from .gpu_view import GpuView
 
 log = structlog.get_logger(__name__)
 
@@ -177,7 +176,7 @@ class EndpointReconciler:
         self.quotas: InformerLike = f.for_resource(RESOURCE_QUOTAS)
         self.nodes = f.informer(NODES)
         self.pods = f.informer(PODS, None, indexers={INDEX_ENDPOINT_PODS: index_pod_by_endpoint})
-        self.gpus = GpuView(self.nodes, self.pods)
+        self.gpus = ctx.gpu_view()
         self.children: dict[str, tuple[Resource, InformerLike]] = {}
         for ck in child_kinds():
             group, _, version = ck.api_version.rpartition("/")

@@ -16,7 +16,7 @@ observed one after normalisation, so a steady cluster costs no writes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import structlog
@@ -26,15 +26,12 @@ from pydantic import ValidationError
 from aim_controller.api.v1alpha1.recipe import AIMRecipeStatus
 from aim_controller.machinery.controller import Controller, Result
 from aim_controller.machinery.events import WARNING
-from aim_controller.machinery.handlers import KubeObject, ResourceEventHandlerFuncs, enqueue_object
-from aim_controller.machinery.informer import Informer, InformerLike
-from aim_controller.machinery.resource import NODES, PODS
+from aim_controller.machinery.handlers import KubeObject, enqueue_object
+from aim_controller.machinery.informer import InformerLike
 from aim_controller.machinery.workqueue import RateLimitingQueue
-from aim_controller.recipes import GpuInventory, InventoryCache
+from aim_controller.recipes import GpuInventory
 from aim_controller.recipes.fit import (
     CONDITION_VALID,
-    node_gpu_fingerprint,
-    pod_gpu_fingerprint,
     recipe_fit_status,
 )
 
@@ -48,29 +45,6 @@ CONTROLLER_NAME: Final = "aimrecipe"
 REFRESH_DELAY: Final = 10.0
 
 log = structlog.get_logger(__name__)
-
-
-class _LiveInventory:
-    """The GPU inventory of the node and pod caches, rebuilt only after :meth:`changed`.
-
-    Single event loop: handlers call :meth:`changed`, reconciles call :meth:`get`.
-    """
-
-    def __init__(self, nodes: InformerLike, pods: InformerLike) -> None:
-        self._nodes = nodes
-        self._pods = pods
-        self._cache = InventoryCache()
-        self.version = 0
-        self._built: tuple[int, GpuInventory] | None = None
-
-    def changed(self) -> None:
-        self.version += 1
-
-    def get(self) -> GpuInventory:
-        if self._built is None or self._built[0] != self.version:
-            inventory = self._cache.build(self._nodes.store.list(), self._pods.store.list())
-            self._built = (self.version, inventory)
-        return self._built[1]
 
 
 class _Refresher:
@@ -103,24 +77,6 @@ class _Refresher:
             self._queue.add(key)  # a no-op once the queue is shut down
 
 
-def _on_change(
-    fingerprint: Callable[[KubeObject], Hashable], inventory: _LiveInventory, refresh: _Refresher
-) -> ResourceEventHandlerFuncs:
-    def changed() -> None:
-        inventory.changed()
-        refresh.poke()
-
-    def on_add_or_delete(obj: KubeObject) -> None:
-        if fingerprint(obj) is not None:
-            changed()
-
-    def on_update(old: KubeObject, new: KubeObject) -> None:
-        if fingerprint(old) != fingerprint(new):
-            changed()
-
-    return ResourceEventHandlerFuncs(on_add_or_delete, on_update, on_add_or_delete)
-
-
 def _normalized(status: Mapping[str, Any]) -> dict[str, Any] | None:
     """The status as the API server would store it (schema defaults filled in),
     or None when it does not parse (then it is rewritten)."""
@@ -149,22 +105,18 @@ def register(ctx: ControllerContext, *, refresh_delay: float = REFRESH_DELAY) ->
     The caller runs it: ``controller.run(wait_for=ctx.informers.informers())``.
     """
     recipes = ctx.informers.for_resource(AIM_RECIPES)
-    # Selector-free so other controllers can share these informers.
-    nodes: Informer = ctx.informers.informer(NODES)
-    pods: Informer = ctx.informers.informer(PODS, None)
     queue: RateLimitingQueue[str] = RateLimitingQueue(CONTROLLER_NAME, metrics=ctx.metrics)
-    inventory = _LiveInventory(nodes, pods)
+    gpus = ctx.gpu_view()
     refresh = _Refresher(queue, recipes, refresh_delay)
 
     recipes.add_event_handler(enqueue_object(queue))
-    nodes.add_event_handler(_on_change(node_gpu_fingerprint, inventory, refresh))
-    pods.add_event_handler(_on_change(pod_gpu_fingerprint, inventory, refresh))
+    gpus.on_capacity_change(refresh.poke)
 
     async def reconcile(key: str) -> Result | None:
         obj = recipes.store.get(key)
         if obj is None:
             return None  # deleted: nothing to report on
-        status = desired_status(obj, inventory.get(), conditions.now_rfc3339())
+        status = desired_status(obj, gpus.inventory(), conditions.now_rfc3339())
         observed = obj.get("status") or {}
         if _normalized(status) == _normalized(observed):
             return None

@@ -11,11 +11,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import yaml
 from localcluster import LocalCluster  # type: ignore[import-not-found]
 from prometheus_client import CollectorRegistry
 
 from aim_controller.main import App, build_app
 from aim_controller.options import parse
+
+GROUP = "aim.engine.amd.com"
 
 
 @contextlib.asynccontextmanager
@@ -130,3 +133,53 @@ def reconciles(app: App, controller: str = "aimendpoint") -> float:
                 if s.name.endswith("_total") and s.labels.get("controller") == controller:
                     total += s.value
     return total
+
+
+def apply(cluster: LocalCluster, obj: dict[str, Any] | str, namespace: str) -> None:
+    text = obj if isinstance(obj, str) else yaml.safe_dump(obj)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=text)
+
+
+def endpoint(name: str, model: str = "Qwen/Qwen2.5-7B-Instruct", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1", "kind": "AIMEndpoint",
+        "metadata": {"name": name},
+        "spec": {"model": {"id": model}, **spec},
+    }
+
+
+def recipe(name: str, model: str, hardware: str, gpus: int, *extra_args: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1", "kind": "AIMRecipe",
+        "metadata": {"name": name},
+        "spec": {
+            "modelId": model, "hardware": hardware, "precision": "bfloat16", "backend": "vllm",
+            "configurations": [{
+                "gpuCount": gpus, "enabled": True,
+                "args": ["--model", model, "--tensor-parallel-size", str(gpus), *extra_args],
+                "resources": {"requests": {"amd.com/gpu": str(gpus), "cpu": "2",
+                                           "memory": "8Gi"},
+                              "limits": {"amd.com/gpu": str(gpus)}},
+            }],
+        },
+    }
+
+
+def ep(cluster: LocalCluster, ns: str, name: str) -> Any:
+    return get_json(cluster, "-n", ns, f"aimendpoints.{GROUP}/{name}")
+
+
+def cond_is(cluster: LocalCluster, ns: str, name: str, type_: str, status: str,
+            reason: str | None = None) -> Any:
+    obj = ep(cluster, ns, name)
+    c = condition(obj, type_)
+    if c and c["status"] == status and (reason is None or c["reason"] == reason):
+        return obj
+    return None
+
+
+async def wait_ready(cluster: LocalCluster, ns: str, name: str, within: float = 90) -> Any:
+    return await eventually(lambda: cond_is(cluster, ns, name, "Ready", "True"), within,
+                            what=f"{ns}/{name} Ready")
+
+

@@ -18,13 +18,20 @@ import pytest
 import yaml
 from localcluster import LocalCluster  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
+    GROUP,
     KeyCounter,
     RequestLog,
+    apply,
+    cond_is,
     condition,
+    endpoint,
+    ep,
     eventually,
     get_json,
+    recipe,
     reconciles,
     running_operator,
+    wait_ready,
 )
 
 from aim_controller.main import App
@@ -32,7 +39,6 @@ from aim_controller.main import App
 pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
 
 SPEC_EXAMPLES = Path(__file__).parent / "spec_examples"
-GROUP = "aim.engine.amd.com"
 
 
 @pytest.fixture(scope="module")
@@ -49,54 +55,6 @@ def request_log(operator: App) -> RequestLog:
 @pytest.fixture(scope="module")
 def key_counter(operator: App) -> KeyCounter:
     return KeyCounter(operator)
-
-
-def apply(cluster: LocalCluster, obj: dict[str, Any] | str, namespace: str) -> None:
-    text = obj if isinstance(obj, str) else yaml.safe_dump(obj)
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=text)
-
-
-def endpoint(name: str, model: str = "Qwen/Qwen2.5-7B-Instruct", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/v1alpha1", "kind": "AIMEndpoint",
-        "metadata": {"name": name},
-        "spec": {"model": {"id": model}, **spec},
-    }
-
-
-def recipe(name: str, model: str, hardware: str, gpus: int, *extra_args: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/v1alpha1", "kind": "AIMRecipe",
-        "metadata": {"name": name},
-        "spec": {
-            "modelId": model, "hardware": hardware, "precision": "bfloat16", "backend": "vllm",
-            "configurations": [{
-                "gpuCount": gpus, "enabled": True,
-                "args": ["--model", model, "--tensor-parallel-size", str(gpus), *extra_args],
-                "resources": {"requests": {"amd.com/gpu": str(gpus), "cpu": "2",
-                                           "memory": "8Gi"},
-                              "limits": {"amd.com/gpu": str(gpus)}},
-            }],
-        },
-    }
-
-
-def ep(cluster: LocalCluster, ns: str, name: str) -> Any:
-    return get_json(cluster, "-n", ns, f"aimendpoints.{GROUP}/{name}")
-
-
-def cond_is(cluster: LocalCluster, ns: str, name: str, type_: str, status: str,
-            reason: str | None = None) -> Any:
-    obj = ep(cluster, ns, name)
-    c = condition(obj, type_)
-    if c and c["status"] == status and (reason is None or c["reason"] == reason):
-        return obj
-    return None
-
-
-async def wait_ready(cluster: LocalCluster, ns: str, name: str, within: float = 90) -> Any:
-    return await eventually(lambda: cond_is(cluster, ns, name, "Ready", "True"), within,
-                            what=f"{ns}/{name} Ready")
 
 
 async def quiesce(app: App, seconds: float = 2.0) -> None:
