@@ -146,7 +146,8 @@ class Controller:
       (unless :class:`TerminalError`); ``requeue_after`` -> ``forget`` +
       ``add_after``; ``requeue`` -> ``add_rate_limited``; otherwise ``forget``;
     - every log line emitted during a reconcile carries ``controller``,
-      ``key`` and a fresh ``reconcile_id`` (structlog contextvars);
+      ``key``, ``namespace``, ``name`` and a fresh ``reconcile_id`` (structlog
+      contextvars);
     - workers start only after every cache-sync source has synced; ``stop``
       lets in-flight reconciles finish, starts no new ones, and returns when
       all workers have exited. A controller runs at most once.
@@ -269,7 +270,9 @@ class Controller:
         self._metrics.worker_active(1)
         start = self._clock()
         try:
-            with bound_contextvars(controller=self.name, key=key, reconcile_id=str(uuid.uuid4())):
+            namespace, _, name = key.rpartition("/")
+            with bound_contextvars(controller=self.name, key=key, namespace=namespace or None,
+                                   name=name, reconcile_id=str(uuid.uuid4())):
                 outcome = await self._reconcile_once(key)
             self._metrics.reconcile_finished(outcome, self._clock() - start)
         finally:

@@ -137,6 +137,21 @@ def test_two_replicas_hand_over_on_sigterm(
     assert b.reconciles() > 0
     assert crds.kubectl("get", "-n", namespace, "hpa", "ha", check=False).returncode == 0
 
-    b.p.send_signal(signal.SIGTERM)
-    assert b.p.wait(timeout=60) == 0
+    # kill -9: no release; the standby takes over once the lease (6 s) expires.
+    c = Proc(crds, "replica-c", tmp_path)
+    procs.append(c)
+    wait_for(lambda: c.get(c.health, "/readyz")[0] == 200, what="c ready")
+    assert holder(crds) == "replica-b"
+    b.p.kill()
+    b.p.wait(timeout=30)
+    wait_for(lambda: holder(crds) == "replica-c", within=60, what="c leads after kill -9")
+    ep["spec"]["scaling"] = {"minReplicas": 1, "maxReplicas": 1}
+    crds.kubectl("apply", "-f", "-", input=yaml.safe_dump(ep))
+    wait_for(observed, what="c reconciled the change")
+    wait_for(lambda: crds.kubectl("get", "-n", namespace, "hpa", "ha",
+                                  check=False).returncode != 0, what="HPA pruned by c")
+    assert c.reconciles() > 0
+
+    c.p.send_signal(signal.SIGTERM)
+    assert c.p.wait(timeout=60) == 0
     assert holder(crds) == ""

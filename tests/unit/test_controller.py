@@ -292,6 +292,7 @@ async def test_reconcile_id_and_key_are_bound_on_every_line() -> None:
     ids = set()
     for key, entries in by_key.items():
         assert all(e["controller"] == "test" for e in entries)
+        assert all((e["namespace"], e["name"]) == tuple(key.split("/")) for e in entries)
         key_ids = {e["reconcile_id"] for e in entries}
         assert len(key_ids) == 1, f"one reconcile_id per reconcile of {key}"
         ids |= key_ids
