@@ -22,6 +22,13 @@ Checks, in order (the first failure is the candidate's reason)
     so this is ``sum(free // gpuCount) < replicas``); ``QuotaExceeded``
     (``replicas x gpuCount`` above what the namespace's GPU quota leaves).
 
+Precedence (before any score)
+    Recipes of the endpoint's namespace before the catalog (a platform team's
+    own recipe is its explicit choice), then configurations whose GPU pool
+    carries no taint before tainted pools: a taint marks capacity the admin
+    keeps for work that needs it, so it is tolerated only when nothing
+    untainted is feasible.
+
 Score (lexicographic; all terms rounded so float noise cannot reorder)
     Performance is the recipe's ``performance`` scaled from its smallest
     configuration to this one (:mod:`.perfmodel`), or an estimate from the
@@ -418,6 +425,12 @@ def _evaluate(
         return _Eval(c, rej, True)
     tps, lat = _performance(c, size)
     key, score = _sort_key(c, tps, lat, req)
+    # Precedence before performance: the namespace's own recipes (the platform
+    # team's explicit intent) before the catalog, and untainted GPU pools before
+    # tainted ones (a taint marks capacity the admin keeps for work that needs it;
+    # it is tolerated only when nothing untainted can serve).
+    pool = inventory.pool(c.hardware)
+    key = (SOURCE_RANK.get(c.source, 9), bool(pool and pool.tolerations), *key)
     rej = _capacity_rejection(c, req.replicas, inventory, quota)
     return _Eval(c, rej, False, tps, lat, key, score)
 

@@ -665,3 +665,28 @@ def test_long_messages_are_clipped_in_status() -> None:
     assert d.reason is Reason.NO_RECIPE and len(d.message) > 1024
     status = d.to_status()
     assert len(status["message"]) == 1024 and status["message"].endswith("...")
+
+
+# --- precedence before score ------------------------------------------------------
+
+
+def test_namespace_recipe_wins_over_a_faster_catalog_recipe() -> None:
+    mine = [recipe("mine", hardware="MI300X", tps=1000)]
+    catalog = [recipe("fast", hardware="MI325X", tps=9000, namespace=None)]
+    d = run(endpoint(), cluster(MI300X=[8], MI325X=[8]), mine, catalog)
+    assert d.chosen is not None and d.chosen.config.name == "mine"
+    assert verdicts(d)[("fast", 1)] == (Verdict.FEASIBLE, Reason.OUTSCORED)
+
+
+def test_untainted_pool_wins_and_tainted_pool_serves_when_nothing_else_can() -> None:
+    taint = [{"key": "amd.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    recipes = [recipe("r300", hardware="MI300X", tps=1000),
+               recipe("r325", hardware="MI325X", tps=9000)]
+    nodes = [gpu_node("a", "MI300X"), gpu_node("b", "MI325X", taints=taint)]
+    d = select(endpoint(), NS, recipes, [], build_inventory(nodes, []))
+    assert d.chosen is not None and d.chosen.config.name == "r300"
+    # The untainted pool is full: the tainted one is used, with its toleration.
+    full = pod("p", "a", gpus=8)
+    d = select(endpoint(), NS, recipes, [], build_inventory(nodes, [full]))
+    assert d.chosen is not None and d.chosen.config.name == "r325"
+    assert d.tolerations and d.tolerations[0]["key"] == "amd.com/gpu"
