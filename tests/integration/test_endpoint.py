@@ -170,6 +170,10 @@ async def test_drift_is_repaired_and_foreign_fields_survive(
     await quiesce(operator)
     svc = get_json(crds, "-n", namespace, "service", "drift")
     assert svc["metadata"]["labels"]["extra"] == "kept"
+    # A deleted child comes back.
+    crds.kubectl("delete", "-n", namespace, "configmap", "drift-config")
+    await eventually(lambda: get_json(crds, "-n", namespace, "configmap", "drift-config"), 30,
+                     what="configmap recreated")
 
 
 async def test_children_no_longer_desired_are_deleted_and_foreign_objects_untouched(
@@ -245,42 +249,66 @@ async def test_recipe_change_rolls_the_pods(
     await wait_ready(crds, namespace, "roll")
 
 
-async def test_gpu_exhaustion_is_reported_then_recovers_when_capacity_frees(
+async def test_gpu_exhaustion_picks_smaller_configs_or_reports_then_recovers(
     crds: LocalCluster, namespace: str, operator: App, key_counter: KeyCounter
 ) -> None:
     model = f"acme/exhaust-{uuid.uuid4().hex[:6]}"
+    small_model = f"acme/small-{uuid.uuid4().hex[:6]}"
     apply(crds, recipe("exhaust", model, "MI250X", 4), namespace)
-    # Fill both MI250X nodes (4 GPUs each).
+    flexible = recipe("flexible", small_model, "MI250X", 4)
+    flexible["spec"]["configurations"] += recipe("x", small_model, "MI250X", 1)["spec"][
+        "configurations"]
+    apply(crds, flexible, namespace)
+    # Take 3 of the 4 GPUs on both MI250X nodes.
     blocker = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "blocker"},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "blocker"}},
                  "template": {"metadata": {"labels": {"app": "blocker"}}, "spec": {
                      "nodeSelector": {"amd.com/gpu.device-id": "7408"},
+                     "topologySpreadConstraints": [{
+                         "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                         "whenUnsatisfiable": "DoNotSchedule",
+                         "labelSelector": {"matchLabels": {"app": "blocker"}}}],
                      "containers": [{"name": "c", "image": "busybox", "resources": {
-                         "limits": {"amd.com/gpu": "4"}}}]}}},
+                         "limits": {"amd.com/gpu": "3"}}}]}}},
     }
     apply(crds, blocker, namespace)
     await eventually(lambda: (get_json(crds, "-n", namespace, "deployment", "blocker")
                               or {}).get("status", {}).get("readyReplicas") == 2, 60,
                      what="blocker running")
+
+    # An endpoint with a smaller configuration takes it.
+    apply(crds, endpoint("modest", small_model), namespace)
+    obj = await wait_ready(crds, namespace, "modest")
+    assert obj["status"]["recipe"]["gpuCount"] == 1
+    verdicts = {(c["gpuCount"], c["reason"]) for c in obj["status"]["recipe"]["candidates"]}
+    assert (4, "InsufficientFreeGPUs") in verdicts
+
+    # One that has none says so, with the numbers.
     apply(crds, endpoint("hungry", model), namespace)
     obj = await eventually(lambda: cond_is(crds, namespace, "hungry", "RecipeSelected", "False",
                                            "NoFeasibleCandidate"), 30, what="no feasible")
     assert condition(obj, "Degraded")["status"] == "True"  # type: ignore[index]
     assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
-    assert "InsufficientFreeGPUs" in json.dumps(obj["status"]["recipe"]["candidates"])
+    cand = obj["status"]["recipe"]["candidates"][0]
+    assert cand["reason"] == "InsufficientFreeGPUs" and "free" in cand["message"], cand
     assert get_json(crds, "-n", namespace, "deployment", "hungry") is None
     await eventually(lambda: any(e["type"] == "Warning" and e["reason"] == "NoFeasibleCandidate"
                                  for e in events(crds, namespace, "hungry")), 10,
                      what="warning event")
-    # No hot loop: waiting costs (almost) no reconciles while nothing changes.
+    # No hot loop: waiting costs no error requeues.
     await quiesce(operator)
     runs = key_counter[f"{namespace}/hungry"]
     await asyncio.sleep(5)
+    assert operator.controllers[0].queue.num_requeues(f"{namespace}/hungry") == 0
     assert key_counter[f"{namespace}/hungry"] - runs <= 2
 
+    # Capacity frees up: the waiting endpoint is re-evaluated without any spec change.
     crds.kubectl("delete", "-n", namespace, "deployment", "blocker")
-    await wait_ready(crds, namespace, "hungry", within=120)
+    obj = await wait_ready(crds, namespace, "hungry", within=120)
+    assert obj["status"]["recipe"]["gpuCount"] == 4
+    # The running one was not disturbed.
+    assert ep(crds, namespace, "modest")["status"]["recipe"]["gpuCount"] == 1
 
 
 async def test_model_without_recipe_or_size_is_a_condition_not_a_crash(
@@ -300,21 +328,71 @@ async def test_model_without_recipe_or_size_is_a_condition_not_a_crash(
     assert key_counter[key] - runs <= 3
 
 
-async def test_deleting_the_endpoint_collects_children_and_retains_the_cache(
+async def test_deleting_an_endpoint_while_pods_start_leaves_nothing_behind(
     crds: LocalCluster, namespace: str, operator: App
 ) -> None:
-    apply(crds, endpoint("gone", cache={"enabled": True, "size": "10Gi"}), namespace)
+    apply(crds, endpoint("gone", cache={"enabled": True, "size": "10Gi",
+                                        "retainOnDelete": False},
+                         scaling={"minReplicas": 1, "maxReplicas": 2},
+                         security={"serviceAccount": {"create": True}}), namespace)
     await eventually(lambda: get_json(crds, "-n", namespace, "deployment", "gone"), 60,
                      what="deployment")
-    assert get_json(crds, "-n", namespace, "pvc", "gone-cache") is not None
     crds.kubectl("delete", "-n", namespace, "aimendpoint", "gone", "--wait=true",
                  "--timeout=60s")
-    for kind, name in [("deployment", "gone"), ("service", "gone"),
-                       ("configmap", "gone-config")]:
-        await eventually(lambda k=kind, n=name: get_json(crds, "-n", namespace, k, n) is None,
-                         60, what=f"{kind} collected")
-    # Default retention: the cache with the downloaded weights stays.
-    assert get_json(crds, "-n", namespace, "pvc", "gone-cache") is not None
+    selector = "app.kubernetes.io/instance=gone"
+
+    def nothing_left() -> bool:
+        out = get_json(crds, "-n", namespace,
+                       "deployments,replicasets,pods,services,configmaps,serviceaccounts,pvc,hpa",
+                       "-l", selector)
+        return out is not None and not out["items"]
+
+    await eventually(nothing_left, 90, what="every child collected")
+
+
+async def test_cache_pvc_is_retained_by_default_and_readopted(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    apply(crds, endpoint("keep", cache={"enabled": True, "size": "10Gi"}), namespace)
+    pvc = await eventually(lambda: get_json(crds, "-n", namespace, "pvc", "keep-cache"), 60,
+                           what="pvc")
+    assert not pvc["metadata"].get("ownerReferences")
+    crds.kubectl("delete", "-n", namespace, "aimendpoint", "keep", "--wait=true",
+                 "--timeout=60s")
+    await eventually(lambda: get_json(crds, "-n", namespace, "deployment", "keep") is None, 60,
+                     what="deployment collected")
+    again = get_json(crds, "-n", namespace, "pvc", "keep-cache")
+    assert again is not None and again["metadata"]["uid"] == pvc["metadata"]["uid"]
+    # A new endpoint of the same name mounts the same claim.
+    apply(crds, endpoint("keep", cache={"enabled": True, "size": "10Gi"}), namespace)
+    dep = await eventually(lambda: get_json(crds, "-n", namespace, "deployment", "keep"), 60,
+                           what="deployment again")
+    claims = [v["persistentVolumeClaim"]["claimName"]
+              for v in dep["spec"]["template"]["spec"]["volumes"]
+              if "persistentVolumeClaim" in v]
+    assert claims == ["keep-cache"]
+    assert get_json(crds, "-n", namespace, "pvc", "keep-cache")["metadata"]["uid"] \
+        == pvc["metadata"]["uid"]
+
+
+async def test_quota_and_invalid_recipes_are_explained(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    crds.kubectl("create", "quota", "-n", namespace, "gpus", "--hard=requests.amd.com/gpu=0")
+    apply(crds, endpoint("capped"), namespace)
+    obj = await eventually(lambda: cond_is(crds, namespace, "capped", "RecipeSelected", "False",
+                                           "NoFeasibleCandidate"), 30, what="quota")
+    assert "QuotaExceeded" in condition(obj, "RecipeSelected")["message"]  # type: ignore[index]
+    # A recipe whose args contradict its GPU count.
+    model = f"acme/bad-{uuid.uuid4().hex[:6]}"
+    bad = recipe("bad", model, "MI300X", 2)
+    bad["spec"]["configurations"][0]["args"][3] = "4"  # --tensor-parallel-size 4 on 2 GPUs
+    apply(crds, bad, namespace)
+    apply(crds, endpoint("confused", model), namespace)
+    obj = await eventually(lambda: cond_is(crds, namespace, "confused", "RecipeSelected",
+                                           "False"), 30, what="invalid recipe")
+    cands = obj["status"]["recipe"]["candidates"]
+    assert [c["reason"] for c in cands] == ["InvalidRecipe"], cands
 
 
 async def test_metrics_endpoint_serves_controller_and_client_metrics(
