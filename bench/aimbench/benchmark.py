@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aim_controller.reconcilers.recipe_status import REFRESH_DELAY as RECIPE_REFRESH_DELAY
+
 from . import workload as wl
 from .cluster import BenchCluster, audit_verbs, dispose, gpu_inventory, new_cluster
 from .kube import Credentials, Kube
@@ -34,6 +36,9 @@ from .raw import extract_owned, raw_apply, relocate
 from .verify import check_namespace
 
 NAMESPACE = "bench"
+# Writes stopped for this long = settled. The operator re-evaluates every AIMRecipe's
+# fit a coalescing delay after GPU usage changes, so wait out that delay and more.
+SETTLE_SECONDS = RECIPE_REFRESH_DELAY + 5.0
 RAW_NAMESPACE = "bench-raw"
 CHILD_ORDER = list(wl.CHILD_KINDS)
 
@@ -56,25 +61,6 @@ class BenchOptions:
 
 def _mb(b: int) -> float:
     return round(b / 2**20, 1)
-
-
-async def _settle(op: OperatorProcess, quiet_for: float = 5.0, limit: float = 120.0) -> Metrics:
-    """Waits until the operator's request and reconcile counters stop moving for
-    ``quiet_for`` seconds (or ``limit`` passes); returns the last scrape."""
-    deadline = time.monotonic() + limit
-    last = op.metrics()
-    still_since = time.monotonic()
-    while time.monotonic() < deadline:
-        await asyncio.sleep(1.0)
-        m = op.metrics()
-        moved = (m.writes() != last.writes() or m.reconciles() != last.reconciles()
-                 or m.queue_depth() > 0)
-        last = m
-        if moved:
-            still_since = time.monotonic()
-        elif time.monotonic() - still_since >= quiet_for:
-            break
-    return last
 
 
 def _curve(times: dict[str, float], t0: float) -> list[list[float]]:
@@ -127,7 +113,8 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             result["writesPerEndpointAtReady"] = round(at_ready.writes() / n, 3)
 
             # -- quiet period -------------------------------------------------------
-            await _settle(op)
+            settled = await asyncio.to_thread(cluster.wait_operator_quiet, SETTLE_SECONDS, 180)
+            log(f"[N={n}] settled after {settled:.0f}s")
             q0, w0 = op.metrics(), time.time()
             log(f"[N={n}] quiet period: {opts.quiet_seconds:.0f}s")
             await asyncio.sleep(opts.quiet_seconds)

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aim_controller.reconcilers.recipe_status import REFRESH_DELAY as RECIPE_REFRESH_DELAY
+
 from . import workload as wl
 from .cluster import OPERATOR_NAMESPACE, BenchCluster, dispose, gpu_inventory, new_cluster
 from .kube import Credentials, Kube, collection_path, object_path
@@ -35,7 +37,10 @@ from .observer import Observer
 from .operator import OperatorProcess
 from .verify import Verdict, check_namespace
 
+SETTLE_SECONDS = RECIPE_REFRESH_DELAY + 5.0  # see benchmark.SETTLE_SECONDS
+
 LEASE = "aim-controller.aim.engine.amd.com"
+INSTANCE_LABEL = "app.kubernetes.io/instance"  # the endpoint's name, on its pods
 INTRUDER = "chaos-intruder"
 INTRUDER_ANNOTATION = "chaos.aim.engine.amd.com/intruder"
 ALL_SCENARIOS = ("apiserver-restart", "operator-kill", "leader-kill", "conflicting-writes",
@@ -81,6 +86,7 @@ class Run:
     observer: Observer
     next_index: int
     applied_at: float = 0.0
+    expired_before: int = 0  # "watch expired" lines in the operators' logs at the start
 
 
 class Chaos:
@@ -89,6 +95,7 @@ class Chaos:
         self.cluster: BenchCluster | None = None
         self.kube: Kube | None = None
         self.operators: list[OperatorProcess] = []
+        self._all_operators: list[OperatorProcess] = []
         self._op_seq = 0
 
     # -- setup -----------------------------------------------------------------------
@@ -127,11 +134,13 @@ class Chaos:
     def new_operator(self, *, leader_elect: bool = False) -> OperatorProcess:
         self._op_seq += 1
         ident = f"chaos-{self._op_seq}"
-        return OperatorProcess(self.c.operator_kubeconfig,
-                               self.opts.out / f"operator-{ident}.log", identity=ident,
-                               leader_elect=leader_elect,
-                               max_concurrent_reconciles=self.opts.concurrency,
-                               extra_args=self.opts.operator_args)
+        op = OperatorProcess(self.c.operator_kubeconfig,
+                             self.opts.out / f"operator-{ident}.log", identity=ident,
+                             leader_elect=leader_elect,
+                             max_concurrent_reconciles=self.opts.concurrency,
+                             extra_args=self.opts.operator_args)
+        self._all_operators.append(op)
+        return op
 
     async def start_single(self) -> OperatorProcess:
         for op in self.operators:
@@ -148,7 +157,8 @@ class Chaos:
         obs = Observer(self.k, ns)
         await obs.start()
         names = wl.names(self.opts.n)
-        run = Run(ns, dict.fromkeys(names, 0), obs, self.opts.n)
+        run = Run(ns, dict.fromkeys(names, 0), obs, self.opts.n,
+                  expired_before=self.expired_watches())
         run.applied_at = time.monotonic()
         await wl.apply_all(self.k, [wl.endpoint(x, ns) for x in names], concurrency=40)
         return run
@@ -187,8 +197,12 @@ class Chaos:
                                 "observerReady": ok, **obs.snapshot()}
         verdict = await _eventually_ok(self.k, run.namespace, 60 if ok else 5,
                                        expected=run.expected, **verify_kw)
-        # Quiet: nothing but lease renewals, and no reconcile errors.
-        await asyncio.sleep(3)
+        # Quiet: nothing but lease renewals, and no reconcile errors. GPU pods that
+        # still come or go make the operator refresh AIMRecipe fit status, rightly, so
+        # first wait for the pods of deleted endpoints to go.
+        info["podsSettled"] = await self.pods_settled(run, within=180)
+        info["settledAfter"] = round(await asyncio.to_thread(
+            self.c.wait_operator_quiet, SETTLE_SECONDS, 120), 1)
         ops = [op for op in self.operators if op.running]
         m0 = [op.metrics_or_none() for op in ops]
         w0 = time.time()
@@ -202,9 +216,7 @@ class Chaos:
                 d = b.minus(a)
                 errors += d.reconcile_errors()
                 writes += d.writes()
-        audit = [e for e in self.c.audit_events(w0, w1)
-                 if e.get("verb") not in ("get", "list", "watch")
-                 and (e.get("objectRef") or {}).get("resource") != "leases"]
+        audit = self.c.operator_writes(w0, w1)
         info["quiet"] = {"reconcileErrors": errors, "clientWrites": writes,
                          "nonLeaseWrites": len(audit),
                          "writesByResource": _count((e.get("objectRef") or {}).get("resource")
@@ -214,8 +226,24 @@ class Chaos:
         if audit:
             verdict.problems.append(f"noisy: {len(audit)} writes in the quiet window")
         info["operators"] = [op.identity for op in ops]
-        info["expiredWatches"] = sum(op.log_count("watch expired") for op in self.operators)
+        info["expiredWatches"] = self.expired_watches() - run.expired_before
         return verdict, info
+
+    async def pods_settled(self, run: Run, within: float) -> bool:
+        """Waits until the namespace's pods are exactly one Running, undeleted pod per
+        live endpoint."""
+        deadline = time.monotonic() + within
+        while True:
+            with contextlib.suppress(Exception):
+                pods, _ = await self.k.list(collection_path("v1", "Pod", run.namespace))
+                owners = [(p["metadata"].get("labels") or {}).get(INSTANCE_LABEL) for p in pods
+                          if not p["metadata"].get("deletionTimestamp")
+                          and (p.get("status") or {}).get("phase") == "Running"]
+                if len(pods) == len(owners) and sorted(owners) == sorted(run.expected):
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(2)
 
     async def finish(self, run: Run) -> None:
         await run.observer.stop()
@@ -357,14 +385,21 @@ class Chaos:
             if d["metadata"]["name"] in run.expected and label != wl.MANAGED_BY[1]:
                 problems.append(f"not-repaired: Deployment {d['metadata']['name']} "
                                 f"managed-by={label}")
+        # The engine configuration depends only on the spec (unchanged at rev 0); the
+        # selection record may legitimately be rewritten, but must not stay tampered.
         after = await self._config_data(run.namespace)
         for name, data in after.items():
             if any(v == "tampered" for v in data.values()):
                 problems.append(f"not-repaired: ConfigMap {name} still tampered")
-            elif name in before["configmaps"] \
-                    and run.expected.get(name.removesuffix("-config")) == 0 \
-                    and data != before["configmaps"][name]:
-                problems.append(f"not-repaired: ConfigMap {name} differs from before")
+                continue
+            old = before["configmaps"].get(name)
+            if old is None or run.expected.get(name.removesuffix("-config")) != 0:
+                continue
+            keys = sorted(k for k in set(data) | set(old)
+                          if k != "selection.json" and data.get(k) != old.get(k))
+            if keys:
+                diff = str({k: (old.get(k), data.get(k)) for k in keys})[:400]
+                problems.append(f"not-repaired: ConfigMap {name} differs from before: {diff}")
         return problems
 
     async def node_delete(self) -> tuple[Verdict, dict[str, Any]]:
@@ -392,7 +427,6 @@ class Chaos:
         log = self.opts.log
         log("  restarting kube-apiserver with --watch-cache=false")
         await asyncio.to_thread(self.c.restart_apiserver, 0.0, watch_cache=False)
-        expired0 = sum(op.log_count("watch expired") for op in self.operators)
         run = await self.begin("compaction-410")
         at = await self.until_fraction(run, 1 / 3)
         wave1 = await self.disturb(run, 1)
@@ -403,15 +437,17 @@ class Chaos:
         await asyncio.to_thread(self.c.restart_apiserver, 1.0)
         wave2 = await self.disturb(run, 2, every=4)
         verdict, info = await self.settle(run)
-        expired = sum(op.log_count("watch expired") for op in self.operators) - expired0
-        info |= {"faultAtConverged": at, "compactedAt": rev, "expiredWatches": expired,
-                 "disturbance": [wave1, wave2]}
-        if expired <= 0:
+        info |= {"faultAtConverged": at, "compactedAt": rev, "disturbance": [wave1, wave2]}
+        if info["expiredWatches"] <= 0:
             verdict.problems.append("inconclusive: the operator never saw 410 Gone")
         await self.finish(run)
         return verdict, info
 
     # -- helpers ---------------------------------------------------------------------
+    def expired_watches(self) -> int:
+        """410 Gone answers the operators (all ever started) have logged so far."""
+        return sum(op.log_count("watch expired") for op in self._all_operators)
+
     async def _holder(self) -> str | None:
         lease = await self.k.get_or_none(
             object_path("coordination.k8s.io/v1", "Lease", LEASE, OPERATOR_NAMESPACE))
@@ -448,6 +484,9 @@ class Chaos:
             self.opts.log(res.line())
             results.append(res)
             previous = name
+            if name == "compaction-410" and name != self.opts.scenarios[-1]:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.c.restart_apiserver, 0.0, watch_cache=True)
         return results
 
 

@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,8 @@ class BenchCluster(LocalCluster):
     extra_apiserver_args: list[str] = field(default_factory=list)
     audit: bool = True
     keep: bool = False  # leave the state directory behind (logs) after dispose()
+    _audit: list[tuple[float, dict[str, Any]]] = field(default_factory=list, repr=False)
+    _audit_offset: int = 0
 
     @property
     def audit_log(self) -> Path:
@@ -170,11 +173,12 @@ class BenchCluster(LocalCluster):
                                    f"{sorted(missing)[:5]}")
             time.sleep(1.0)
 
-    def restart_apiserver(self, down_seconds: float = 0.0, *,
-                          watch_cache: bool | None = None) -> None:
-        """Stops kube-apiserver, waits, starts it again (same port, same flags, or the
-        watch cache switched as asked)."""
-        self.stop_component("apiserver")
+    def restart_apiserver(self, down_seconds: float = 0.0, *, watch_cache: bool | None = None,
+                          sig: int = signal.SIGKILL) -> None:
+        """Kills kube-apiserver (SIGKILL by default: SIGTERM makes it drain for ~20 s,
+        serving all the while), waits ``down_seconds``, starts it again on the same port
+        with the same flags (or the watch cache switched as asked)."""
+        self.stop_component("apiserver", sig)
         if down_seconds:
             time.sleep(down_seconds)
         if watch_cache is not None:
@@ -185,24 +189,51 @@ class BenchCluster(LocalCluster):
     def audit_events(self, since: float = 0.0, until: float = float("inf")) -> list[dict[str, Any]]:
         """The operator's requests (ResponseComplete, and ResponseStarted for watches)
         received in [since, until) (Unix seconds)."""
+        self._read_audit()
+        return [ev for t, ev in self._audit if since <= t < until]
+
+    def _read_audit(self) -> None:
         if not self.audit_log.exists():
-            return []
-        out = []
-        for line in self.audit_log.read_text(errors="replace").splitlines():
+            return
+        with open(self.audit_log, "rb") as f:
+            f.seek(self._audit_offset)
+            chunk = f.read()
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for next time
+        self._audit_offset += end
+        for line in chunk[:end].splitlines():
             with contextlib.suppress(ValueError):
                 ev = json.loads(line)
-                stage = ev.get("stage")
-                verb = ev.get("verb")
-                if stage == "ResponseComplete" and verb == "watch":
-                    continue  # counted at ResponseStarted
+                stage, verb = ev.get("stage"), ev.get("verb")
+                # One record per request: watches when they start, the rest when done.
+                if (stage == "ResponseStarted") != (verb == "watch"):
+                    continue
                 if stage not in ("ResponseComplete", "ResponseStarted"):
                     continue
-                if stage == "ResponseStarted" and verb != "watch":
-                    continue
-                t = _rfc3339(ev.get("requestReceivedTimestamp", ""))
-                if since <= t < until:
-                    out.append(ev)
-        return out
+                self._audit.append((_rfc3339(ev.get("requestReceivedTimestamp", "")), ev))
+
+
+    def operator_writes(self, since: float = 0.0, until: float = float("inf"), *,
+                        include_leases: bool = False) -> list[dict[str, Any]]:
+        """The operator's writes (anything but get/list/watch) in [since, until)."""
+        return [e for e in self.audit_events(since, until)
+                if e.get("verb") not in ("get", "list", "watch")
+                and (include_leases or (e.get("objectRef") or {}).get("resource") != "leases")]
+
+    def wait_operator_quiet(self, quiet_for: float, limit: float) -> float:
+        """Waits until the operator has written nothing but Lease renewals for
+        ``quiet_for`` seconds from now on (or ``limit`` passes); returns the seconds
+        waited. Forward-looking on purpose: a change the caller just waited for (a pod
+        gone) may still cause writes after a delay."""
+        start = time.time()
+        while True:
+            time.sleep(1.0)
+            now = time.time()
+            # The audit backend flushes every second: look a little behind.
+            recent = self.operator_writes(start)
+            last = max((_rfc3339(e.get("requestReceivedTimestamp", "")) for e in recent),
+                       default=start)
+            if now - 1.5 - last >= quiet_for or now - start > limit:
+                return now - start
 
 
 def audit_verbs(events: Sequence[dict[str, Any]]) -> dict[str, int]:
