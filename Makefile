@@ -34,8 +34,11 @@ lint: venv ## ruff, mypy --strict and the import-layer contracts
 	$(VENV)/bin/mypy aim_controller
 	$(VENV)/bin/lint-imports
 
-test: venv binaries lint ## Run every test (unit, property, and on the real local control plane)
-	$(VENV)/bin/pytest $(PYTEST_ARGS) tests
+prometheus: ## Install (or find) prometheus and promtool (Debian's prometheus package)
+	@bash hack/install-prometheus.sh
+
+test: venv binaries prometheus lint ## Run every test (unit, property, and on the real local control plane)
+	AIM_REQUIRE_PROMETHEUS=1 $(VENV)/bin/pytest $(PYTEST_ARGS) tests
 
 unit: venv ## Only the fast pure tests
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
@@ -84,4 +87,4 @@ undeploy: ## Remove the operator from the current kube context
 clean: down ## Remove local state (not the cached binaries)
 	rm -rf _out
 
-.PHONY: help venv binaries manifests lint test unit up down install samples run demo bench chaos docker-build deploy undeploy clean
+.PHONY: help venv binaries prometheus manifests lint test unit up down install samples run demo bench chaos docker-build deploy undeploy clean
