@@ -89,7 +89,7 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             want = set(names)
 
             log(f"[N={n}] applying {n} endpoints")
-            t0 = time.monotonic()
+            t0, wall0 = time.monotonic(), time.time()
             result["applySeconds"] = round(await wl.apply_all(
                 kube, objs, concurrency=opts.apply_concurrency), 3)
             ok = await obs.wait(lambda: obs.all_converged(want), opts.timeout)
@@ -99,6 +99,7 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             log(f"[N={n}] converged: {ok} {obs.snapshot()}")
             ok_ready = ok and await obs.wait(lambda: obs.all_ready(want), opts.timeout)
             m_ready = op.metrics()
+            wall_ready = time.time()
             result["readySeconds"] = (round(max(obs.ready_at.values()) - t0, 3)
                                       if ok_ready else None)
             log(f"[N={n}] ready: {ok_ready} {obs.snapshot()}")
@@ -111,6 +112,11 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             result["writesPerEndpointAtConvergence"] = round(at_conv.writes() / n, 3)
             result["requestsPerEndpoint"] = per(at_ready.requests_by_method(), n)
             result["writesPerEndpointAtReady"] = round(at_ready.writes() / n, 3)
+            # The same, by API verb (get/list/watch/create/patch/...) as the API server saw it.
+            await asyncio.sleep(1.5)  # the audit backend flushes every second
+            result["auditVerbsPerEndpoint"] = per(
+                {k: float(v) for k, v in audit_verbs(cluster.audit_events(wall0, wall_ready))
+                 .items()}, n)
 
             # -- quiet period -------------------------------------------------------
             settled = await asyncio.to_thread(cluster.wait_operator_quiet, SETTLE_SECONDS, 180)
