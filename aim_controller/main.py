@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from .builders.children import child_kinds
 from .builders.settings import DEFAULT_IMAGES, FIELD_MANAGER, OperatorSettings
 from .logconfig import configure_logging
+from .machinery.clientlimit import throttle_api_client
 from .machinery.controller import Controller
 from .machinery.events import EventRecorder
 from .machinery.httpserver import ServingEndpoints
@@ -99,7 +100,10 @@ def operator_settings(opts: Options) -> OperatorSettings:
 async def build_app(opts: Options, *, registry: CollectorRegistry | None = None) -> App:
     """Everything wired, nothing started. ``registry``: a private metrics registry (tests)."""
     metrics = MachineryMetrics(registry) if registry is not None else default_metrics()
-    api = instrument_api_client(ApiClient(await kube_configuration(opts)), metrics)
+    # The throttle wraps the instrumentation, so request latencies exclude its wait.
+    api = throttle_api_client(
+        instrument_api_client(ApiClient(await kube_configuration(opts)), metrics),
+        opts.kube_api_qps, opts.kube_api_burst, metrics)
     optional = await optional_resources(api)
     informers = InformerFactory(
         api, namespaces=opts.namespaces or None,

@@ -242,6 +242,12 @@ class MachineryMetrics:
             ["verb", "host"], buckets=REST_LATENCY_BUCKETS, registry=reg,
         )  # fmt: skip
 
+        self.rest_rate_limiter_duration = Histogram(
+            "rest_client_rate_limiter_duration_seconds",
+            "Client side rate limiter latency in seconds. Broken down by verb, and host.",
+            ["verb", "host"], buckets=REST_LATENCY_BUCKETS, registry=reg,
+        )  # fmt: skip
+
     def queue(self, name: str) -> QueueMetrics:
         """A recorder for the queue called ``name``."""
         recorder = QueueMetrics(name, self)
