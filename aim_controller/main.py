@@ -8,6 +8,7 @@ campaigns again, so a half-stopped replica never overlaps a new leader).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -50,8 +51,13 @@ class App:
     api_client: ApiClient
     metrics: MachineryMetrics
     controllers: list[Controller]
+    recorder: EventRecorder
 
     async def close(self) -> None:
+        # Events still queued are worth a moment: they explain the last changes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.recorder.flush(), 5.0)
+        await self.recorder.close()
         await self.api_client.close()
 
 
@@ -141,7 +147,7 @@ async def build_app(opts: Options, *, registry: CollectorRegistry | None = None)
     log.info("operator configured", namespaces=opts.namespaces or "all",
              monitoring=sorted(k for _, k in optional), leader_elect=opts.leader_elect,
              identity=opts.identity)
-    return App(manager, api, metrics, controllers)
+    return App(manager, api, metrics, controllers, ctx.recorder)
 
 
 async def run(opts: Options) -> int:

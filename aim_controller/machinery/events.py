@@ -4,10 +4,15 @@
 Like client-go's recorder, a repeat of the same (object, type, reason,
 message) updates the count of the existing Event instead of creating a new
 one. Recording never fails a reconcile: errors are logged and dropped.
+:meth:`EventRecorder.emit` does not even wait: like client-go's broadcaster,
+a background task writes the Events in order, so a reconcile never holds a
+worker for them; when the backlog is full, new Events are dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import secrets
 from collections import OrderedDict
@@ -38,12 +43,41 @@ class EventRecorder:
     """
 
     def __init__(self, writer: ObjectWriter, component: str, instance: str,
-                 cache_size: int = 4096) -> None:
+                 cache_size: int = 4096, backlog: int = 1000) -> None:
         self._writer = writer
         self._component = component
         self._instance = instance
         self._cache_size = cache_size
         self._seen: OrderedDict[tuple[str, str, str, str], tuple[Obj, int]] = OrderedDict()
+        self._backlog: asyncio.Queue[tuple[Obj, str, str, str]] = asyncio.Queue(backlog)
+        self._drainer: asyncio.Task[None] | None = None
+
+    def emit(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        """Queues an Event for the background writer (from the event loop's thread)."""
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        try:
+            self._backlog.put_nowait((obj, type_, reason, message))
+        except asyncio.QueueFull:
+            log.warning("event dropped: backlog full", reason=reason)
+
+    async def flush(self) -> None:
+        """Waits until every queued Event was written (or dropped)."""
+        await self._backlog.join()
+
+    async def close(self) -> None:
+        if self._drainer is not None:
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+
+    async def _drain(self) -> None:
+        while True:
+            item = await self._backlog.get()
+            try:
+                await self.event(*item)
+            finally:
+                self._backlog.task_done()
 
     async def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
         meta = obj.get("metadata") or {}

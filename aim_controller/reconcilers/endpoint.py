@@ -379,7 +379,7 @@ class EndpointReconciler:
                 log.info("deleting child no longer desired", kind=kind, child=cname)
                 await self.ctx.writer.delete(dict(child))
         if errors:
-            await self.ctx.recorder.event(
+            self.ctx.recorder.emit(
                 dict(self.endpoints.store.get(key) or {}), "Warning", "ApplyFailed", errors[0])
         return ApplyOutcome(applied, len(desired), tuple(errors)), retry_after
 
@@ -401,12 +401,12 @@ class EndpointReconciler:
         prev_ref = _ref(previous)
         new_ref = _ref(status["recipe"])
         if decision.chosen is not None and new_ref != prev_ref:
-            await self.ctx.recorder.event(
+            self.ctx.recorder.emit(
                 dict(obj), "Normal", str(status["recipe"].get("reason") or "RecipeSelected"),
                 str(status["recipe"].get("message") or decision.message))
         elif decision.chosen is None and (old_sel is None or old_sel.get("status") != "False"
                                           or old_sel.get("reason") != str(decision.reason)):
-            await self.ctx.recorder.event(dict(obj), "Warning", str(decision.reason),
+            self.ctx.recorder.emit(dict(obj), "Warning", str(decision.reason),
                                           decision.message)
 
     async def _invalid(self, obj: Mapping[str, Any], generation: int, message: str) -> Result:
@@ -425,7 +425,7 @@ class EndpointReconciler:
             body = {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
                     "metadata": obj["metadata"], "status": status}
             await self.ctx.writer.apply_status(body)
-            await self.ctx.recorder.event(dict(obj), "Warning", "InvalidSpec", message)
+            self.ctx.recorder.emit(dict(obj), "Warning", "InvalidSpec", message)
         # Nothing will change until the spec does: no retry.
         return Result()
 

@@ -160,6 +160,6 @@ async def _report_invalid(
         new.get("message"),
     ):
         return
-    await ctx.recorder.event(
+    ctx.recorder.emit(
         dict(obj), WARNING, str(new.get("reason")), str(new.get("message") or "")
     )
