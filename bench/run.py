@@ -104,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(bench_table(results))
+    print("\nrequests per endpoint until all Ready (client metrics by method | audit by verb):")
+    for r in results:
+        client = ", ".join(f"{k} {v:.2f}" for k, v in (r.get("requestsPerEndpoint") or {}).items()
+                           if v)
+        audit = ", ".join(f"{k} {v:.2f}" for k, v in
+                          (r.get("auditVerbsPerEndpoint") or {}).items() if v)
+        print(f"  N={r['n']}: {client or '-'} | {audit or '-'}")
     sel = data.get("selection")
     if isinstance(sel, dict):
         print(f"\nrecipe selection, {sel['recipes']} recipes / {sel['nodes']} nodes: "

@@ -96,6 +96,7 @@ class Chaos:
         self.kube: Kube | None = None
         self.operators: list[OperatorProcess] = []
         self._all_operators: list[OperatorProcess] = []
+        self._draining: list[str] = []  # namespaces of finished scenarios being deleted
         self._op_seq = 0
 
     # -- setup -----------------------------------------------------------------------
@@ -200,6 +201,9 @@ class Chaos:
         # Quiet: nothing but lease renewals, and no reconcile errors. GPU pods that
         # still come or go make the operator refresh AIMRecipe fit status, rightly, so
         # first wait for the pods of deleted endpoints to go.
+        for ns in list(self._draining):  # their pods going would wake the operator too
+            if await self.wait_namespace_gone(ns):
+                self._draining.remove(ns)
         info["podsSettled"] = await self.pods_settled(run, within=180)
         info["settledAfter"] = round(await asyncio.to_thread(
             self.c.wait_operator_quiet, SETTLE_SECONDS, 120), 1)
@@ -248,6 +252,7 @@ class Chaos:
     async def finish(self, run: Run) -> None:
         await run.observer.stop()
         await self.k.delete(object_path("v1", "Namespace", run.namespace))
+        self._draining.append(run.namespace)
 
     async def wait_namespace_gone(self, ns: str, within: float = 240) -> bool:
         deadline = time.monotonic() + within
@@ -465,10 +470,9 @@ class Chaos:
 
     async def run(self) -> list[ScenarioResult]:
         results: list[ScenarioResult] = []
-        previous: str | None = None
         for name in self.opts.scenarios:
-            if previous is not None:
-                await self.wait_namespace_gone(f"chaos-{previous}")
+            # The previous scenario's namespace drains while this one converges (the
+            # inventory has room for both); settle() waits for it before the quiet check.
             self.opts.log(f"scenario {name}: {self.opts.n} endpoints")
             start = time.monotonic()
             try:
@@ -477,13 +481,17 @@ class Chaos:
                 verdict, info = await SCENARIOS[name](self)
             except Exception as e:
                 verdict, info = Verdict(problems=[f"error: {type(e).__name__}: {e}"]), {}
+                ns = f"chaos-{name}"
+                if ns not in self._draining:
+                    with contextlib.suppress(Exception):
+                        await self.k.delete(object_path("v1", "Namespace", ns))
+                        self._draining.append(ns)
             seconds = time.monotonic() - start
             summary = _summary(verdict, info)
             res = ScenarioResult(name, verdict.ok, summary, seconds,
                                  {"verdict": verdict.as_dict(), **info})
             self.opts.log(res.line())
             results.append(res)
-            previous = name
             if name == "compaction-410" and name != self.opts.scenarios[-1]:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self.c.restart_apiserver, 0.0, watch_cache=True)
