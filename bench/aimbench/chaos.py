@@ -32,7 +32,7 @@ from aim_controller.reconcilers.recipe_status import REFRESH_DELAY as RECIPE_REF
 
 from . import workload as wl
 from .cluster import OPERATOR_NAMESPACE, BenchCluster, dispose, gpu_inventory, new_cluster
-from .kube import Credentials, Kube, collection_path, object_path
+from .kube import Credentials, Kube, collection_path, gather_limited, object_path
 from .observer import Observer
 from .operator import OperatorProcess
 from .verify import Verdict, check_namespace
@@ -96,7 +96,8 @@ class Chaos:
         self.kube: Kube | None = None
         self.operators: list[OperatorProcess] = []
         self._all_operators: list[OperatorProcess] = []
-        self._draining: list[str] = []  # namespaces of finished scenarios being deleted
+        self._draining: list[str] = []  # namespaces of failed scenarios being deleted
+        self._runs: list[Run] = []  # finished scenarios, left in place
         self._op_seq = 0
 
     # -- setup -----------------------------------------------------------------------
@@ -104,10 +105,11 @@ class Chaos:
         log = self.opts.log
         log("starting a local control plane")
         self.cluster = await asyncio.to_thread(new_cluster, keep=self.opts.keep_cluster)
-        # Room for two scenarios' pods at once (the last one's namespace drains while
-        # the next converges) and for losing a node.
-        inv = gpu_inventory(2 * (self.opts.n + 2 * self.opts.churn), headroom=1.1,
-                            spare_nodes=2)
+        # Finished scenarios stay (deleting 300 endpoints' worth of objects costs more
+        # than keeping them, and later faults then hit them too): room for all of them,
+        # and for losing a node.
+        per = self.opts.n + self.opts.churn * 3
+        inv = gpu_inventory(len(self.opts.scenarios) * per, headroom=1.05, spare_nodes=2)
         nodes = await asyncio.to_thread(self.cluster.add_gpu_nodes, inv, 300)
         log(f"{len(nodes)} simulated MI300X nodes Ready ({self.cluster.state_dir})")
         self.kube = Kube(Credentials.from_kubeconfig(self.cluster.kubeconfig), connections=60)
@@ -176,7 +178,7 @@ class Chaos:
         moved = live[::every]
         gone = live[-self.opts.churn:] if self.opts.churn else []
         moved = [x for x in moved if x not in gone]
-        await asyncio.gather(*(wl.patch_rev(self.k, run.namespace, x, rev) for x in moved))
+        await gather_limited((wl.patch_rev(self.k, run.namespace, x, rev) for x in moved), 20)
         for x in moved:
             run.expected[x] = rev
         for x in gone:
@@ -208,10 +210,10 @@ class Chaos:
         info["settledAfter"] = round(await asyncio.to_thread(
             self.c.wait_operator_quiet, SETTLE_SECONDS, 120), 1)
         ops = [op for op in self.operators if op.running]
-        m0 = [op.metrics_or_none() for op in ops]
+        m0 = [await asyncio.to_thread(op.metrics_or_none) for op in ops]
         w0 = time.time()
         await asyncio.sleep(self.opts.quiet_seconds)
-        m1 = [op.metrics_or_none() for op in ops]
+        m1 = [await asyncio.to_thread(op.metrics_or_none) for op in ops]
         w1 = time.time()
         await asyncio.sleep(1.5)
         errors = writes = 0.0
@@ -251,8 +253,24 @@ class Chaos:
 
     async def finish(self, run: Run) -> None:
         await run.observer.stop()
-        await self.k.delete(object_path("v1", "Namespace", run.namespace))
-        self._draining.append(run.namespace)
+        self._runs.append(run)
+
+    async def aftermath(self) -> ScenarioResult:
+        """Every earlier scenario's namespace, re-checked after all the later faults."""
+        start = time.monotonic()
+        problems: list[str] = []
+        counts = {"endpoints": 0, "ready": 0, "children": 0}
+        for run in self._runs:
+            v = await _eventually_ok(self.k, run.namespace, 60, expected=run.expected)
+            problems += [f"{run.namespace}: {p}" for p in v.problems]
+            for k in counts:
+                counts[k] += v.counts.get(k, 0)
+        verdict = Verdict(problems=problems, counts=counts)
+        summary = (f"{counts['ready']}/{counts['endpoints']} Ready in {len(self._runs)} "
+                   f"namespaces, {counts['children']} children; "
+                   + ("ok" if verdict.ok else f"PROBLEMS: {verdict.summary(3)}"))
+        return ScenarioResult("aftermath", verdict.ok, summary, time.monotonic() - start,
+                              {"verdict": verdict.as_dict()})
 
     async def wait_namespace_gone(self, ns: str, within: float = 240) -> bool:
         deadline = time.monotonic() + within
@@ -305,10 +323,10 @@ class Chaos:
         leader = a if holder == a.identity else b
         standby = b if leader is a else a
         await asyncio.to_thread(leader.wait_ready, 120)
-        s0 = standby.metrics_or_none()
+        s0 = await asyncio.to_thread(standby.metrics_or_none)
         run = await self.begin("leader-kill")
         at = await self.until_fraction(run, 1 / 3)
-        s1 = standby.metrics_or_none()
+        s1 = await asyncio.to_thread(standby.metrics_or_none)
         standby_writes = (s1.minus(s0).writes() if s0 and s1 else None)
         leader.kill(signal.SIGKILL)
         self.opts.log(f"  SIGKILLed leader {leader.identity} ({at}/{self.opts.n} converged)")
@@ -338,8 +356,8 @@ class Chaos:
                   "selectors": await self._selectors(run.namespace)}
         self.opts.log(f"  burst of conflicting writes by {INTRUDER!r} to {len(names)} endpoints'"
                       " Services, Deployments and ConfigMaps")
-        burst = asyncio.gather(*(self._intrude(run.namespace, x) for x in sorted(names)),
-                               return_exceptions=True)
+        burst = asyncio.ensure_future(gather_limited(
+            (_outcome(self._intrude(run.namespace, x)) for x in sorted(names)), 20))
         wave = await self.disturb(run, 1)
         outcomes = await burst
         failed = [o for o in outcomes if isinstance(o, BaseException)]
@@ -471,8 +489,6 @@ class Chaos:
     async def run(self) -> list[ScenarioResult]:
         results: list[ScenarioResult] = []
         for name in self.opts.scenarios:
-            # The previous scenario's namespace drains while this one converges (the
-            # inventory has room for both); settle() waits for it before the quiet check.
             self.opts.log(f"scenario {name}: {self.opts.n} endpoints")
             start = time.monotonic()
             try:
@@ -490,6 +506,10 @@ class Chaos:
             summary = _summary(verdict, info)
             res = ScenarioResult(name, verdict.ok, summary, seconds,
                                  {"verdict": verdict.as_dict(), **info})
+            self.opts.log(res.line())
+            results.append(res)
+        if len(self._runs) > 1:
+            res = await self.aftermath()
             self.opts.log(res.line())
             results.append(res)
             if name == "compaction-410" and name != self.opts.scenarios[-1]:
@@ -518,6 +538,14 @@ async def _eventually_ok(kube: Kube, ns: str, within: float, **kw: Any) -> Verdi
         if v.ok or time.monotonic() >= deadline:
             return v
         await asyncio.sleep(3)
+
+
+async def _outcome(aw: Awaitable[None]) -> BaseException | None:
+    try:
+        await aw
+    except Exception as e:
+        return e
+    return None
 
 
 def _count(values: Any) -> dict[str, int]:

@@ -44,6 +44,9 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
 }
 
 
+RETRIABLE = frozenset({429, 500, 502, 503, 504})
+
+
 class KubeError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message[:500]}")
@@ -125,10 +128,28 @@ class Kube:
 
     async def request(self, method: str, path: str, *, body: Any = None,
                       params: dict[str, str] | None = None, content_type: str = "application/json",
-                      request_timeout: float | None = None) -> Obj:
+                      request_timeout: float | None = None, attempts: int = 5) -> Obj:
+        """One request, retried on transport errors, 429 and 5xx (every request the
+        harness makes is idempotent: GET, DELETE, apply and merge patches)."""
+        for attempt in range(attempts):
+            try:
+                return await self._request_once(method, path, body, params, content_type,
+                                                 request_timeout)
+            except KubeError as e:
+                if e.status not in RETRIABLE or attempt + 1 == attempts:
+                    raise
+            except (aiohttp.ClientError, TimeoutError):
+                if attempt + 1 == attempts:
+                    raise
+            await asyncio.sleep(min(2.0**attempt, 8.0))
+        raise AssertionError("unreachable")
+
+    async def _request_once(self, method: str, path: str, body: Any,
+                            params: dict[str, str] | None, content_type: str,
+                            request_timeout: float | None) -> Obj:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type, "Accept": "application/json"}
-        to = aiohttp.ClientTimeout(total=request_timeout or self._timeout, connect=10)
+        to = aiohttp.ClientTimeout(total=request_timeout or self._timeout, sock_connect=10)
         async with self.session.request(method, path, data=data, params=params,
                                         headers=headers, timeout=to) as resp:
             text = await resp.text()
@@ -192,7 +213,7 @@ class Kube:
                   "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_seconds)}
         if label_selector:
             params["labelSelector"] = label_selector
-        to = aiohttp.ClientTimeout(total=timeout_seconds + 30, connect=10,
+        to = aiohttp.ClientTimeout(total=timeout_seconds + 30, sock_connect=10,
                                    sock_read=timeout_seconds + 30)
         async with self.session.get(path, params=params, timeout=to) as resp:
             if resp.status >= 300:

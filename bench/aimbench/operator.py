@@ -181,11 +181,15 @@ class OperatorProcess:
             raise RuntimeError(f"/metrics answered {status}")
         return Metrics.parse(text)
 
-    def metrics_or_none(self) -> Metrics | None:
-        try:
-            return self.metrics()
-        except (OSError, RuntimeError):
-            return None
+    def metrics_or_none(self, attempts: int = 3) -> Metrics | None:
+        """A scrape, retried (a busy replica may time out); None if it never answers."""
+        for i in range(attempts):
+            try:
+                return self.metrics()
+            except (OSError, RuntimeError):
+                if i + 1 < attempts:
+                    time.sleep(1.0)
+        return None
 
     def peak_rss(self) -> int:
         """The kernel's RSS high-water mark for the process (bytes), 0 if gone."""

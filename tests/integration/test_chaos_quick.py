@@ -26,10 +26,13 @@ def test_chaos_quick_scenarios_pass(tmp_path: Path) -> None:
     results = asyncio.run(run_chaos(opts))
     report = "\n".join(lines + [r.line() for r in results])
 
-    assert [r.name for r in results] == list(QUICK_SCENARIOS), report
+    # Each scenario, then every namespace re-checked after all the faults.
+    assert [r.name for r in results] == [*QUICK_SCENARIOS, "aftermath"], report
     for r in results:
         assert r.passed, f"{r.name}: {r.details.get('verdict')}\n{report}"
+    for r in results[:-1]:
         # The disturbance really happened and every endpoint ended Ready.
         assert r.details["disturbance"]["updated"] > 0, report
         counts = r.details["verdict"]["counts"]
         assert counts["ready"] == counts["endpoints"] == 40, report
+    assert results[-1].details["verdict"]["counts"]["ready"] == 40 * len(QUICK_SCENARIOS)
