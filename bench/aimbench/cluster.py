@@ -52,6 +52,34 @@ MI300X = {
     "vram": "192G", "cuCount": "304", "driverVersion": "6.10.5",
 }
 
+KWOK_STAGES = ROOT / "hack" / "kwok" / "stages.yaml"
+# What a kubelet does after its node was marked NotReady (the node lifecycle
+# controller sets every pod's Ready=False) and came back: report the pod Ready
+# again. hack/kwok/stages.yaml only makes a pod Ready once, so without this an
+# apiserver outage longer than the node grace period leaves pods unready forever.
+POD_READY_AGAIN = {
+    "apiVersion": "kwok.x-k8s.io/v1alpha1",
+    "kind": "Stage",
+    "metadata": {"name": "pod-ready-again"},
+    "spec": {
+        "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+        "selector": {"matchExpressions": [
+            {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+            {"key": ".status.phase", "operator": "In", "values": ["Running"]},
+            {"key": '.status.conditions.[] | select( .type == "Ready" ) | .status',
+             "operator": "In", "values": ["False"]},
+        ]},
+        "next": {"statusTemplate": (
+            "{{ $now := Now }}\n"
+            "conditions:\n"
+            "- {lastTransitionTime: {{ $now | Quote }}, status: \"True\", type: PodScheduled}\n"
+            "- {lastTransitionTime: {{ $now | Quote }}, status: \"True\", type: Initialized}\n"
+            "- {lastTransitionTime: {{ $now | Quote }}, status: \"True\", type: ContainersReady}\n"
+            "- {lastTransitionTime: {{ $now | Quote }}, status: \"True\", type: Ready}\n"
+        )},
+    },
+}
+
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
@@ -95,7 +123,15 @@ class BenchCluster(LocalCluster):
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
         if name == "apiserver":
             argv = self._apiserver_argv(argv)
+        elif name == "kwok":
+            argv = self._kwok_argv(argv)
         super()._spawn(name, argv)
+
+    def _kwok_argv(self, argv: Sequence[str]) -> list[str]:
+        stages = self.state_dir / "kwok-stages.yaml"
+        stages.write_text(KWOK_STAGES.read_text().rstrip() + "\n---\n"
+                          + yaml.safe_dump(POD_READY_AGAIN, sort_keys=False))
+        return [f"--config={stages}" if a.startswith("--config=") else a for a in argv]
 
     def _apiserver_argv(self, argv: Sequence[str]) -> list[str]:
         out = [a for a in argv if not a.startswith("--service-cluster-ip-range=")]
