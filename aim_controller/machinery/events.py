@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import secrets
 from collections import OrderedDict
@@ -55,7 +56,10 @@ class EventRecorder:
     def emit(self, obj: Obj, type_: str, reason: str, message: str) -> None:
         """Queues an Event for the background writer (from the event loop's thread)."""
         if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+            # A fresh context: the drainer outlives the reconcile that started it,
+            # whose log fields (key, reconcile_id) must not stick to later lines.
+            self._drainer = asyncio.get_running_loop().create_task(
+                self._drain(), context=contextvars.Context())
         try:
             self._backlog.put_nowait((obj, type_, reason, message))
         except asyncio.QueueFull:

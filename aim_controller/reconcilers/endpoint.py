@@ -395,7 +395,12 @@ class EndpointReconciler:
             return
         body = {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
                 "metadata": obj["metadata"], "status": status}
-        await self.ctx.writer.apply_status(body)
+        try:
+            await self.ctx.writer.apply_status(body)
+        except ApiException as err:
+            if err.status == 404:  # deleted meanwhile: nothing left to report on
+                return
+            raise
         old_sel = next((c for c in observed.get("conditions") or ()
                         if c.get("type") == RECIPE_SELECTED), None)
         prev_ref = _ref(previous)

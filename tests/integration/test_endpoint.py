@@ -10,13 +10,13 @@ import asyncio
 import json
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from localcluster import LocalCluster  # type: ignore[import-not-found]
+from localcluster import LocalCluster, inventory_nodes  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
     GROUP,
     KeyCounter,
@@ -249,22 +249,44 @@ async def test_recipe_change_rolls_the_pods(
     await wait_ready(crds, namespace, "roll")
 
 
+MI308X = {"deviceId": "74a2", "productName": "AMD_Instinct_MI308X_OAM", "family": "AI",
+          "vram": "192G", "cuCount": "80"}
+PRIVATE_TAINT = "amd.com/aim-test-private"
+
+
+@pytest.fixture
+def private_mi308x(crds: LocalCluster, namespace: str) -> Iterator[list[str]]:
+    """Two 4-GPU nodes of a GPU model no other test uses, so capacity numbers are exact."""
+    inv = {"nodeGroups": [{"name": "mi308x", "prefix": f"{namespace}-mi308x", "count": 2,
+                           "gpus": 4, "gpu": MI308X,
+                           "taints": [{"key": PRIVATE_TAINT, "value": namespace,
+                                       "effect": "NoSchedule"}]}]}
+    nodes = list(inventory_nodes(inv))
+    crds.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", "-",
+                 input=yaml.safe_dump_all(nodes))
+    names = [n["metadata"]["name"] for n in nodes]
+    yield names
+    crds.kubectl("delete", "node", *names, "--wait=false", check=False)
+
+
 async def test_gpu_exhaustion_picks_smaller_configs_or_reports_then_recovers(
-    crds: LocalCluster, namespace: str, operator: App, key_counter: KeyCounter
+    crds: LocalCluster, namespace: str, operator: App, key_counter: KeyCounter,
+    private_mi308x: list[str],
 ) -> None:
     model = f"acme/exhaust-{uuid.uuid4().hex[:6]}"
     small_model = f"acme/small-{uuid.uuid4().hex[:6]}"
-    apply(crds, recipe("exhaust", model, "MI250X", 4), namespace)
-    flexible = recipe("flexible", small_model, "MI250X", 4)
-    flexible["spec"]["configurations"] += recipe("x", small_model, "MI250X", 1)["spec"][
+    apply(crds, recipe("exhaust", model, "MI308X", 4), namespace)
+    flexible = recipe("flexible", small_model, "MI308X", 4)
+    flexible["spec"]["configurations"] += recipe("x", small_model, "MI308X", 1)["spec"][
         "configurations"]
     apply(crds, flexible, namespace)
-    # Take 3 of the 4 GPUs on both MI250X nodes.
+    # Take 3 of the 4 GPUs on both private nodes.
     blocker = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "blocker"},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "blocker"}},
                  "template": {"metadata": {"labels": {"app": "blocker"}}, "spec": {
-                     "nodeSelector": {"amd.com/gpu.device-id": "7408"},
+                     "nodeSelector": {"amd.com/gpu.device-id": "74a2"},
+                     "tolerations": [{"key": PRIVATE_TAINT, "operator": "Exists"}],
                      "topologySpreadConstraints": [{
                          "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                          "whenUnsatisfiable": "DoNotSchedule",
@@ -379,6 +401,12 @@ async def test_quota_and_invalid_recipes_are_explained(
     crds: LocalCluster, namespace: str, operator: App
 ) -> None:
     crds.kubectl("create", "quota", "-n", namespace, "gpus", "--hard=requests.amd.com/gpu=0")
+    # A choice made before the quota is seen is sticky (its pods would hold the
+    # GPUs): apply the endpoint once the operator's cache has the quota.
+    await eventually(lambda: any(inf.resource.plural == "resourcequotas"
+                                 and inf.store.get(f"{namespace}/gpus") is not None
+                                 for inf in operator.manager.informers.informers()),
+                     10, 0.1, what="quota cached")
     apply(crds, endpoint("capped"), namespace)
     obj = await eventually(lambda: cond_is(crds, namespace, "capped", "RecipeSelected", "False",
                                            "NoFeasibleCandidate"), 30, what="quota")
