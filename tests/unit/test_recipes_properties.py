@@ -243,7 +243,18 @@ def test_score_order_is_respected(world: World) -> None:
         return
     assert ranked[0]["verdict"] == "Selected"
     assert all(c["verdict"] == "Feasible" for c in ranked[1:])
+    inv = build_inventory(world.nodes, world.pods)
+
+    def precedence(c: dict[str, Any]) -> tuple[int, bool]:
+        # Namespace recipes before the catalog, untainted pools before tainted ones.
+        pool = inv.pool(c["hardware"])
+        return ({"namespace": 0, "builtin": 1}.get(c["source"], 2),
+                bool(pool and pool.tolerations))
+
     for a, b in itertools.pairwise(ranked):
+        assert precedence(a) <= precedence(b), (a, b)
+        if precedence(a) != precedence(b):
+            continue
         # score is higher-is-better in every mode; the second term breaks its ties.
         assert a["score"] >= b["score"], (a, b)
         if a["score"] == b["score"] and opt == "throughput":
