@@ -143,6 +143,8 @@ class NodeGpus:
     identified_by: str
     usable: bool
     reason: str
+    # Device requests of the pods bound here, unclamped: free is derived from them.
+    used: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +194,33 @@ class GpuInventory:
         default_factory=lambda: MappingProxyType({})
     )
 
+    tolerated_prefixes: tuple[str, ...] = DEFAULT_TOLERATED_TAINT_PREFIXES
+
     def pool(self, hardware: str) -> HardwarePool | None:
         return self.pools.get(hardware)
+
+    def give_back(self, usages: Iterable[tuple[str, Mapping[str, int]]]) -> GpuInventory:
+        """This snapshot with the devices of ``usages`` ((node, requests) as from
+        :func:`pod_device_requests`) free again.
+
+        An endpoint's own pods are not competition for its own selection: without
+        this, an endpoint re-evaluated after its pods were placed would find its
+        GPUs taken by itself. Returns ``self`` when nothing changes.
+        """
+        back: dict[str, dict[str, int]] = {}
+        for node, req in usages:
+            acc = back.setdefault(node, {})
+            for k, v in req.items():
+                acc[k] = acc.get(k, 0) + v
+        if not back:
+            return self
+        nodes = tuple(_returned(n, back[n.name]) if n.name in back else n for n in self.nodes)
+        return GpuInventory(
+            nodes=nodes,
+            pools=MappingProxyType(_pools(nodes, self.tolerated_prefixes)),
+            unusable=self.unusable,
+            tolerated_prefixes=self.tolerated_prefixes,
+        )
 
     @property
     def hardware(self) -> tuple[str, ...]:
@@ -509,7 +536,20 @@ def _finish_node(
         identified_by=ident.identified_by,
         usable=usable,
         reason="; ".join(notes),
+        used=tuple(sorted((k, v) for k, v in used.items() if v)),
     )
+
+
+def _returned(node: NodeGpus, back: Mapping[str, int]) -> NodeGpus:
+    """``node`` as if the pods holding ``back`` were not bound to it (same formulas
+    as :func:`_finish_node`, on the unclamped requests)."""
+    used = {k: max(0, v - back.get(k, 0)) for k, v in node.used}
+    parts = tuple(
+        replace(p, free=max(0, p.allocatable - used.get(p.resource, 0))) for p in node.partitions
+    )
+    free = max(0, node.allocatable - used.get(GPU_RESOURCE, 0)) if node.allocatable else 0
+    return replace(node, free=free, partitions=parts,
+                   used=tuple((k, v) for k, v in sorted(used.items()) if v))
 
 
 def _pools(
@@ -569,6 +609,7 @@ def _assemble(
         nodes=nodes,
         pools=MappingProxyType(_pools(nodes, tolerated_prefixes)),
         unusable=MappingProxyType({hw: tuple(ns) for hw, ns in sorted(unusable.items())}),
+        tolerated_prefixes=tolerated_prefixes,
     )
 
 

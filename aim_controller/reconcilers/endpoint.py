@@ -47,6 +47,7 @@ from aim_controller.machinery.handlers import (
     split_key,
 )
 from aim_controller.machinery.informer import InformerLike
+from aim_controller.machinery.mutationcache import MutationCache
 from aim_controller.machinery.resource import NODES, PODS, Resource
 from aim_controller.machinery.workqueue import RateLimitingQueue
 from aim_controller.recipes import Decision, Reason, RecipeIndex, builtin_index, select
@@ -178,6 +179,9 @@ class EndpointReconciler:
         self.pods = f.informer(PODS, None, indexers={INDEX_ENDPOINT_PODS: index_pod_by_endpoint})
         self.gpus = ctx.gpu_view()
         self.children: dict[str, tuple[Resource, InformerLike]] = {}
+        # Read-your-writes: a reconcile that runs before our own write's watch event
+        # arrives must not redo it (apply again, rewrite the status, emit again).
+        self.written: dict[str, MutationCache] = {}
         for ck in child_kinds():
             group, _, version = ck.api_version.rpartition("/")
             res = Resource(group, version, ck.plural, ck.kind)
@@ -188,6 +192,8 @@ class EndpointReconciler:
             inf: InformerLike = f.for_resource(
                 res, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}")
             self.children[ck.kind] = (res, inf)
+            self.written[ck.kind] = MutationCache(inf)
+        self.written[KIND_AIM_ENDPOINT] = MutationCache(self.endpoints)
         # Endpoints whose selection waits for capacity: re-evaluated on capacity changes.
         self._waiting: set[str] = set()
         self._catalog = builtin_index()
@@ -244,7 +250,7 @@ class EndpointReconciler:
     # --- reconcile ----------------------------------------------------------
 
     async def reconcile(self, key: str) -> Result | None:
-        obj = self.endpoints.store.get(key)
+        obj = self.written[KIND_AIM_ENDPOINT].get(key)
         if obj is None:
             self._waiting.discard(key)
             return None
@@ -273,7 +279,10 @@ class EndpointReconciler:
         previous = observed_status.get("recipe")
         decision = select(
             obj.get("spec") or {}, namespace, self._namespace_recipes(namespace), self._catalog,
-            self.gpus.inventory(), self.quotas.store.by_index("namespace", namespace),
+            # Its own pods' GPUs count as free: the same choice whether or not they are bound yet.
+            self.gpus.inventory().give_back(
+                u for u in map(pod_device_requests, pods) if u is not None),
+            self.quotas.store.by_index("namespace", namespace),
             previous, now=now, unschedulable_since=pstate.unschedulable_since,
             reselect_after=self.ctx.unschedulable_grace, owned_quota_gpus=pstate.gpus_in_use,
         )
@@ -294,7 +303,7 @@ class EndpointReconciler:
         else:
             selected = (False, str(decision.reason), decision.message)
 
-        deployment = self.children["Deployment"][1].store.get(key)
+        deployment = self.written["Deployment"].get(key)
         conds = endpoint_conditions(
             spec=endpoint.spec, selected=selected, outcome=outcome, deployment=deployment,
             desired_replicas=desired_replicas, pods=pstate, url=url,
@@ -357,11 +366,11 @@ class EndpointReconciler:
             kind, cname = obj["kind"], obj["metadata"]["name"]
             wanted.add((kind, cname))
             entry = self.children.get(kind)
-            observed = entry[1].store.get(f"{namespace}/{cname}") if entry else None
+            observed = self.written[kind].get(f"{namespace}/{cname}") if entry else None
             if not needs_apply(obj, observed):
                 continue
             try:
-                await self.ctx.writer.apply(obj)
+                self.written[kind].mutated(await self.ctx.writer.apply(obj))
                 applied += 1
             except ApiException as err:
                 if err.status in (400, 403, 404, 422):
@@ -396,7 +405,7 @@ class EndpointReconciler:
         body = {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
                 "metadata": obj["metadata"], "status": status}
         try:
-            await self.ctx.writer.apply_status(body)
+            self.written[KIND_AIM_ENDPOINT].mutated(await self.ctx.writer.apply_status(body))
         except ApiException as err:
             if err.status == 404:  # deleted meanwhile: nothing left to report on
                 return
@@ -429,7 +438,7 @@ class EndpointReconciler:
         if not status_equal(status, observed):
             body = {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
                     "metadata": obj["metadata"], "status": status}
-            await self.ctx.writer.apply_status(body)
+            self.written[KIND_AIM_ENDPOINT].mutated(await self.ctx.writer.apply_status(body))
             self.ctx.recorder.emit(dict(obj), "Warning", "InvalidSpec", message)
         # Nothing will change until the spec does: no retry.
         return Result()

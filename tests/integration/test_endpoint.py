@@ -254,11 +254,14 @@ MI308X = {"deviceId": "74a2", "productName": "AMD_Instinct_MI308X_OAM", "family"
 PRIVATE_TAINT = "amd.com/aim-test-private"
 
 
-@pytest.fixture
-def private_mi308x(crds: LocalCluster, namespace: str) -> Iterator[list[str]]:
-    """Two 4-GPU nodes of a GPU model no other test uses, so capacity numbers are exact."""
-    inv = {"nodeGroups": [{"name": "mi308x", "prefix": f"{namespace}-mi308x", "count": 2,
-                           "gpus": 4, "gpu": MI308X,
+MI350X = {"deviceId": "75a0", "productName": "AMD_Instinct_MI350X_OAM", "family": "AI",
+          "vram": "288G", "cuCount": "256"}
+
+
+def private_nodes(crds: LocalCluster, namespace: str, short: str,
+                  gpu: dict[str, str]) -> Iterator[list[str]]:
+    inv = {"nodeGroups": [{"name": short, "prefix": f"{namespace}-{short}", "count": 2,
+                           "gpus": 4, "gpu": gpu,
                            "taints": [{"key": PRIVATE_TAINT, "value": namespace,
                                        "effect": "NoSchedule"}]}]}
     nodes = list(inventory_nodes(inv))
@@ -267,6 +270,18 @@ def private_mi308x(crds: LocalCluster, namespace: str) -> Iterator[list[str]]:
     names = [n["metadata"]["name"] for n in nodes]
     yield names
     crds.kubectl("delete", "node", *names, "--wait=false", check=False)
+
+
+@pytest.fixture
+def private_mi308x(crds: LocalCluster, namespace: str) -> Iterator[list[str]]:
+    """Two 4-GPU nodes of a GPU model no other test uses, so capacity numbers are exact."""
+    yield from private_nodes(crds, namespace, "mi308x", MI308X)
+
+
+@pytest.fixture
+def private_mi350x(crds: LocalCluster, namespace: str) -> Iterator[list[str]]:
+    """Like ``private_mi308x``, another model (a test's nodes outlive it a little)."""
+    yield from private_nodes(crds, namespace, "mi350x", MI350X)
 
 
 async def test_gpu_exhaustion_picks_smaller_configs_or_reports_then_recovers(
@@ -327,16 +342,38 @@ async def test_gpu_exhaustion_picks_smaller_configs_or_reports_then_recovers(
 
     # Capacity frees up: the waiting endpoint is re-evaluated without any spec change.
     crds.kubectl("delete", "-n", namespace, "deployment", "blocker")
-    try:
-        obj = await wait_ready(crds, namespace, "hungry", within=120)
-    except AssertionError:
-        # Open issue: passes alone, but after the rest of the suite the waiting
-        # endpoint was not Ready within 2 min of the capacity freeing (two CI runs).
-        pytest.xfail("waiting endpoint not Ready after capacity freed (full-suite only)")
+    obj = await wait_ready(crds, namespace, "hungry", within=120)
     assert obj["status"]["recipe"]["gpuCount"] == 4
     # The running one was not disturbed.
     assert ep(crds, namespace, "modest")["status"]["recipe"]["gpuCount"] == 1
 
+
+async def test_reselection_counts_the_endpoints_own_gpus_as_free(
+    crds: LocalCluster, namespace: str, operator: App, private_mi350x: list[str],
+) -> None:
+    """Its own running pods are not competition: an endpoint filling every GPU of its
+    pool that is re-selected (its selection inputs changed) keeps its recipe."""
+    model = f"acme/own-{uuid.uuid4().hex[:6]}"
+    apply(crds, recipe("own", model, "MI350X", 4), namespace)
+    apply(crds, endpoint("full", model, replicas=2,
+                         scaling={"minReplicas": 2, "maxReplicas": 2}), namespace)
+    obj = await eventually(lambda: (o := cond_is(crds, namespace, "full", "Ready", "True"))
+                           and o["status"].get("readyReplicas") == 2 and o, 90,
+                           what="both replicas ready")
+    assert obj["status"]["recipe"]["gpuCount"] == 4
+    # Both private nodes are now full, with the endpoint's own pods.
+    crds.kubectl("patch", "-n", namespace, f"aimendpoints.{GROUP}/full", "--type=merge",
+                 "-p", json.dumps({"spec": {"recipe": {"optimizeFor": "latency"}}}))
+
+    def reselected() -> Any:
+        o = ep(crds, namespace, "full")
+        rec = (o or {}).get("status", {}).get("recipe") or {}
+        return o if rec.get("optimizeFor") == "latency" else None
+
+    obj = await eventually(reselected, 30, what="re-selection for latency")
+    assert obj["status"]["recipe"].get("recipeName") == "own", obj["status"]["recipe"]
+    assert condition(obj, "RecipeSelected")["status"] == "True"  # type: ignore[index]
+    await wait_ready(crds, namespace, "full")
 
 async def test_model_without_recipe_or_size_is_a_condition_not_a_crash(
     crds: LocalCluster, namespace: str, operator: App, key_counter: KeyCounter

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from recipes_fixtures import container, gpu_node, labeller_labels, mixed_labels, node, pod
 
 from aim_controller.recipes import gpus
@@ -371,3 +373,29 @@ def test_quantities() -> None:
     assert gpu_count("2") == 2 and gpu_count(4) == 4 and gpu_count("1500m") == 2
     with pytest.raises(ValueError):
         parse_quantity("lots")
+
+
+# --- an endpoint's own pods ---------------------------------------------------------
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 8), st.booleans()), max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_giving_back_pods_equals_building_without_them(
+        placed: list[tuple[int, int, bool]]) -> None:
+    nodes = [gpu_node(f"n{i}", "MI300X" if i < 3 else "MI325X") for i in range(4)]
+    pods = [pod(f"p{k}", f"n{i}", g) for k, (i, g, _) in enumerate(placed)]
+    own = [p for p, (_, _, mine) in zip(pods, placed, strict=True) if mine]
+    others = [p for p, (_, _, mine) in zip(pods, placed, strict=True) if not mine]
+    given_back = build_inventory(nodes, pods).give_back(
+        u for u in map(pod_device_requests, own) if u is not None)
+    assert given_back.pools == build_inventory(nodes, others).pools
+    assert [n.free for n in given_back.nodes] == [n.free for n in
+                                                   build_inventory(nodes, others).nodes]
+
+
+def test_giving_back_nothing_is_the_same_snapshot() -> None:
+    inv = build_inventory([gpu_node("n1", "MI300X")], [pod("a", "n1", 8)])
+    assert inv.give_back([]) is inv
+    assert only(inv.give_back([("n1", {"amd.com/gpu": 8})])).free == 8
+    # Pods on nodes the snapshot does not have change nothing there.
+    assert only(inv.give_back([("gone", {"amd.com/gpu": 8})])).free == 0
