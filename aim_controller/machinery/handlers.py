@@ -36,6 +36,25 @@ class Enqueuer(Protocol):
     def add(self, key: str) -> None: ...
 
 
+class PriorityEnqueuer(Protocol):
+    """A queue that takes a priority with each key (higher is handed out first)."""
+
+    def add(self, key: str, priority: int = ...) -> None: ...
+
+
+@dataclass(frozen=True)
+class AtPriority:
+    """An :class:`Enqueuer` that adds every key at one priority, so any handler
+    factory below can enqueue at it (controller-runtime's ``WithLowPriorityWhenUnchanged``
+    idea, made explicit per watch)."""
+
+    queue: PriorityEnqueuer
+    priority: int
+
+    def add(self, key: str) -> None:
+        self.queue.add(key, self.priority)
+
+
 @dataclass(frozen=True)
 class ResourceEventHandlerFuncs:
     """An :class:`EventHandler` from optional callables; a missing one ignores that event."""
@@ -93,6 +112,25 @@ def enqueue_object(queue: Enqueuer) -> ResourceEventHandlerFuncs:
 
     def on_update(old: KubeObject, new: KubeObject) -> None:
         queue.add(key_of(new))
+
+    return ResourceEventHandlerFuncs(on_obj, on_update, on_obj)
+
+
+def enqueue_object_spec_first(
+    queue: PriorityEnqueuer, default_priority: int, churn_priority: int
+) -> ResourceEventHandlerFuncs:
+    """Like :func:`enqueue_object`, but an update that leaves ``metadata.generation``
+    as it was (status, labels, annotations: often the controller's own status write
+    echoing back) is enqueued at ``churn_priority``; adds, deletes and spec changes
+    at ``default_priority``."""
+
+    def on_obj(obj: KubeObject) -> None:
+        queue.add(key_of(obj), default_priority)
+
+    def on_update(old: KubeObject, new: KubeObject) -> None:
+        same = (old.get("metadata") or {}).get("generation") == (
+            new.get("metadata") or {}).get("generation")
+        queue.add(key_of(new), churn_priority if same else default_priority)
 
     return ResourceEventHandlerFuncs(on_obj, on_update, on_obj)
 

@@ -2,8 +2,8 @@
 
 Three layers, each adding one thing:
 
-- :class:`WorkQueue`: a deduplicating FIFO of keys that never hands one key to
-  two workers at once;
+- :class:`WorkQueue`: a deduplicating priority FIFO of keys that never hands
+  one key to two workers at once;
 - :class:`DelayingQueue`: ``add_after(key, delay)`` via a deadline heap and a
   single event-loop timer;
 - :class:`RateLimitingQueue`: ``add_rate_limited(key)`` with a pluggable
@@ -30,6 +30,11 @@ from aim_controller.machinery.ratelimiter import RateLimiter, default_controller
 K = TypeVar("K", bound=Hashable)
 Clock = Callable[[], float]
 
+PRIORITY_DEFAULT = 0
+# controller-runtime's LowPriority: work that may wait behind changes of intent
+# (status churn of children, initial-list replays).
+PRIORITY_LOW = -100
+
 
 class QueueShutDown(Exception):
     """Raised by :meth:`WorkQueue.get` once the queue is shut down and empty."""
@@ -40,17 +45,21 @@ class QueueEmpty(Exception):
 
 
 class WorkQueue(Generic[K]):
-    """Deduplicating FIFO of keys for a pool of workers.
+    """Deduplicating priority FIFO of keys for a pool of workers.
 
     A key is *dirty* from ``add`` until a worker ``get``s it, and *processing*
     from ``get`` until that worker calls ``done``. Invariants:
 
-    - a key is in the FIFO at most once, and only if it is dirty and not
+    - a key is queued at most once, and only if it is dirty and not
       processing (so adding a queued key twice yields one ``get``);
     - a processing key is never handed out again before ``done`` (no two
       workers on one key); if it is re-added meanwhile it stays dirty and is
       queued exactly once when ``done`` is called;
-    - keys are handed out in the order they were (re)queued;
+    - a dirty key has the highest priority it was added with since it became
+      dirty (adding it again with a higher one raises it, a lower one is a
+      no-op);
+    - keys are handed out highest priority first, and within one priority in
+      the order they were (re)queued (a raised key keeps its queue time);
     - after ``shutdown`` adds are dropped; ``get`` still hands out keys already
       queued and raises :class:`QueueShutDown` once none are left;
     - every ``get`` must be paired with exactly one ``done``.
@@ -58,8 +67,11 @@ class WorkQueue(Generic[K]):
 
     def __init__(self, name: str = "", *, metrics: MachineryMetrics | None = None) -> None:
         self.name = name
-        self._queue: deque[K] = deque()
+        self._heap: list[tuple[int, int, K]] = []  # (-priority, seq, key); stale entries skipped
+        self._queued: dict[K, tuple[int, int]] = {}  # key -> its live heap entry
+        self._seq = itertools.count()
         self._dirty: set[K] = set()
+        self._priority: dict[K, int] = {}  # dirty key -> its priority
         self._processing: set[K] = set()
         self._getters: deque[asyncio.Future[None]] = deque()
         self._shutting_down = False
@@ -70,20 +82,29 @@ class WorkQueue(Generic[K]):
             metrics.queue(name) if metrics is not None and name else QueueMetricsRecorder()
         )
 
-    def add(self, key: K) -> None:
-        """Mark ``key`` as needing processing (no-op if already pending or shut down)."""
-        if self._shutting_down or key in self._dirty:
+    def add(self, key: K, priority: int = PRIORITY_DEFAULT) -> None:
+        """Mark ``key`` as needing processing (no-op if already pending at this priority
+        or higher, or shut down)."""
+        if self._shutting_down:
+            return
+        if key in self._dirty:
+            if priority > self._priority[key]:
+                self._priority[key] = priority
+                entry = self._queued.get(key)
+                if entry is not None:
+                    self._push(key, priority, entry[1])
             return
         self._metrics.add(key)
         self._dirty.add(key)
+        self._priority[key] = priority
         if key in self._processing:
             return  # queued again by done()
-        self._queue.append(key)
+        self._push(key, priority, next(self._seq))
         self._wake_one_getter()
 
     async def get(self) -> K:
         """Wait for a key and mark it processing; raise QueueShutDown when shut down and empty."""
-        while not self._queue:
+        while not self._queued:
             if self._shutting_down:
                 raise QueueShutDown
             waiter = asyncio.get_running_loop().create_future()
@@ -96,14 +117,14 @@ class WorkQueue(Generic[K]):
                 waiter.cancel()
                 with contextlib.suppress(ValueError):
                     self._getters.remove(waiter)
-                if self._queue and not waiter.cancelled():
+                if self._queued and not waiter.cancelled():
                     self._wake_one_getter()
                 raise
         return self._pop()
 
     def get_nowait(self) -> K:
         """Like :meth:`get` without waiting; raise QueueEmpty if no key is queued."""
-        if not self._queue:
+        if not self._queued:
             if self._shutting_down:
                 raise QueueShutDown
             raise QueueEmpty
@@ -116,17 +137,17 @@ class WorkQueue(Generic[K]):
         self._metrics.done(key)
         self._processing.discard(key)
         if key in self._dirty:
-            self._queue.append(key)
+            self._push(key, self._priority[key], next(self._seq))
             self._wake_one_getter()
         if not self._processing:
             self._drained.set()
 
     def len(self) -> int:
         """Number of keys waiting to be handed out (not counting processing ones)."""
-        return len(self._queue)
+        return len(self._queued)
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queued)
 
     @property
     def shutting_down(self) -> bool:
@@ -148,8 +169,21 @@ class WorkQueue(Generic[K]):
     def is_processing(self, key: K) -> bool:
         return key in self._processing
 
+    def priority(self, key: K) -> int | None:
+        """The priority of a dirty key, None if it is not dirty."""
+        return self._priority.get(key)
+
+    def _push(self, key: K, priority: int, seq: int) -> None:
+        self._queued[key] = (priority, seq)
+        heapq.heappush(self._heap, (-priority, seq, key))
+
     def _pop(self) -> K:
-        key = self._queue.popleft()
+        while True:
+            neg, seq, key = heapq.heappop(self._heap)
+            if self._queued.get(key) == (-neg, seq):
+                break
+        del self._queued[key]
+        self._priority.pop(key, None)
         self._metrics.get(key)
         self._processing.add(key)
         self._dirty.discard(key)
@@ -221,9 +255,10 @@ class DeadlineHeap(Generic[K]):
 class DelayingQueue(WorkQueue[K]):
     """A :class:`WorkQueue` whose keys can be added after a delay.
 
-    Invariants: ``add_after(key, d)`` with ``d <= 0`` is ``add(key)``;
+    Invariants: ``add_after(key, d, p)`` with ``d <= 0`` is ``add(key, p)``;
     otherwise the key is added once ``clock() >= now + d`` (the earliest
-    pending deadline per key wins); due keys are added in deadline order; at
+    pending deadline per key wins), with the highest priority it was delayed
+    with; due keys are added in deadline order; at
     most one event-loop timer is armed, for the earliest deadline; shutdown
     drops every waiting key. ``add_after`` must run on the event loop.
     """
@@ -238,18 +273,21 @@ class DelayingQueue(WorkQueue[K]):
         super().__init__(name, metrics=metrics)
         self._clock = clock
         self._waiting: DeadlineHeap[K] = DeadlineHeap()
+        self._waiting_priority: dict[K, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
 
-    def add_after(self, key: K, delay: float) -> None:
+    def add_after(self, key: K, delay: float, priority: int = PRIORITY_DEFAULT) -> None:
         """Add ``key`` after ``delay`` seconds (immediately if ``delay <= 0``)."""
         if self._shutting_down:
             return
         self._metrics.retry()
         if delay <= 0:
-            self.add(key)
+            self.add(key, priority)
             return
         deadline = self._clock() + delay
+        if key not in self._waiting or priority > self._waiting_priority[key]:
+            self._waiting_priority[key] = priority
         if self._waiting.push(key, deadline):
             self._arm_timer()
 
@@ -261,7 +299,7 @@ class DelayingQueue(WorkQueue[K]):
         """
         due = self._waiting.pop_due(self._clock())
         for key in due:
-            self.add(key)
+            self.add(key, self._waiting_priority.pop(key, PRIORITY_DEFAULT))
         return len(due)
 
     def waiting_len(self) -> int:
@@ -272,6 +310,7 @@ class DelayingQueue(WorkQueue[K]):
         super().shutdown()
         self._cancel_timer()
         self._waiting.clear()
+        self._waiting_priority.clear()
 
     def _arm_timer(self) -> None:
         deadline = self._waiting.next_deadline()
@@ -321,8 +360,8 @@ class RateLimitingQueue(DelayingQueue[K]):
             default_controller_rate_limiter(clock=clock) if rate_limiter is None else rate_limiter
         )
 
-    def add_rate_limited(self, key: K) -> None:
-        self.add_after(key, self.rate_limiter.when(key))
+    def add_rate_limited(self, key: K, priority: int = PRIORITY_DEFAULT) -> None:
+        self.add_after(key, self.rate_limiter.when(key), priority)
 
     def forget(self, key: K) -> None:
         self.rate_limiter.forget(key)

@@ -40,8 +40,9 @@ from aim_controller.builders import (
 from aim_controller.builders.meta import MANAGED_BY
 from aim_controller.machinery.controller import Controller, Result
 from aim_controller.machinery.handlers import (
+    AtPriority,
     enqueue_mapped,
-    enqueue_object,
+    enqueue_object_spec_first,
     enqueue_owner,
     key_of,
     split_key,
@@ -49,7 +50,11 @@ from aim_controller.machinery.handlers import (
 from aim_controller.machinery.informer import InformerLike
 from aim_controller.machinery.mutationcache import MutationCache
 from aim_controller.machinery.resource import NODES, PODS, Resource
-from aim_controller.machinery.workqueue import RateLimitingQueue
+from aim_controller.machinery.workqueue import (
+    PRIORITY_DEFAULT,
+    PRIORITY_LOW,
+    RateLimitingQueue,
+)
 from aim_controller.recipes import Decision, Reason, RecipeIndex, builtin_index, select
 from aim_controller.recipes.inventory import pod_device_requests
 
@@ -199,11 +204,16 @@ class EndpointReconciler:
         self._catalog = builtin_index()
         self._ns_index: dict[str, tuple[tuple[tuple[str, str], ...], RecipeIndex]] = {}
 
-        self.endpoints.add_event_handler(enqueue_object(ctx_queue))
+        # Changes of intent (endpoints, recipes) go before the status churn of children
+        # and pods: with a thousand endpoints applied at once, the first pass over all
+        # of them is not held up by status updates of the ones already running.
+        churn = AtPriority(ctx_queue, PRIORITY_LOW)
+        self.endpoints.add_event_handler(
+            enqueue_object_spec_first(ctx_queue, PRIORITY_DEFAULT, PRIORITY_LOW))
         for _, inf in self.children.values():
-            inf.add_event_handler(enqueue_owner(ctx_queue, API_VERSION, KIND_AIM_ENDPOINT))
+            inf.add_event_handler(enqueue_owner(churn, API_VERSION, KIND_AIM_ENDPOINT))
         self.recipes.add_event_handler(enqueue_mapped(ctx_queue, self._endpoints_of_recipe))
-        self.pods.add_event_handler(enqueue_mapped(ctx_queue, self._endpoint_of_pod))
+        self.pods.add_event_handler(enqueue_mapped(churn, self._endpoint_of_pod))
         self.gpus.on_capacity_change(self._capacity_changed)
 
     # --- event mapping ------------------------------------------------------

@@ -37,6 +37,7 @@ from aim_controller.machinery.workqueue import (
 T = TypeVar("T")
 
 KEYS = st.sampled_from(["a", "b", "c", "d"])
+PRIORITIES = st.sampled_from([0, 0, -100, 10])
 WORKERS = st.sampled_from([0, 1, 2])
 SHUT = object()  # expected outcome of a blocked get() on a drained, shut queue
 BACKOFF_BASE, BACKOFF_MAX = 1.0, 8.0
@@ -64,7 +65,10 @@ class WorkQueueMachine(RuleBasedStateMachine):
         )
         # The model.
         self.pending: set[str] = set()  # dirty keys
-        self.fifo: list[str] = []  # keys ready to hand out, in order
+        self.fifo: list[str] = []  # keys ready to hand out (order: next_key)
+        self.prio: dict[str, int] = {}  # pending key -> priority
+        self.qseq: dict[str, int] = {}  # queued key -> when it was (re)queued
+        self.wprio: dict[str, int] = {}  # add_after: key -> priority
         self.held: dict[int, str] = {}  # worker -> key it is processing
         self.waiters: list[int] = []  # workers blocked in get(), in arrival order
         self.waiting: dict[str, tuple[float, int]] = {}  # add_after: key -> (deadline, seq)
@@ -92,20 +96,39 @@ class WorkQueueMachine(RuleBasedStateMachine):
     def idle(self, worker: int) -> bool:
         return worker not in self.held and worker not in self.waiters
 
-    def model_add(self, key: str) -> None:
-        if self.shut or key in self.pending:
+    def enqueue(self, key: str) -> None:
+        self.fifo.append(key)
+        self.qseq[key] = self.seq
+        self.seq += 1
+
+    def next_key(self) -> str:
+        """Highest priority first, then queue order."""
+        key = min(self.fifo, key=lambda k: (-self.prio[k], self.qseq[k]))
+        self.fifo.remove(key)
+        self.pending.discard(key)
+        del self.prio[key]
+        return key
+
+    def model_add(self, key: str, priority: int = 0) -> None:
+        if self.shut:
+            return
+        if key in self.pending:
+            self.prio[key] = max(self.prio[key], priority)
             return
         self.pending.add(key)
+        self.prio[key] = priority
         if key not in self.held.values():
-            self.fifo.append(key)
+            self.enqueue(key)
 
-    def model_add_after(self, key: str, delay: float) -> None:
+    def model_add_after(self, key: str, delay: float, priority: int = 0) -> None:
         if self.shut:
             return
         if delay <= 0:
-            self.model_add(key)
+            self.model_add(key, priority)
             return
         deadline = self.clock.now + delay
+        self.wprio[key] = max(self.wprio.get(key, priority), priority) \
+            if key in self.waiting else priority
         current = self.waiting.get(key)
         if current is None or current[0] > deadline:
             self.waiting[key] = (deadline, self.seq)
@@ -114,8 +137,7 @@ class WorkQueueMachine(RuleBasedStateMachine):
     def settle(self) -> None:
         """Hand keys to blocked workers as the model says, run the loop, compare."""
         while self.waiters and self.fifo:
-            worker, key = self.waiters.pop(0), self.fifo.pop(0)
-            self.pending.discard(key)
+            worker, key = self.waiters.pop(0), self.next_key()
             self.held[worker] = key
             self.expected[worker] = key
         if self.shut and not self.fifo:
@@ -137,18 +159,18 @@ class WorkQueueMachine(RuleBasedStateMachine):
 
     # --- rules -------------------------------------------------------------
 
-    @rule(key=KEYS)
-    def add(self, key: str) -> None:
-        self.q.add(key)
-        self.model_add(key)
+    @rule(key=KEYS, priority=PRIORITIES)
+    def add(self, key: str, priority: int) -> None:
+        self.q.add(key, priority)
+        self.model_add(key, priority)
+        assert self.q.priority(key) == self.prio.get(key)
         self.settle()
 
     @rule(worker=WORKERS)
     def get_nowait(self, worker: int) -> None:
         assume(self.idle(worker))
         if self.fifo:
-            key = self.fifo.pop(0)
-            self.pending.discard(key)
+            key = self.next_key()
             assert self.q.get_nowait() == key
             self.held[worker] = key
         else:
@@ -171,13 +193,14 @@ class WorkQueueMachine(RuleBasedStateMachine):
         if self.drain is not None and not self.held:
             self.drain_due = True
         if key in self.pending:
-            self.fifo.append(key)  # re-added while processing: queued exactly once now
+            self.enqueue(key)  # re-added while processing: queued exactly once now
         self.settle()
 
-    @rule(key=KEYS, delay=st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0]))
-    def add_after(self, key: str, delay: float) -> None:
-        self.in_loop(lambda: self.q.add_after(key, delay))
-        self.model_add_after(key, delay)
+    @rule(key=KEYS, delay=st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0]),
+          priority=PRIORITIES)
+    def add_after(self, key: str, delay: float, priority: int) -> None:
+        self.in_loop(lambda: self.q.add_after(key, delay, priority))
+        self.model_add_after(key, delay, priority)
         self.settle()
 
     @rule(key=KEYS)
@@ -202,7 +225,7 @@ class WorkQueueMachine(RuleBasedStateMachine):
         due = sorted((d, s, k) for k, (d, s) in self.waiting.items() if d <= self.clock.now)
         for _, _, key in due:  # deadline order, ties in the order they were set
             del self.waiting[key]
-            self.model_add(key)
+            self.model_add(key, self.wprio.pop(key))
         assert flushed == len(due)
         self.settle()
 
@@ -211,6 +234,7 @@ class WorkQueueMachine(RuleBasedStateMachine):
         self.q.shutdown()
         self.shut = True
         self.waiting.clear()
+        self.wprio.clear()
         self.settle()
 
     @rule()
@@ -220,6 +244,7 @@ class WorkQueueMachine(RuleBasedStateMachine):
         self.drain_due = not self.held
         self.shut = True
         self.waiting.clear()
+        self.wprio.clear()
         self.settle()
 
     # --- invariants ----------------------------------------------------------
