@@ -191,7 +191,7 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             op.stop()
 
         if opts.raw:
-            result["raw"] = await _raw_baseline(kube, cluster, opts.concurrency)
+            result["raw"] = await _raw_baseline(kube, cluster, opts.concurrency, log)
             conv = result.get("convergedSeconds")
             if conv and result["raw"]["seconds"]:
                 result["ratio"] = round(conv / result["raw"]["seconds"], 3)
@@ -207,7 +207,8 @@ def _endpoint_controller(m: Metrics) -> str | None:
     return names[0] if names else None
 
 
-async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int) -> dict[str, Any]:
+async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int,
+                        log: Any = print) -> dict[str, Any]:
     children = await wl.list_children(kube, NAMESPACE)
     groups: dict[str, list[dict[str, Any]]] = {}
     for c in sorted(children, key=lambda o: CHILD_ORDER.index(o["kind"])):
@@ -215,9 +216,15 @@ async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int) -> 
         owned = extract_owned(c, wl.OPERATOR_MANAGER)
         if owner and owned:
             groups.setdefault(owner, []).append(relocate(owned, RAW_NAMESPACE))
+    # The replayed Deployments run the same pods, on the same GPUs: free them first.
+    freed = await wl.delete_endpoints_and_wait(kube, NAMESPACE, timeout=600)
+    log(f"raw SSA loop: endpoints deleted, their pods gone after {freed:.0f}s")
     await wl.create_namespace(kube, RAW_NAMESPACE)
     out = await raw_apply(str(cluster.kubeconfig), list(groups.values()), concurrency)
     out["seconds"] = round(out["seconds"], 3)
+    out["deploymentsWithReplicas"] = sum(
+        1 for g in groups.values() for o in g
+        if o["kind"] == "Deployment" and (o.get("spec") or {}).get("replicas", 1))
     return out
 
 

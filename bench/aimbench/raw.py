@@ -8,8 +8,10 @@ the ratio measures the controller, not the HTTP library.
 The objects are what the operator applied, read back from the cluster and cut
 down to the fields its field manager owns (:func:`extract_owned`, client-go's
 ``ExtractInto``), then moved to another namespace without ownerReferences
-(their owners do not exist there) and with Deployments at 0 replicas (their
-pods would need GPUs the endpoints already hold; the write is the same size).
+(their owners do not exist there). Deployments keep their replicas: the
+control plane creates, schedules and runs their pods during the loop just as it
+does while the operator converges, so both runs share the API server with the
+same pod work. (The caller frees the endpoints' GPUs first.)
 """
 
 from __future__ import annotations
@@ -80,12 +82,10 @@ def extract_owned(obj: Obj, manager: str) -> Obj | None:
 
 
 def relocate(owned: Obj, namespace: str) -> Obj:
-    """``owned`` moved to ``namespace``, without ownerReferences, Deployments at 0 replicas."""
+    """``owned`` moved to ``namespace``, without ownerReferences."""
     out = json.loads(json.dumps(owned))
     out["metadata"]["namespace"] = namespace
     out["metadata"].pop("ownerReferences", None)
-    if out["kind"] == "Deployment":
-        out.setdefault("spec", {})["replicas"] = 0
     return out
 
 

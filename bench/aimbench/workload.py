@@ -8,6 +8,7 @@ tells that a spec change reached a child (latency, "no update lost").
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -151,3 +152,17 @@ async def list_children(kube: Kube, namespace: str) -> list[Obj]:
                 o["kind"], o["apiVersion"] = kind, api_version
                 out.append(o)
     return out
+
+
+async def delete_endpoints_and_wait(kube: Kube, namespace: str, *, timeout: float) -> float:
+    """Deletes every AIMEndpoint of ``namespace`` (the garbage collector takes their
+    children) and waits until no pod is left there; returns the seconds it took."""
+    start = time.monotonic()
+    await kube.delete(collection_path(API_VERSION, "AIMEndpoint", namespace))
+    pods = collection_path("v1", "Pod", namespace)
+    while time.monotonic() - start < timeout:
+        items, _ = await kube.list(pods)
+        if not items:
+            return time.monotonic() - start
+        await asyncio.sleep(2)
+    raise TimeoutError(f"pods of the deleted endpoints still in {namespace} after {timeout}s")

@@ -42,3 +42,5 @@ def test_bench_quick_converges_quietly_and_loses_nothing(tmp_path: Path) -> None
     # exactly those), and the replay itself was accepted.
     assert r["writesPerEndpointAtConvergence"] >= 3
     assert r["raw"]["groups"] == N and r["raw"]["failures"] == 0, r["raw"]
+    # ... with the same replicas (the control plane runs their pods during the replay).
+    assert r["raw"]["deploymentsWithReplicas"] == N, r["raw"]
