@@ -116,6 +116,26 @@ def enqueue_object(queue: Enqueuer) -> ResourceEventHandlerFuncs:
     return ResourceEventHandlerFuncs(on_obj, on_update, on_obj)
 
 
+def _generation(obj: KubeObject) -> object:
+    return (obj.get("metadata") or {}).get("generation")
+
+
+def enqueue_object_on_generation_change(queue: Enqueuer) -> ResourceEventHandlerFuncs:
+    """Like :func:`enqueue_object`, but updates that leave ``metadata.generation`` as it
+    was are ignored (controller-runtime's ``GenerationChangedPredicate``): for a
+    controller whose output is the object's own status, its status write echoing
+    back must not start another round."""
+
+    def on_obj(obj: KubeObject) -> None:
+        queue.add(key_of(obj))
+
+    def on_update(old: KubeObject, new: KubeObject) -> None:
+        if _generation(old) != _generation(new) or _generation(new) is None:
+            queue.add(key_of(new))
+
+    return ResourceEventHandlerFuncs(on_obj, on_update, on_obj)
+
+
 def enqueue_object_spec_first(
     queue: PriorityEnqueuer, default_priority: int, churn_priority: int
 ) -> ResourceEventHandlerFuncs:
@@ -128,8 +148,7 @@ def enqueue_object_spec_first(
         queue.add(key_of(obj), default_priority)
 
     def on_update(old: KubeObject, new: KubeObject) -> None:
-        same = (old.get("metadata") or {}).get("generation") == (
-            new.get("metadata") or {}).get("generation")
+        same = _generation(old) == _generation(new)
         queue.add(key_of(new), churn_priority if same else default_priority)
 
     return ResourceEventHandlerFuncs(on_obj, on_update, on_obj)

@@ -27,7 +27,26 @@ _NOT_IN_STATUS = ("args", "resources", "tolerations")
 
 
 def status_record(decision_status: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in decision_status.items() if k not in _NOT_IN_STATUS}
+    """The selection record as the API server will store and return it.
+
+    The record is also copied into the ConfigMap; if it differed from what a
+    later reconcile reads back from the status (``11100.0`` written, ``11100``
+    returned: Go encodes integral floats without a fraction), every endpoint's
+    ConfigMap would be applied a second time.
+    """
+    return {k: as_api_json(v) for k, v in decision_status.items() if k not in _NOT_IN_STATUS}
+
+
+def as_api_json(value: Any) -> Any:
+    """``value`` after a round trip through the API server's JSON (integral floats
+    become ints)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: as_api_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_api_json(v) for v in value]
+    return value
 
 
 def service_url(name: str, namespace: str, port: int) -> str:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from aim_controller.api.v1alpha1.recipe import AIMRecipeStatus
 from aim_controller.machinery.controller import Controller, Result
 from aim_controller.machinery.events import WARNING
-from aim_controller.machinery.handlers import KubeObject, enqueue_object
+from aim_controller.machinery.handlers import KubeObject, enqueue_object_on_generation_change
 from aim_controller.machinery.informer import InformerLike
 from aim_controller.machinery.workqueue import RateLimitingQueue
 from aim_controller.recipes import GpuInventory
@@ -109,7 +109,10 @@ def register(ctx: ControllerContext, *, refresh_delay: float = REFRESH_DELAY) ->
     gpus = ctx.gpu_view()
     refresh = _Refresher(queue, recipes, refresh_delay)
 
-    recipes.add_event_handler(enqueue_object(queue))
+    # Its own status write coming back must not re-evaluate it: the inventory has
+    # usually moved on meanwhile, so it would write again, and again, for as long as
+    # GPU usage keeps changing. The coalesced refresh covers the inventory.
+    recipes.add_event_handler(enqueue_object_on_generation_change(queue))
     gpus.on_capacity_change(refresh.poke)
 
     async def reconcile(key: str) -> Result | None:

@@ -134,6 +134,12 @@ async def test_converged_endpoint_costs_no_writes(
     await quiesce(operator)
     writes = list(request_log.writes(namespace))
     assert writes, "the endpoint was written at least once"
+    # Getting there applied each child once: nothing the operator wrote differed from
+    # what it read back (e.g. the selection record in the ConfigMap vs the status).
+    child_writes = [u.split("?")[0] for m, u in writes
+                    if m == "PATCH" and not u.split("?")[0].endswith("/status")
+                    and "/aimendpoints/" not in u]
+    assert child_writes and len(child_writes) == len(set(child_writes)), child_writes
     # Reconcile it again, several times: nothing is written.
     ctl = operator.controllers[0]
     for _ in range(3):

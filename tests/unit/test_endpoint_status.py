@@ -136,3 +136,15 @@ def test_condition_times_change_only_with_status(first: str, second: str) -> Non
     b = merge_conditions(a, [Cond("Ready", second, "R2")], 2, "2026-01-02T00:00:00Z")
     changed = first != second
     assert (b[0]["lastTransitionTime"] == "2026-01-02T00:00:00Z") == changed
+
+
+def test_status_record_is_what_the_api_server_returns() -> None:
+    """Integral floats come back as ints; the record (also in the ConfigMap) must match
+    what a later reconcile reads from the status, or the ConfigMap is applied twice."""
+    from aim_controller.reconcilers.endpoint_status import status_record
+
+    record = status_record({"score": 11100.0, "candidates": [{"score": 1758.5}, {"score": 2.0}],
+                            "args": ["x"], "gpuCount": 1})
+    assert record == {"score": 11100, "candidates": [{"score": 1758.5}, {"score": 2}],
+                      "gpuCount": 1}
+    assert isinstance(record["score"], int)

@@ -1,4 +1,4 @@
-"""Priorities from event handlers: changes of intent before status churn."""
+"""Event handlers: priorities (intent before status churn) and the generation filter."""
 
 from __future__ import annotations
 
@@ -50,3 +50,18 @@ def test_child_events_enqueue_the_owner_at_the_given_priority() -> None:
         return drain(q)
 
     assert asyncio.run(main()) == ["ns/p2", "ns/p1"]
+
+
+def test_generation_predicate_ignores_status_echoes() -> None:
+    from aim_controller.machinery.handlers import enqueue_object_on_generation_change
+
+    async def main() -> list[str]:
+        q: WorkQueue[str] = WorkQueue()
+        h = enqueue_object_on_generation_change(q)
+        h.on_update(obj("echo", 1), obj("echo", 1))
+        h.on_update(obj("spec", 1), obj("spec", 2))
+        h.on_add(obj("new", 1))
+        h.on_delete(obj("gone", 4))
+        return drain(q)
+
+    assert asyncio.run(main()) == ["ns/spec", "ns/new", "ns/gone"]
