@@ -132,6 +132,8 @@ class LocalCluster:
     full: bool = False
     watch_cache: bool = True
     attached: bool = True
+    # Appended verbatim to kube-apiserver's command line (audit, feature gates, ...).
+    extra_apiserver_args: list[str] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -237,7 +239,8 @@ class LocalCluster:
             f"--service-account-key-file={p / 'sa.pub'}",
             f"--service-account-signing-key-file={p / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            # A /16: every AIMEndpoint has a ClusterIP Service, and a /24 holds 254.
+            "--service-cluster-ip-range=10.0.0.0/16",
             "--authorization-mode=RBAC", "--allow-privileged=true",
             f"--watch-cache={'true' if self.watch_cache else 'false'}",
             "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
@@ -246,7 +249,7 @@ class LocalCluster:
         if not self.full:
             # No controller-manager means no default ServiceAccount in new namespaces.
             args.append("--disable-admission-plugins=ServiceAccount")
-        self._spawn("apiserver", args)
+        self._spawn("apiserver", args + list(self.extra_apiserver_args))
         self.wait_ready(timeout)
 
     def start_controller_manager(self) -> None:

@@ -217,7 +217,7 @@ async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int,
         if owner and owned:
             groups.setdefault(owner, []).append(relocate(owned, RAW_NAMESPACE))
     # The replayed Deployments run the same pods, on the same GPUs: free them first.
-    freed = await wl.delete_endpoints_and_wait(kube, NAMESPACE, timeout=600)
+    freed = await wl.delete_endpoints_and_wait(kube, NAMESPACE, limit=600)
     log(f"raw SSA loop: endpoints deleted, their pods gone after {freed:.0f}s")
     await wl.create_namespace(kube, RAW_NAMESPACE)
     out = await raw_apply(str(cluster.kubeconfig), list(groups.values()), concurrency)

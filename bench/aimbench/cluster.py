@@ -1,17 +1,10 @@
 """The local control plane, sized and instrumented for the benchmarks.
 
-:class:`BenchCluster` is hack/localcluster.py's ``LocalCluster`` with three
-changes to the kube-apiserver command line (made in ``_spawn`` because
-``LocalCluster`` takes no extra apiserver arguments):
-
-* a /16 service range instead of /24: every endpoint has a ClusterIP Service and
-  a /24 runs out at 254 of them;
-* an audit log of the operator's own requests only (user ``aim-controller``,
-  level Metadata), so reads at steady state can be told apart from the watch
-  re-establishments that a client-side GET counter cannot distinguish;
-* ``extra_apiserver_args`` appended verbatim.
-
-The operator connects with its own client certificate (CN ``aim-controller``,
+:class:`BenchCluster` is hack/localcluster.py's ``LocalCluster`` plus an audit
+log of the operator's own requests only (user ``aim-controller``, level
+Metadata), so reads at steady state can be told apart from the watch
+re-establishments that a client-side GET counter cannot distinguish. The
+operator connects with its own client certificate (CN ``aim-controller``,
 group ``system:masters``) through :attr:`BenchCluster.operator_kubeconfig`.
 """
 
@@ -44,40 +37,11 @@ CRD_DIR = ROOT / "manifests" / "crd"
 CATALOG_DIR = ROOT / "manifests" / "catalog"
 OPERATOR_USER = "aim-controller"
 OPERATOR_NAMESPACE = "aim-system"
-SERVICE_CIDR = "10.0.0.0/16"
 GPUS_PER_NODE = 8
 
 MI300X = {
     "deviceId": "74a1", "productName": "AMD_Instinct_MI300X_OAM", "family": "AI",
     "vram": "192G", "cuCount": "304", "driverVersion": "6.10.5",
-}
-
-KWOK_STAGES = ROOT / "hack" / "kwok" / "stages.yaml"
-# What a kubelet does after its node was marked NotReady (the node lifecycle
-# controller sets every pod's Ready=False) and came back: report the pod Ready
-# again. hack/kwok/stages.yaml only makes a pod Ready once, so without this an
-# apiserver outage longer than the node grace period leaves pods unready forever.
-POD_READY_AGAIN = {
-    "apiVersion": "kwok.x-k8s.io/v1alpha1",
-    "kind": "Stage",
-    "metadata": {"name": "pod-ready-again"},
-    "spec": {
-        "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-        "selector": {"matchExpressions": [
-            {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-            {"key": ".status.phase", "operator": "In", "values": ["Running"]},
-            {"key": '.status.conditions.[] | select( .type == "Ready" ) | .status',
-             "operator": "In", "values": ["False"]},
-        ]},
-        "next": {"statusTemplate": (
-            "{{ $now := Now }}\n"
-            "conditions:\n"
-            "- {lastTransitionTime: {{ $now | Quote }}, status: \"True\", type: PodScheduled}\n"
-            "- {lastTransitionTime: {{ $now | Quote }}, status: \"True\", type: Initialized}\n"
-            "- {lastTransitionTime: {{ $now | Quote }}, status: \"True\", type: ContainersReady}\n"
-            "- {lastTransitionTime: {{ $now | Quote }}, status: \"True\", type: Ready}\n"
-        )},
-    },
 }
 
 AUDIT_POLICY = {
@@ -106,7 +70,6 @@ def gpu_inventory(gpus_needed: int, *, headroom: float = 1.25, spare_nodes: int 
 class BenchCluster(LocalCluster):
     """A LocalCluster with the bench's apiserver flags, an operator identity and audit."""
 
-    extra_apiserver_args: list[str] = field(default_factory=list)
     audit: bool = True
     keep: bool = False  # leave the state directory behind (logs) after dispose()
     _audit: list[tuple[float, dict[str, Any]]] = field(default_factory=list, repr=False)
@@ -120,31 +83,16 @@ class BenchCluster(LocalCluster):
     def operator_kubeconfig(self) -> Path:
         return self.state_dir / "operator.kubeconfig"
 
-    def _spawn(self, name: str, argv: Sequence[str]) -> None:
-        if name == "apiserver":
-            argv = self._apiserver_argv(argv)
-        elif name == "kwok":
-            argv = self._kwok_argv(argv)
-        super()._spawn(name, argv)
-
-    def _kwok_argv(self, argv: Sequence[str]) -> list[str]:
-        stages = self.state_dir / "kwok-stages.yaml"
-        stages.write_text(KWOK_STAGES.read_text().rstrip() + "\n---\n"
-                          + yaml.safe_dump(POD_READY_AGAIN, sort_keys=False))
-        return [f"--config={stages}" if a.startswith("--config=") else a for a in argv]
-
-    def _apiserver_argv(self, argv: Sequence[str]) -> list[str]:
-        out = [a for a in argv if not a.startswith("--service-cluster-ip-range=")]
-        out.append(f"--service-cluster-ip-range={SERVICE_CIDR}")
+    def start(self, timeout: float = 180.0) -> BenchCluster:
         if self.audit:
             policy = self.state_dir / "audit-policy.yaml"
+            self.state_dir.mkdir(parents=True, exist_ok=True)
             policy.write_text(yaml.safe_dump(AUDIT_POLICY))
-            out += [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
-                    "--audit-log-format=json", "--audit-log-maxsize=0",
-                    "--audit-log-mode=batch", "--audit-log-batch-max-wait=1s"]
-        return out + list(self.extra_apiserver_args)
-
-    def start(self, timeout: float = 180.0) -> BenchCluster:
+            self.extra_apiserver_args = [
+                f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json", "--audit-log-maxsize=0",
+                "--audit-log-mode=batch", "--audit-log-batch-max-wait=1s",
+                *self.extra_apiserver_args]
         super().start(timeout)
         self._make_operator_identity()
         return self

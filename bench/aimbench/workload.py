@@ -154,15 +154,15 @@ async def list_children(kube: Kube, namespace: str) -> list[Obj]:
     return out
 
 
-async def delete_endpoints_and_wait(kube: Kube, namespace: str, *, timeout: float) -> float:
+async def delete_endpoints_and_wait(kube: Kube, namespace: str, *, limit: float) -> float:
     """Deletes every AIMEndpoint of ``namespace`` (the garbage collector takes their
     children) and waits until no pod is left there; returns the seconds it took."""
     start = time.monotonic()
     await kube.delete(collection_path(API_VERSION, "AIMEndpoint", namespace))
     pods = collection_path("v1", "Pod", namespace)
-    while time.monotonic() - start < timeout:
+    while time.monotonic() - start < limit:
         items, _ = await kube.list(pods)
         if not items:
             return time.monotonic() - start
         await asyncio.sleep(2)
-    raise TimeoutError(f"pods of the deleted endpoints still in {namespace} after {timeout}s")
+    raise TimeoutError(f"pods of the deleted endpoints still in {namespace} after {limit}s")
