@@ -373,11 +373,17 @@ def _container_requests(container: Mapping[str, Any]) -> dict[str, int] | None:
     return out
 
 
-def pod_device_requests(pod: Mapping[str, Any]) -> tuple[str, Mapping[str, int]] | None:
-    """(node name, AMD device requests) of a bound, non-terminated pod; None if it holds none."""
+def pod_device_requests(
+    pod: Mapping[str, Any], *, bound_only: bool = True
+) -> tuple[str, Mapping[str, int]] | None:
+    """(node name, AMD device requests) of a bound, non-terminated pod; None if it holds none.
+
+    With ``bound_only=False`` a pending pod counts too, with node name ``""`` (what it
+    charges to a ResourceQuota, which does not wait for scheduling).
+    """
     spec = pod.get("spec") or {}
-    node = spec.get("nodeName")
-    if not node:
+    node = spec.get("nodeName") or ""
+    if not node and bound_only:
         return None
     if (pod.get("status") or {}).get("phase") in _TERMINATED:
         return None

@@ -112,10 +112,8 @@ def pods_state(pods: list[Mapping[str, Any]]) -> PodsState:
         status = pod.get("status") or {}
         if status.get("phase") in ("Succeeded", "Failed"):
             continue
-        # Pending pods charge the quota too: count them as if bound.
-        spec = pod.get("spec") or {}
-        usage = pod_device_requests({**pod, "spec": {**spec, "nodeName": spec.get("nodeName")
-                                                     or "-"}})
+        # Pending pods charge the quota too.
+        usage = pod_device_requests(pod, bound_only=False)
         if usage is not None:
             gpus += sum(usage[1].values())
         for c in status.get("conditions") or ():

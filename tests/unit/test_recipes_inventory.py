@@ -399,3 +399,11 @@ def test_giving_back_nothing_is_the_same_snapshot() -> None:
     assert only(inv.give_back([("n1", {"amd.com/gpu": 8})])).free == 8
     # Pods on nodes the snapshot does not have change nothing there.
     assert only(inv.give_back([("gone", {"amd.com/gpu": 8})])).free == 0
+
+
+def test_pending_pods_hold_no_node_capacity_but_count_for_quota() -> None:
+    pending = pod("pending", None, 4, phase="Pending")
+    assert pod_device_requests(pending) is None
+    assert pod_device_requests(pending, bound_only=False) == ("", {"amd.com/gpu": 4})
+    done = pod("done", None, 4, phase="Succeeded")
+    assert pod_device_requests(done, bound_only=False) is None
