@@ -68,7 +68,7 @@ class WorkQueue(Generic[K]):
     def __init__(self, name: str = "", *, metrics: MachineryMetrics | None = None) -> None:
         self.name = name
         self._heap: list[tuple[int, int, K]] = []  # (-priority, seq, key); stale entries skipped
-        self._queued: dict[K, tuple[int, int]] = {}  # key -> its live heap entry
+        self._queued: dict[K, int] = {}  # queued key -> seq of its live heap entry
         self._seq = itertools.count()
         self._dirty: set[K] = set()
         self._priority: dict[K, int] = {}  # dirty key -> its priority
@@ -90,9 +90,9 @@ class WorkQueue(Generic[K]):
         if key in self._dirty:
             if priority > self._priority[key]:
                 self._priority[key] = priority
-                entry = self._queued.get(key)
-                if entry is not None:
-                    self._push(key, priority, entry[1])
+                seq = self._queued.get(key)
+                if seq is not None:
+                    self._push(key, priority, seq)  # the old entry goes stale
             return
         self._metrics.add(key)
         self._dirty.add(key)
@@ -174,13 +174,14 @@ class WorkQueue(Generic[K]):
         return self._priority.get(key)
 
     def _push(self, key: K, priority: int, seq: int) -> None:
-        self._queued[key] = (priority, seq)
+        self._queued[key] = seq
         heapq.heappush(self._heap, (-priority, seq, key))
 
     def _pop(self) -> K:
         while True:
             neg, seq, key = heapq.heappop(self._heap)
-            if self._queued.get(key) == (-neg, seq):
+            # Live: still queued under this seq, at its current priority.
+            if self._queued.get(key) == seq and self._priority.get(key) == -neg:
                 break
         del self._queued[key]
         self._priority.pop(key, None)
