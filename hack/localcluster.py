@@ -68,6 +68,16 @@ def ensure_binaries() -> Path:
     return Path(res.stdout.strip().splitlines()[-1])
 
 
+def monitoring_crds() -> Path:
+    """Fetches (first time) or finds the pinned Prometheus Operator CRDs (ServiceMonitor,
+    PrometheusRule); returns their directory."""
+    res = subprocess.run(
+        ["bash", str(HACK / "fetch-monitoring-crds.sh")],
+        check=True, stdout=subprocess.PIPE, text=True,
+    )
+    return Path(res.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,0 +1,101 @@
+"""The monitoring children against the real Prometheus Operator CRDs.
+
+A private full control plane with the upstream ServiceMonitor and PrometheusRule
+CRDs (pinned in hack/versions.env, fetched through the Go module proxy by
+hack/fetch-monitoring-crds.sh): the operator discovers them at start, the objects
+it builds pass the upstream schemas, carry ownerReferences, cost no writes once
+applied (no perpetual diff against the schemas' defaulting), and go away when
+monitoring is turned off."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from localcluster import LocalCluster, monitoring_crds  # type: ignore[import-not-found]
+from operator_harness import (  # type: ignore[import-not-found]
+    GROUP,
+    RequestLog,
+    apply,
+    endpoint,
+    eventually,
+    get_json,
+    running_operator,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crd"
+
+
+@pytest.fixture
+def monitored_cluster(make_cluster: Callable[..., LocalCluster]) -> Iterator[LocalCluster]:
+    c = make_cluster(full=True)
+    c.apply_inventory()
+    for crds in (CRD_DIR, monitoring_crds()):
+        c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(crds))
+    c.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+              "crd/aimendpoints.aim.engine.amd.com", "crd/aimrecipes.aim.engine.amd.com",
+              "crd/servicemonitors.monitoring.coreos.com",
+              "crd/prometheusrules.monitoring.coreos.com")
+    c.kubectl("create", "namespace", "mon")
+    yield c
+
+
+def owner_kind(obj: dict[str, Any]) -> str | None:
+    refs = [r for r in obj["metadata"].get("ownerReferences") or () if r.get("controller")]
+    return refs[0]["kind"] if refs else None
+
+
+async def test_monitoring_children_pass_the_upstream_schemas_and_follow_the_spec(
+    monitored_cluster: LocalCluster,
+) -> None:
+    c, ns = monitored_cluster, "mon"
+    async with running_operator(c) as app:
+        log = RequestLog(app)
+        apply(c, endpoint("watched", monitoring={"enabled": True,
+                                                 "prometheus": {"interval": "15s"},
+                                                 "grafana": {"enabled": True}}), ns)
+
+        def children() -> Any:
+            sm = get_json(c, "-n", ns, "servicemonitors.monitoring.coreos.com/watched")
+            pr = get_json(c, "-n", ns, "prometheusrules.monitoring.coreos.com/watched")
+            dash = get_json(c, "-n", ns, "configmap/watched-dashboard")
+            return (sm, pr, dash) if sm and pr and dash else None
+
+        sm, pr, dash = await eventually(children, 60, what="ServiceMonitor, rule, dashboard")
+        for obj in (sm, pr, dash):
+            assert owner_kind(obj) == "AIMEndpoint", obj["metadata"]
+        assert sm["spec"]["endpoints"][0]["interval"] == "15s"
+        assert sm["spec"]["selector"]["matchLabels"]
+        assert [g["rules"] for g in pr["spec"]["groups"]] and all(
+            r.get("alert") and r.get("expr") for g in pr["spec"]["groups"] for r in g["rules"])
+        status = get_json(c, "-n", ns, f"aimendpoints.{GROUP}/watched")["status"]
+        resources = next(x for x in status["conditions"] if x["type"] == "ResourcesReady")
+        assert resources["status"] == "True", resources  # no apply was refused
+
+        # Applied once, then quiet: the schemas' defaulting leaves nothing to re-apply.
+        await asyncio.sleep(3)
+        before = log.writes(ns)
+        monitoring = [u.split("?")[0] for m, u in before
+                      if m == "PATCH" and "monitoring.coreos.com" in u]
+        assert len(monitoring) == 2 and len(set(monitoring)) == 2, monitoring
+        app.controllers[0].queue.add(f"{ns}/watched")
+        await asyncio.sleep(3)
+        assert log.writes(ns) == before
+
+        # Monitoring off: the ServiceMonitor and the rule are pruned, the dashboard too.
+        c.kubectl("patch", "-n", ns, f"aimendpoints.{GROUP}/watched", "--type=merge",
+                  "-p", json.dumps({"spec": {"monitoring": {"enabled": False}}}))
+
+        def pruned() -> bool:
+            return all(get_json(c, "-n", ns, what) is None for what in (
+                "servicemonitors.monitoring.coreos.com/watched",
+                "prometheusrules.monitoring.coreos.com/watched",
+                "configmap/watched-dashboard"))
+
+        await eventually(pruned, 60, what="monitoring children pruned")
