@@ -299,8 +299,13 @@ class InformerFactory:
         label_selector: str | None = None,
         field_selector: str | None = None,
         indexers: Mapping[str, IndexFunc] | None = None,
+        transform: Transform | None = None,
     ) -> Informer:
-        """The shared informer of ``resource`` in ``namespace`` (``None``: all namespaces)."""
+        """The shared informer of ``resource`` in ``namespace`` (``None``: all namespaces).
+
+        ``transform`` replaces the factory's for this informer (made on first ask only),
+        e.g. to keep a sliver of large objects.
+        """
         if not resource.namespaced:
             namespace = None
         key = (resource, namespace)
@@ -309,7 +314,7 @@ class InformerFactory:
             inf = Informer(
                 self.api_client, resource, namespace=namespace,
                 label_selector=label_selector, field_selector=field_selector,
-                transform=self.transform, resync_period=self.resync_period,
+                transform=transform or self.transform, resync_period=self.resync_period,
                 indexers=indexers, watch_timeout=self.watch_timeout,
             )
             self._informers[key] = inf

@@ -52,6 +52,10 @@ class ObjectWriter:
         self._mapper = mapper
         self.field_manager = field_manager
 
+    @property
+    def mapper(self) -> RESTMapper:
+        return self._mapper
+
     def _target(self, obj: Obj) -> tuple[Resource, str, str | None]:
         meta = obj.get("metadata") or {}
         resource = self._mapper.resource_for(str(obj["apiVersion"]), str(obj["kind"]))

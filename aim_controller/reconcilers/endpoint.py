@@ -71,6 +71,7 @@ from .endpoint_status import (
     status_equal,
     status_record,
 )
+from .optional_kinds import watch_optional_kinds
 
 log = structlog.get_logger(__name__)
 
@@ -185,6 +186,10 @@ class EndpointReconciler:
         # Read-your-writes: a reconcile that runs before our own write's watch event
         # arrives must not redo it (apply again, rewrite the status, emit again).
         self.written: dict[str, MutationCache] = {}
+        # Changes of intent (endpoints, recipes) go before the status churn of children
+        # and pods: with a thousand endpoints applied at once, the first pass over all
+        # of them is not held up by status updates of the ones already running.
+        self._churn = AtPriority(ctx_queue, PRIORITY_LOW)
         for ck in child_kinds():
             group, _, version = ck.api_version.rpartition("/")
             res = Resource(group, version, ck.plural, ck.kind)
@@ -192,27 +197,34 @@ class EndpointReconciler:
                 if (ck.api_version, ck.kind) not in ctx.optional_resources:
                     continue
                 res = ctx.optional_resources[(ck.api_version, ck.kind)]
-            inf: InformerLike = f.for_resource(
-                res, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}")
-            self.children[ck.kind] = (res, inf)
-            self.written[ck.kind] = MutationCache(inf)
+            self._watch_child(res)
         self.written[KIND_AIM_ENDPOINT] = MutationCache(self.endpoints)
         # Endpoints whose selection waits for capacity: re-evaluated on capacity changes.
         self._waiting: set[str] = set()
         self._catalog = builtin_index()
         self._ns_index: dict[str, tuple[tuple[tuple[str, str], ...], RecipeIndex]] = {}
 
-        # Changes of intent (endpoints, recipes) go before the status churn of children
-        # and pods: with a thousand endpoints applied at once, the first pass over all
-        # of them is not held up by status updates of the ones already running.
-        churn = AtPriority(ctx_queue, PRIORITY_LOW)
         self.endpoints.add_event_handler(
             enqueue_object_spec_first(ctx_queue, PRIORITY_DEFAULT, PRIORITY_LOW))
-        for _, inf in self.children.values():
-            inf.add_event_handler(enqueue_owner(churn, API_VERSION, KIND_AIM_ENDPOINT))
         self.recipes.add_event_handler(enqueue_mapped(ctx_queue, self._endpoints_of_recipe))
-        self.pods.add_event_handler(enqueue_mapped(churn, self._endpoint_of_pod))
+        self.pods.add_event_handler(enqueue_mapped(self._churn, self._endpoint_of_pod))
         self.gpus.on_capacity_change(self._capacity_changed)
+
+    def _watch_child(self, res: Resource) -> None:
+        inf: InformerLike = self.ctx.informers.for_resource(
+            res, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}")
+        self.children[res.kind] = (res, inf)
+        self.written[res.kind] = MutationCache(inf)
+        inf.add_event_handler(enqueue_owner(self._churn, API_VERSION, KIND_AIM_ENDPOINT))
+
+    def child_kind_served(self, res: Resource) -> None:
+        """An optional child kind (ServiceMonitor, PrometheusRule) became served while
+        running: watch it, and let every endpoint add its objects of that kind."""
+        if res.kind in self.children:
+            return
+        self._watch_child(res)
+        for key in self.endpoints.store.list_keys():
+            self._churn.add(key)
 
     # --- event mapping ------------------------------------------------------
 
@@ -388,7 +400,7 @@ class EndpointReconciler:
                 else:
                     raise
         uid = endpoint.metadata.uid or ""
-        for kind, (_res, inf) in self.children.items():
+        for kind, (_res, inf) in list(self.children.items()):  # it may grow meanwhile
             for child in inf.store.by_index("owner-uid", uid):
                 cname = (child.get("metadata") or {}).get("name", "")
                 if (kind, cname) in wanted:
@@ -462,6 +474,7 @@ def _ref(record: Any) -> tuple[Any, ...] | None:
 def register(ctx: ControllerContext) -> Controller:
     queue: RateLimitingQueue[str] = RateLimitingQueue(CONTROLLER_NAME, metrics=ctx.metrics)
     reconciler = EndpointReconciler(ctx, queue)
+    watch_optional_kinds(ctx, reconciler.child_kind_served)
     ctx.metrics.registry.register(EndpointStatusCollector(reconciler.endpoints.store))
     return Controller(CONTROLLER_NAME, reconciler.reconcile, queue,
                       max_concurrent_reconciles=ctx.max_concurrent_reconciles,

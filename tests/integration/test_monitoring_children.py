@@ -32,18 +32,32 @@ pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
 CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crd"
 
 
-@pytest.fixture
-def monitored_cluster(make_cluster: Callable[..., LocalCluster]) -> Iterator[LocalCluster]:
+MONITORING_CRDS = ("crd/servicemonitors.monitoring.coreos.com",
+                   "crd/prometheusrules.monitoring.coreos.com")
+
+
+def install(c: LocalCluster, crds: Path, *names: str) -> None:
+    c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(crds))
+    c.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+
+
+def gpu_cluster(make_cluster: Callable[..., LocalCluster]) -> LocalCluster:
     c = make_cluster(full=True)
     c.apply_inventory()
-    for crds in (CRD_DIR, monitoring_crds()):
-        c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(crds))
-    c.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-              "crd/aimendpoints.aim.engine.amd.com", "crd/aimrecipes.aim.engine.amd.com",
-              "crd/servicemonitors.monitoring.coreos.com",
-              "crd/prometheusrules.monitoring.coreos.com")
+    install(c, CRD_DIR, "crd/aimendpoints.aim.engine.amd.com",
+            "crd/aimrecipes.aim.engine.amd.com")
     c.kubectl("create", "namespace", "mon")
+    return c
+
+
+@pytest.fixture
+def monitored_cluster(make_cluster: Callable[..., LocalCluster]) -> Iterator[LocalCluster]:
+    c = gpu_cluster(make_cluster)
+    install(c, monitoring_crds(), *MONITORING_CRDS)
     yield c
+
+
+MONITORED = {"enabled": True, "prometheus": {"interval": "15s"}, "grafana": {"enabled": True}}
 
 
 def owner_kind(obj: dict[str, Any]) -> str | None:
@@ -57,9 +71,7 @@ async def test_monitoring_children_pass_the_upstream_schemas_and_follow_the_spec
     c, ns = monitored_cluster, "mon"
     async with running_operator(c) as app:
         log = RequestLog(app)
-        apply(c, endpoint("watched", monitoring={"enabled": True,
-                                                 "prometheus": {"interval": "15s"},
-                                                 "grafana": {"enabled": True}}), ns)
+        apply(c, endpoint("watched", monitoring=MONITORED), ns)
 
         def children() -> Any:
             sm = get_json(c, "-n", ns, "servicemonitors.monitoring.coreos.com/watched")
@@ -99,3 +111,25 @@ async def test_monitoring_children_pass_the_upstream_schemas_and_follow_the_spec
                 "configmap/watched-dashboard"))
 
         await eventually(pruned, 60, what="monitoring children pruned")
+
+
+async def test_prometheus_operator_installed_later_is_picked_up_without_a_restart(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    c, ns = gpu_cluster(make_cluster), "mon"
+    async with running_operator(c):
+        apply(c, endpoint("later", monitoring=MONITORED), ns)
+        await eventually(lambda: get_json(c, "-n", ns, "deployment/later"), 60,
+                         what="the endpoint's Deployment")
+        # No Prometheus Operator yet: no ServiceMonitor kind to write.
+        assert get_json(c, "-n", ns, "configmap/later-dashboard") is not None
+        install(c, monitoring_crds(), *MONITORING_CRDS)
+
+        def monitoring_children() -> Any:
+            sm = get_json(c, "-n", ns, "servicemonitors.monitoring.coreos.com/later")
+            pr = get_json(c, "-n", ns, "prometheusrules.monitoring.coreos.com/later")
+            return (sm, pr) if sm and pr else None
+
+        sm, pr = await eventually(monitoring_children, 60,
+                                  what="ServiceMonitor and rule after the CRDs appeared")
+        assert owner_kind(sm) == owner_kind(pr) == "AIMEndpoint"
