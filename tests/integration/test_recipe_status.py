@@ -239,9 +239,9 @@ async def test_status_shows_the_fit_and_follows_gpu_usage_without_idle_writes(
             return all(((store.get(k) or {}).get("metadata") or {}).get("labels", {})
                        .get("touched") == "yes" for k in h.keys)
 
+        # (No reconcile is due to them, but a GPU refresh caused by other tests on the
+        # shared cluster may run one: only the writes are asserted.)
         await eventually(labelled, "the label changes in the cache")
-        await asyncio.sleep(0.5)
-        assert h.reconciles() == reconciles
         for key in h.keys:  # a plain resync
             h.controller.queue.add(key)
         await eventually(lambda: h.reconciles() >= reconciles + 2 and h.idle(),
