@@ -30,20 +30,14 @@ from .machinery.httpserver import ServingEndpoints
 from .machinery.informer import InformerFactory
 from .machinery.manager import LeaderElectionConfig, Manager
 from .machinery.metrics import MachineryMetrics, default_metrics, instrument_api_client
-from .machinery.resource import EVENTS, Resource, discover
+from .machinery.resource import EVENTS, Resource
 from .machinery.writer import ObjectWriter, RESTMapper
 from .options import Options, parse
 from .reconcilers import endpoint, recipe_status
 from .reconcilers.context import AIM_CACHES, AIM_ENDPOINTS, AIM_RECIPES, ControllerContext
+from .reconcilers.optional_kinds import served_optional_kinds
 
 log = structlog.get_logger(__name__)
-
-MONITORING_GROUP, MONITORING_VERSION = "monitoring.coreos.com", "v1"
-OPTIONAL_MONITORING = {
-    "servicemonitors": "ServiceMonitor",
-    "prometheusrules": "PrometheusRule",
-}
-
 
 @dataclass
 class App:
@@ -70,16 +64,6 @@ async def kube_configuration(opts: Options) -> Configuration:
     # One connection per watch plus the workers' requests.
     cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 200)
     return cfg
-
-
-async def optional_resources(api: ApiClient) -> dict[tuple[str, str], Resource]:
-    served = await discover(api, MONITORING_GROUP, MONITORING_VERSION)
-    out: dict[tuple[str, str], Resource] = {}
-    for plural, kind in OPTIONAL_MONITORING.items():
-        if plural in served:
-            res = Resource(MONITORING_GROUP, MONITORING_VERSION, plural, kind)
-            out[(res.api_version, kind)] = res
-    return out
 
 
 def rest_mapper(optional: dict[tuple[str, str], Resource]) -> RESTMapper:
@@ -110,7 +94,7 @@ async def build_app(opts: Options, *, registry: CollectorRegistry | None = None)
     api = throttle_api_client(
         instrument_api_client(ApiClient(await kube_configuration(opts)), metrics),
         opts.kube_api_qps, opts.kube_api_burst, metrics)
-    optional = await optional_resources(api)
+    optional = await served_optional_kinds(api)
     informers = InformerFactory(
         api, namespaces=opts.namespaces or None,
         resync_period=opts.resync_period if opts.resync_period > 0 else None,

@@ -18,10 +18,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
+from kubernetes_asyncio.client import ApiClient
 
 from aim_controller.builders.children import child_kinds
 from aim_controller.machinery.handlers import KubeObject, ResourceEventHandlerFuncs
-from aim_controller.machinery.resource import CUSTOM_RESOURCE_DEFINITIONS, Resource
+from aim_controller.machinery.resource import CUSTOM_RESOURCE_DEFINITIONS, Resource, discover
 
 from .context import ControllerContext
 
@@ -35,6 +36,21 @@ def optional_kinds() -> dict[str, tuple[str, str]]:
         if ck.needs_prometheus_operator:
             group = ck.api_version.rpartition("/")[0]
             out[f"{ck.plural}.{group}"] = (ck.api_version, ck.kind)
+    return out
+
+
+async def served_optional_kinds(api: ApiClient) -> dict[tuple[str, str], Resource]:
+    """(apiVersion, kind) -> Resource of the optional kinds served right now (API
+    discovery, once at start; :func:`watch_optional_kinds` follows later installs)."""
+    out: dict[tuple[str, str], Resource] = {}
+    served: dict[str, set[str]] = {}
+    for crd_name, (api_version, kind) in optional_kinds().items():
+        group, _, version = api_version.rpartition("/")
+        if api_version not in served:
+            served[api_version] = await discover(api, group, version)
+        plural = crd_name.partition(".")[0]
+        if plural in served[api_version]:
+            out[(api_version, kind)] = Resource(group, version, plural, kind)
     return out
 
 
@@ -97,4 +113,5 @@ def watch_optional_kinds(ctx: ControllerContext, on_served: Callable[[Resource],
     informer.add_event_handler(ResourceEventHandlerFuncs(seen, lambda _old, new: seen(new)))
 
 
-__all__ = ["crd_sliver", "optional_kinds", "served_resource", "watch_optional_kinds"]
+__all__ = ["crd_sliver", "optional_kinds", "served_optional_kinds", "served_resource",
+           "watch_optional_kinds"]
