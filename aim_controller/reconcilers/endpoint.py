@@ -109,6 +109,7 @@ def pods_state(pods: list[Mapping[str, Any]]) -> PodsState:
     since: datetime | None = None
     message = ""
     gpus = 0
+    held: list[tuple[str, Mapping[str, int]]] = []
     for pod in pods:
         status = pod.get("status") or {}
         if status.get("phase") in ("Succeeded", "Failed"):
@@ -117,13 +118,15 @@ def pods_state(pods: list[Mapping[str, Any]]) -> PodsState:
         usage = pod_device_requests(pod, bound_only=False)
         if usage is not None:
             gpus += sum(usage[1].values())
+            if usage[0]:
+                held.append(usage)
         for c in status.get("conditions") or ():
             if (c.get("type") == "PodScheduled" and c.get("status") == "False"
                     and c.get("reason") == "Unschedulable"):
                 t = _parse_time(c.get("lastTransitionTime"))
                 if t is not None and (since is None or t < since):
                     since, message = t, str(c.get("message") or "")
-    return PodsState(since, message, gpus)
+    return PodsState(since, message, gpus, tuple(held))
 
 
 def _parse_time(s: object) -> datetime | None:
@@ -300,8 +303,7 @@ class EndpointReconciler:
         decision = select(
             obj.get("spec") or {}, namespace, self._namespace_recipes(namespace), self._catalog,
             # Its own pods' GPUs count as free: the same choice whether or not they are bound yet.
-            self.gpus.inventory().give_back(
-                u for u in map(pod_device_requests, pods) if u is not None),
+            self.gpus.inventory().give_back(pstate.held),
             self.quotas.store.by_index("namespace", namespace),
             previous, now=now, unschedulable_since=pstate.unschedulable_since,
             reselect_after=self.ctx.unschedulable_grace, owned_quota_gpus=pstate.gpus_in_use,

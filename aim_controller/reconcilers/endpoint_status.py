@@ -60,6 +60,8 @@ class PodsState:
     unschedulable_since: datetime | None = None
     unschedulable_message: str = ""
     gpus_in_use: int = 0
+    # (node, device requests) of the bound ones: given back to their endpoint's selection.
+    held: tuple[tuple[str, Mapping[str, int]], ...] = ()
 
 
 @dataclass(frozen=True)
