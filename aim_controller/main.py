@@ -77,13 +77,9 @@ def rest_mapper(optional: dict[tuple[str, str], Resource]) -> RESTMapper:
 
 
 def operator_settings(opts: Options) -> OperatorSettings:
-    # The HPA scales the AIMEndpoint's scale subresource, so `kubectl scale`, the
-    # HPA and the operator all act on one number and never fight over the
-    # Deployment's replicas.
     return OperatorSettings(
         images={**DEFAULT_IMAGES, **opts.backend_images},
         field_manager=FIELD_MANAGER,
-        hpa_scale_target="AIMEndpoint",
     )
 
 

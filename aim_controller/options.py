@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .builders.settings import DEFAULT_IMAGES
+from .recipes.selection import DEFAULT_RESELECT_AFTER
 
 
 def _positive_float(s: str) -> float:
@@ -50,7 +51,7 @@ class Options:
     log_format: str = "json"
     identity: str = ""
     backend_images: dict[str, str] = field(default_factory=dict)
-    unschedulable_grace: float = 300.0
+    unschedulable_grace: float = DEFAULT_RESELECT_AFTER.total_seconds()
     resync_period: float = 0.0
     kube_api_qps: float = 50.0
     kube_api_burst: int = 100
@@ -94,7 +95,8 @@ def parser() -> argparse.ArgumentParser:
                    type=_backend_image, default=[],
                    help="Container image per backend, BACKEND=IMAGE (repeatable). Defaults: "
                         + ", ".join(f"{k}={v}" for k, v in sorted(DEFAULT_IMAGES.items())))
-    p.add_argument("--unschedulable-grace", type=_positive_float, default=300.0,
+    p.add_argument("--unschedulable-grace", type=_positive_float,
+                   default=DEFAULT_RESELECT_AFTER.total_seconds(),
                    help="Seconds an endpoint's pods may stay unschedulable before the recipe "
                         "is re-selected.")
     p.add_argument("--resync-period", type=float, default=0.0,

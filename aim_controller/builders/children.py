@@ -83,7 +83,7 @@ def desired_children(
         build_cache_pvc(endpoint, existing_access_modes=existing_cache_access_modes),
         build_deployment(endpoint, chosen, settings),
         build_service(endpoint),
-        build_hpa(endpoint, settings),
+        build_hpa(endpoint),
         build_service_monitor(endpoint, settings, monitoring_available=monitoring_available),
         build_prometheus_rule(endpoint, settings, monitoring_available=monitoring_available),
     ]

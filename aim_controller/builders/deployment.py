@@ -279,11 +279,8 @@ def build_deployment(
         },
         "spec": pod_spec,
     }
-    spec: dict[str, Any] = {}
-    replicas = deployment_replicas(endpoint.spec, settings)
-    if replicas is not None:
-        spec["replicas"] = replicas
-    spec |= {
+    spec: dict[str, Any] = {
+        "replicas": deployment_replicas(endpoint.spec),
         "selector": {"matchLabels": selector_labels(ref.name)},
         "strategy": _strategy(endpoint),
         "revisionHistoryLimit": REVISION_HISTORY_LIMIT,

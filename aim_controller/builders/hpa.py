@@ -1,8 +1,7 @@
 """The HorizontalPodAutoscaler (autoscaling/v2) ``<name>``, when an autoscaler is wanted
 (``scaling.maxReplicas > max(scaling.minReplicas, 1)``, see :mod:`.scaling`).
 
-* scaleTargetRef: the Deployment ``<name>`` (default), or the AIMEndpoint's scale
-  subresource when :attr:`OperatorSettings.hpa_scale_target` is "AIMEndpoint".
+* scaleTargetRef: the AIMEndpoint's scale subresource (see :mod:`.scaling`).
 * metrics, in this order, each only when its target is set:
   ``targetCPUUtilization`` -> Resource cpu Utilization; ``targetMemoryUtilization``
   -> Resource memory Utilization; ``targetGPUUtilization`` -> a Pods metric named
@@ -23,7 +22,6 @@ from aim_controller.api.v1alpha1 import API_VERSION, KIND_AIM_ENDPOINT, AIMEndpo
 from .durations import parse_duration_seconds
 from .meta import endpoint_ref, object_meta
 from .scaling import hpa_bounds, hpa_enabled
-from .settings import OperatorSettings
 
 __all__ = ["DEFAULT_CPU_UTILIZATION", "MAX_STABILIZATION_SECONDS", "build_hpa", "hpa_metrics"]
 
@@ -66,15 +64,12 @@ def _behavior(endpoint: AIMEndpoint) -> dict[str, Any] | None:
     return behavior or None
 
 
-def build_hpa(endpoint: AIMEndpoint, settings: OperatorSettings) -> dict[str, Any] | None:
+def build_hpa(endpoint: AIMEndpoint) -> dict[str, Any] | None:
     """The HPA manifest, or None when no autoscaler is wanted."""
     if not hpa_enabled(endpoint.spec):
         return None
     name = endpoint_ref(endpoint).name
-    if settings.hpa_scale_target == "AIMEndpoint":
-        target = {"apiVersion": API_VERSION, "kind": KIND_AIM_ENDPOINT, "name": name}
-    else:
-        target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    target = {"apiVersion": API_VERSION, "kind": KIND_AIM_ENDPOINT, "name": name}
     lo, hi = hpa_bounds(endpoint.spec)
     spec: dict[str, Any] = {
         "scaleTargetRef": target,

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
 
 __all__ = [
     "DEFAULT_CACHE_MOUNT_PATH",
@@ -26,7 +25,6 @@ __all__ = [
     "FIELD_MANAGER",
     "SGLANG_IMAGE",
     "VLLM_IMAGE",
-    "HpaScaleTarget",
     "OperatorSettings",
 ]
 
@@ -35,8 +33,6 @@ SGLANG_IMAGE = "docker.io/lmsysorg/sglang:v0.4.10-rocm630-mi30x"
 DEFAULT_IMAGES: Mapping[str, str] = MappingProxyType({"sglang": SGLANG_IMAGE, "vllm": VLLM_IMAGE})
 FIELD_MANAGER = "aim-controller"
 DEFAULT_CACHE_MOUNT_PATH = "/models"
-
-HpaScaleTarget = Literal["Deployment", "AIMEndpoint"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +58,6 @@ class OperatorSettings:
     budget, in the Deployment's progress deadline."""
     shm_size_limit: str = "16Gi"
     """Upper bound of the memory-backed /dev/shm (RCCL and the engine's worker IPC)."""
-    hpa_scale_target: HpaScaleTarget = "Deployment"
-    """What the HorizontalPodAutoscaler scales. "Deployment": the HPA owns the
-    Deployment's replicas, which the operator then stops writing. "AIMEndpoint": the
-    HPA scales the AIMEndpoint's scale subresource (spec.replicas, status.selector,
-    as the CRD documents) and the operator always writes the Deployment's replicas
-    from it."""
     monitoring_labels: Mapping[str, str] = field(default_factory=dict)
     """Extra labels on ServiceMonitors and PrometheusRules so a Prometheus with a
     selector picks them up (e.g. ``release: kube-prometheus-stack``)."""

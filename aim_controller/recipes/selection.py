@@ -93,7 +93,8 @@ __all__ = [
     "select",
 ]
 
-DEFAULT_RESELECT_AFTER = timedelta(minutes=10)
+# How long an endpoint's pods may stay unschedulable before it moves (--unschedulable-grace).
+DEFAULT_RESELECT_AFTER = timedelta(minutes=5)
 STATUS_MAX_CANDIDATES = 32
 STATUS_MAX_MESSAGE = 1024  # the API's Message bound
 

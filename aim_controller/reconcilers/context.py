@@ -28,6 +28,7 @@ from aim_controller.machinery.informer import InformerFactory
 from aim_controller.machinery.metrics import MachineryMetrics
 from aim_controller.machinery.resource import NODES, PODS, Resource
 from aim_controller.machinery.writer import ObjectWriter
+from aim_controller.recipes.selection import DEFAULT_RESELECT_AFTER
 
 from .gpu_view import GpuView
 
@@ -48,7 +49,7 @@ class ControllerContext:
     settings: OperatorSettings
     operator_namespace: str
     max_concurrent_reconciles: int = 10
-    unschedulable_grace: timedelta = timedelta(minutes=5)
+    unschedulable_grace: timedelta = DEFAULT_RESELECT_AFTER
     # Optional kinds served by this cluster (e.g. monitoring.coreos.com/v1 ServiceMonitor).
     optional_resources: dict[tuple[str, str], Resource] = field(default_factory=dict)
     _gpu_view: GpuView | None = None

@@ -310,10 +310,7 @@ class EndpointReconciler:
         )
         record = self._record(decision, previous, now)
         url = service_url(name, namespace, endpoint.spec.service.port)
-        desired_replicas = endpoint.spec.replicas
-        dr = deployment_replicas(endpoint.spec, self.ctx.settings)
-        if dr is not None:
-            desired_replicas = dr
+        desired_replicas = deployment_replicas(endpoint.spec)
 
         outcome: ApplyOutcome | None = None
         retry_after: float | None = None

@@ -96,7 +96,8 @@ def test_production_example() -> None:
     ]
     d = by_kind(objs, "Deployment")
     ps = d["spec"]["template"]["spec"]
-    assert "replicas" not in d["spec"]  # maxReplicas 5 > minReplicas 1: the HPA owns it
+    # maxReplicas 5 > minReplicas 1: the HPA scales the endpoint, which sets this.
+    assert d["spec"]["replicas"] == 1
     assert ps["serviceAccountName"] == "aim-endpoint-sa"
     assert ps["securityContext"] == {"fsGroup": 0, "runAsGroup": 0, "runAsUser": 0}
     res = container_of(d)["resources"]

@@ -217,16 +217,11 @@ class TestReplicasAndStrategy:
     def test_replicas_without_autoscaler(self, spec: dict[str, Any], replicas: int) -> None:
         assert deploy(spec)["spec"]["replicas"] == replicas
 
-    def test_no_replicas_when_the_hpa_owns_the_deployment(self) -> None:
-        d = deploy({"replicas": 3, "scaling": {"minReplicas": 1, "maxReplicas": 5}})
-        assert "replicas" not in d["spec"]
-
     def test_replicas_from_the_endpoint_when_the_hpa_scales_the_endpoint(self) -> None:
-        s = OperatorSettings(hpa_scale_target="AIMEndpoint")
-        ep = endpoint({"replicas": 3, "scaling": {"minReplicas": 1, "maxReplicas": 5}})
-        assert deployment_replicas(ep.spec, s) == 3
+        d = deploy({"replicas": 3, "scaling": {"minReplicas": 1, "maxReplicas": 5}})
+        assert d["spec"]["replicas"] == 3
         ep = endpoint({"replicas": 0, "scaling": {"minReplicas": 0, "maxReplicas": 5}})
-        assert deployment_replicas(ep.spec, s) == 1
+        assert deployment_replicas(ep.spec) == 1
 
     def test_default_strategy_is_explicit_rolling_update(self) -> None:
         assert deploy()["spec"]["strategy"] == {

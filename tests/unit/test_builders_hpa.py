@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_builders_support import SETTINGS, endpoint, structural_problems
+from test_builders_support import endpoint, structural_problems
 
-from aim_controller.builders import OperatorSettings, build_hpa, hpa_enabled
+from aim_controller.builders import build_hpa, hpa_enabled
 
 
-def hpa(scaling: dict[str, Any], settings: OperatorSettings = SETTINGS) -> dict[str, Any]:
-    obj = build_hpa(endpoint({"scaling": scaling}, name="qwen"), settings)
+def hpa(scaling: dict[str, Any]) -> dict[str, Any]:
+    obj = build_hpa(endpoint({"scaling": scaling}, name="qwen"))
     assert obj is not None
     return obj
 
@@ -21,15 +21,13 @@ def hpa(scaling: dict[str, Any], settings: OperatorSettings = SETTINGS) -> dict[
 def test_exists_iff_max_above_min(lo: int, hi: int, wanted: bool) -> None:
     ep = endpoint({"scaling": {"minReplicas": lo, "maxReplicas": hi}})
     assert hpa_enabled(ep.spec) is wanted
-    assert (build_hpa(ep, SETTINGS) is not None) is wanted
+    assert (build_hpa(ep) is not None) is wanted
 
 
-def test_targets_the_deployment() -> None:
+def test_metrics_in_order() -> None:
     obj = hpa({"minReplicas": 1, "maxReplicas": 5, "targetCPUUtilization": 70,
                "targetMemoryUtilization": 80})
     assert (obj["apiVersion"], obj["kind"]) == ("autoscaling/v2", "HorizontalPodAutoscaler")
-    assert obj["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "name": "qwen"}
     assert (obj["spec"]["minReplicas"], obj["spec"]["maxReplicas"]) == (1, 5)
     assert obj["spec"]["metrics"] == [
         {"type": "Resource", "resource": {"name": "cpu", "target": {
@@ -41,9 +39,8 @@ def test_targets_the_deployment() -> None:
     assert structural_problems(obj) == []
 
 
-def test_can_target_the_endpoint_scale_subresource() -> None:
-    obj = hpa({"minReplicas": 1, "maxReplicas": 3},
-              OperatorSettings(hpa_scale_target="AIMEndpoint"))
+def test_targets_the_endpoint_scale_subresource() -> None:
+    obj = hpa({"minReplicas": 1, "maxReplicas": 3})
     assert obj["spec"]["scaleTargetRef"] == {
         "apiVersion": "aim.engine.amd.com/v1alpha1", "kind": "AIMEndpoint", "name": "qwen"}
 

@@ -126,7 +126,7 @@ def chosen_recipes(draw: st.DrawFn) -> ChosenRecipe:
 @st.composite
 def children(draw: st.DrawFn) -> list[dict[str, Any]]:
     ep: AIMEndpoint = endpoint(draw(endpoint_specs()), name=draw(st.sampled_from(["a", "qwen"])))
-    s = OperatorSettings(hpa_scale_target=draw(st.sampled_from(["Deployment", "AIMEndpoint"])))
+    s = OperatorSettings()
     objs = desired_children(ep, draw(chosen_recipes()), s,
                             monitoring_available=draw(st.booleans()))
     if draw(st.booleans()):
