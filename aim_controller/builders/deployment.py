@@ -290,7 +290,7 @@ def build_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": object_meta(endpoint, ref.name, annotations={ANNOTATION_RECIPE: chosen.ref}),
+        "metadata": object_meta(endpoint, ref.name, annotations={ANNOTATION_RECIPE: chosen.id.ref}),
         "spec": spec,
     }
 

@@ -1,8 +1,9 @@
 """What the builders are told about the recipe decision: :class:`ChosenRecipe`.
 
 The reconciler fills one from the recipe engine's decision (``Decision.chosen``,
-``Decision.tolerations`` and ``Decision.to_status()``); the builders never look at
-the recipe engine's types, so this value is the whole contract between them.
+``Decision.tolerations`` and ``Decision.to_status()``). Of the recipe engine the
+builders see only :class:`~aim_controller.recipes.identity.ConfigId`, the one
+identity of a configuration; this value is the whole contract between them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from aim_controller.api.v1alpha1 import RECIPE_SOURCES, RecipeSource
+from aim_controller.api.v1alpha1 import RECIPE_SOURCES
+from aim_controller.recipes.identity import SOURCE_NAMESPACE, ConfigId
 
 __all__ = ["ChosenRecipe"]
 
@@ -36,9 +38,9 @@ class ChosenRecipe:
 
     Invariants (checked in ``__post_init__``, ValueError otherwise):
 
-    * ``source`` is one of "namespace", "builtin", "estimated";
-      ``recipe_namespace`` is set exactly for "namespace" recipes.
-    * ``gpu_count`` >= 1. It is the tensor-parallel size the engine args are
+    * ``id.source`` is one of "namespace", "builtin", "estimated"; ``id.namespace``
+      is set exactly for "namespace" recipes.
+    * ``id.gpu_count`` >= 1. It is the tensor-parallel size the engine args are
       forced to (unless the endpoint's ``spec.resources.gpuCount`` overrides it).
     * ``device_ids`` are lowercase PCI device ids without ``0x``, sorted, unique;
       empty means "no device-id node affinity" (only the GPU request constrains
@@ -57,14 +59,11 @@ class ChosenRecipe:
     mappings); compare with ``==``.
     """
 
-    recipe_name: str
-    recipe_namespace: str | None
-    source: RecipeSource
+    id: ConfigId
     hardware: str
     device_ids: tuple[str, ...]
     precision: str
     backend: str
-    gpu_count: int
     args: tuple[str, ...]
     requests: Mapping[str, str] = field(default_factory=dict)
     limits: Mapping[str, str] = field(default_factory=dict)
@@ -78,14 +77,15 @@ class ChosenRecipe:
     ``spec.image`` overrides it, and it overrides the operator's per-backend default."""
 
     def __post_init__(self) -> None:
-        if self.source not in RECIPE_SOURCES:
-            raise ValueError(f"source must be one of {RECIPE_SOURCES}, got {self.source!r}")
-        if (self.source == "namespace") != bool(self.recipe_namespace):
-            raise ValueError("recipe_namespace is set exactly for namespace recipes")
-        if not self.recipe_name:
-            raise ValueError("recipe_name must not be empty")
-        if isinstance(self.gpu_count, bool) or self.gpu_count < 1:
-            raise ValueError(f"gpu_count must be >= 1, got {self.gpu_count!r}")
+        cid = self.id
+        if cid.source not in RECIPE_SOURCES:
+            raise ValueError(f"source must be one of {RECIPE_SOURCES}, got {cid.source!r}")
+        if (cid.source == SOURCE_NAMESPACE) != bool(cid.namespace):
+            raise ValueError("the recipe namespace is set exactly for namespace recipes")
+        if not cid.name:
+            raise ValueError("the recipe name must not be empty")
+        if isinstance(cid.gpu_count, bool) or cid.gpu_count < 1:
+            raise ValueError(f"gpu_count must be >= 1, got {cid.gpu_count!r}")
         if not all(isinstance(a, str) for a in self.args):
             raise ValueError("args must be strings")
         ids = sorted({d.lower().removeprefix("0x") for d in self.device_ids})
@@ -109,19 +109,19 @@ class ChosenRecipe:
         return self
 
     @property
-    def ref(self) -> str:
-        """``<namespace>/<name>`` for namespace recipes, ``<source>/<name>`` otherwise."""
-        return f"{self.recipe_namespace or self.source}/{self.recipe_name}"
+    def gpu_count(self) -> int:
+        return self.id.gpu_count
 
     def identity(self) -> dict[str, Any]:
-        """What identifies the chosen configuration (goes into the config checksum)."""
+        """The chosen configuration as the ConfigMap records it (and the config
+        checksum covers): its id with what it runs as."""
         return {
             "backend": self.backend,
             "estimated": self.estimated,
-            "gpuCount": self.gpu_count,
+            "gpuCount": self.id.gpu_count,
             "hardware": self.hardware,
             "precision": self.precision,
-            "recipeName": self.recipe_name,
-            "recipeNamespace": self.recipe_namespace,
-            "source": self.source,
+            "recipeName": self.id.name,
+            "recipeNamespace": self.id.recipe_namespace,
+            "source": self.id.source,
         }

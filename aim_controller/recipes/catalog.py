@@ -14,12 +14,13 @@ from typing import Any
 
 import yaml
 
+from aim_controller.api.v1alpha1 import API_VERSION
+from aim_controller.api.v1alpha1 import KIND_AIM_RECIPE as KIND
+
 from .recipe import SOURCE_BUILTIN, RecipeIndex
 
-__all__ = ["API_VERSION", "CATALOG_LABEL", "KIND", "builtin_index", "load_builtin_catalog"]
+__all__ = ["CATALOG_LABEL", "builtin_index", "load_builtin_catalog"]
 
-API_VERSION = "aim.engine.amd.com/v1alpha1"
-KIND = "AIMRecipe"
 CATALOG_LABEL = "aim.engine.amd.com/catalog"
 
 

@@ -21,7 +21,10 @@ from typing import Any
 
 import yaml
 
-from .catalog import API_VERSION, CATALOG_LABEL, KIND, load_builtin_catalog
+from aim_controller.api.v1alpha1 import API_VERSION
+from aim_controller.api.v1alpha1 import KIND_AIM_RECIPE as KIND
+
+from .catalog import CATALOG_LABEL, load_builtin_catalog
 
 __all__ = ["DEFAULT_NAMESPACE", "PART_OF_LABEL", "catalog_objects", "main", "render"]
 

@@ -4,13 +4,18 @@ An AIMRecipe (``aim.engine.amd.com/v1alpha1``) describes how to serve one
 model on one hardware at one precision with one backend; each of its
 ``configurations`` is a GPU count with vLLM args and resources. Every
 configuration becomes one :class:`RecipeConfig`, the unit the selector
-ranks. Validation problems never raise: they are recorded in
-``RecipeConfig.invalid`` and surface as ``InvalidRecipe`` candidates.
+ranks. Objects are validated once against the API model
+(:class:`~aim_controller.api.v1alpha1.AIMRecipe`, the schema the API server
+enforces); its defaults are the only defaults. Validation problems never raise:
+they are recorded in ``RecipeConfig.invalid`` and surface as ``InvalidRecipe``
+candidates.
 
 A configuration is invalid when
 
-* ``gpuCount`` is not a positive integer, or two configurations of the
-  recipe share one (both are invalid, whatever their order);
+* the object does not validate against the API model (then every
+  configuration of the recipe is);
+* two configurations of the recipe share a ``gpuCount`` (both are invalid,
+  whatever their order; CEL rejects this at admission);
 * its engine args use a different number of GPUs: ``--tensor-parallel-size``
   x ``--pipeline-parallel-size`` x ``--data-parallel-size`` (each defaulting
   to 1, as in vLLM and SGLang; SGLang's ``--tp-size``/``--pp-size``/
@@ -34,14 +39,20 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from pydantic import ValidationError
+
+from aim_controller.api.v1alpha1 import AIMRecipe, AIMRecipeSpec, validation_message
+
 from . import gpus
-from .quantity import gpu_count, parse_quantity
+from .identity import SOURCE_BUILTIN, SOURCE_ESTIMATED, SOURCE_NAMESPACE, SOURCE_RANK, ConfigId
+from .quantity import gpu_count
 
 __all__ = [
     "BYTES_PER_PARAM",
     "SOURCE_BUILTIN",
     "SOURCE_ESTIMATED",
     "SOURCE_NAMESPACE",
+    "SOURCE_RANK",
     "Performance",
     "Recipe",
     "RecipeConfig",
@@ -50,11 +61,6 @@ __all__ = [
     "normalize_precision",
     "parse_recipe",
 ]
-
-SOURCE_NAMESPACE = "namespace"
-SOURCE_BUILTIN = "builtin"
-SOURCE_ESTIMATED = "estimated"
-SOURCE_RANK: Mapping[str, int] = {SOURCE_NAMESPACE: 0, SOURCE_BUILTIN: 1, SOURCE_ESTIMATED: 2}
 
 _PRECISION_ALIASES: Mapping[str, str] = {
     "bf16": "bfloat16",
@@ -150,8 +156,8 @@ class Performance:
 class RecipeConfig:
     """One configuration of one recipe: the unit of selection.
 
-    ``key`` is unique among valid configurations of a source; ``hardware``
-    is canonical when known (the raw value otherwise, with ``invalid`` set).
+    ``id`` is unique among valid configurations; ``hardware`` is canonical when
+    known (the raw value otherwise, with ``invalid`` set).
     """
 
     source: str
@@ -173,13 +179,8 @@ class RecipeConfig:
     image: str | None = None
 
     @property
-    def key(self) -> tuple[str, str, str, int]:
-        return (self.source, self.namespace or "", self.name, self.gpu_count)
-
-    @property
-    def ref(self) -> str:
-        """Human reference: ``ns/name`` for namespace recipes, ``builtin/name`` otherwise."""
-        return f"{self.namespace or self.source}/{self.name}"
+    def id(self) -> ConfigId:
+        return ConfigId(self.source, self.namespace or "", self.name, self.gpu_count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +199,6 @@ class Recipe:
         return (self.hardware, self.precision, self.backend)
 
 
-def _str(v: object, default: str = "") -> str:
-    return v if isinstance(v, str) else default
-
-
 def _positive_int(v: object) -> int | None:
     if isinstance(v, bool):
         return None
@@ -213,62 +210,16 @@ def _positive_int(v: object) -> int | None:
     return None
 
 
-def _performance(raw: object) -> Performance:
-    if not isinstance(raw, Mapping):
+def _performance(spec: AIMRecipeSpec) -> Performance:
+    p = spec.performance
+    if p is None:
         return Performance()
-
-    def num(key: str) -> float | None:
-        v = raw.get(key)
-        if isinstance(v, bool) or not isinstance(v, int | float | str):
-            return None
-        try:
-            f = float(v)
-        except ValueError:
-            return None
-        return f if f > 0 and f == f and f != float("inf") else None
-
-    batch = num("maxBatchSize")
+    # 0 means "not measured", as an unset field.
     return Performance(
-        num("expectedTokensPerSecond"), num("expectedLatencyMs"), int(batch) if batch else None
+        float(p.expected_tokens_per_second) if p.expected_tokens_per_second else None,
+        float(p.expected_latency_ms) if p.expected_latency_ms else None,
+        p.max_batch_size,
     )
-
-
-def _resources(raw: object) -> tuple[Mapping[str, Mapping[str, str]], str]:
-    if raw is None:
-        return MappingProxyType({}), ""
-    if not isinstance(raw, Mapping):
-        return MappingProxyType({}), "resources is not an object"
-    out: dict[str, Mapping[str, str]] = {}
-    for part in ("requests", "limits"):
-        section = raw.get(part)
-        if section is None:
-            continue
-        if not isinstance(section, Mapping):
-            return MappingProxyType({}), f"resources.{part} is not an object"
-        clean: dict[str, str] = {}
-        for k, v in section.items():
-            try:
-                parse_quantity(v)
-            except ValueError:
-                return MappingProxyType({}), f"resources.{part}[{k}]={v!r} is not a quantity"
-            clean[str(k)] = str(v)
-        out[part] = MappingProxyType(clean)
-    return MappingProxyType(out), ""
-
-
-def _env(raw: object) -> tuple[Mapping[str, str], str]:
-    if raw is None:
-        return MappingProxyType({}), ""
-    if not isinstance(raw, list):
-        return MappingProxyType({}), "env is not a list"
-    out: dict[str, str] = {}
-    for i, e in enumerate(raw):
-        name = e.get("name") if isinstance(e, Mapping) else None
-        value = e.get("value", "") if isinstance(e, Mapping) else None
-        if not isinstance(name, str) or not name or not isinstance(value, str | int | float):
-            return MappingProxyType({}), f"env[{i}] needs a name and a string value"
-        out[name] = str(value)
-    return MappingProxyType(out), ""
 
 
 def _validate_config(
@@ -317,63 +268,72 @@ def _validate_config(
     return ""
 
 
-def parse_recipe(obj: Mapping[str, Any], source: str) -> Recipe | None:
-    """Parse one AIMRecipe object; None when it names no model (it can match nothing)."""
+def _unvalidated(obj: Mapping[str, Any], source: str, err: ValidationError) -> Recipe | None:
+    """A recipe whose object fails the API schema: every configuration invalid, but
+    still matched by model id and shadowing what it names, so the user sees why."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
-    model_id = _str(spec.get("modelId")).strip()
+    meta = meta if isinstance(meta, Mapping) else {}
+    spec = spec if isinstance(spec, Mapping) else {}
+
+    def text(v: object, default: str = "") -> str:
+        return v.strip() if isinstance(v, str) and v.strip() else default
+
+    model_id = text(spec.get("modelId"))
     if not model_id:
         return None
-    name = _str(meta.get("name"), "<unnamed>")
-    namespace = (_str(meta.get("namespace")) or None) if source == SOURCE_NAMESPACE else None
-    raw_hw = _str(spec.get("hardware"))
+    fields = AIMRecipeSpec.model_fields
+    name = text(meta.get("name"), "<unnamed>")
+    namespace = text(meta.get("namespace")) or None if source == SOURCE_NAMESPACE else None
+    raw_hw = text(spec.get("hardware"))
     hw = gpus.normalize_hardware(raw_hw) or raw_hw
-    recipe_invalid = "" if hw in gpus.MODELS else f"unknown hardware {raw_hw!r}"
-    precision = normalize_precision(_str(spec.get("precision"), "bfloat16") or "bfloat16")
-    backend = (_str(spec.get("backend"), "vllm") or "vllm").strip().lower()
-    perf = _performance(spec.get("performance"))
-    raw_configs = spec.get("configurations")
-    if not isinstance(raw_configs, list) or not raw_configs:
-        raw_configs = []
-        recipe_invalid = recipe_invalid or "no configurations"
+    precision = normalize_precision(text(spec.get("precision"), str(fields["precision"].default)))
+    backend = text(spec.get("backend"), str(fields["backend"].default)).lower()
+    problem = f"invalid spec: {validation_message(err, limit=3)}"
+    raw = spec.get("configurations")
+    items: list[object] = list(raw) if isinstance(raw, list) and raw else [None]
+    configs = tuple(
+        RecipeConfig(
+            source, namespace, name, model_id, hw, precision, backend,
+            (_positive_int(c.get("gpuCount")) if isinstance(c, Mapping) else None) or 0,
+            not (isinstance(c, Mapping) and c.get("enabled") is False), (),
+            MappingProxyType({}), Performance(), 1, problem, i,
+        )
+        for i, c in enumerate(items)
+    )  # fmt: skip
+    return Recipe(source, namespace, name, model_id, hw, precision, backend, configs)
 
-    image = _str(spec.get("image")).strip() or None
-    empty: Mapping[str, str] = MappingProxyType({})
-    parsed: list[
-        tuple[int, bool, tuple[str, ...], Mapping[str, Mapping[str, str]], str, Mapping[str, str]]
-    ] = []
-    for rc in raw_configs:
-        if not isinstance(rc, Mapping):
-            parsed.append(
-                (0, True, (), MappingProxyType({}), "configuration is not an object", empty)
-            )
-            continue
-        n = _positive_int(rc.get("gpuCount"))
-        enabled = rc.get("enabled", True) is not False
-        raw_args = rc.get("args") or []
-        problem = ""
-        if not isinstance(raw_args, list) or not all(isinstance(a, str) for a in raw_args):
-            problem = "args must be a list of strings"
-            raw_args = []
-        args = tuple(raw_args)
-        resources, res_problem = _resources(rc.get("resources"))
-        env, env_problem = _env(rc.get("env"))
-        problem = problem or res_problem or env_problem
-        if n is None:
-            problem = problem or f"gpuCount {rc.get('gpuCount')!r} is not a positive integer"
-        parsed.append((n or 0, enabled, args, resources, problem, env))
 
+def parse_recipe(obj: Mapping[str, Any], source: str) -> Recipe | None:
+    """Parse one AIMRecipe object; None when it names no model (it can match nothing)."""
+    try:
+        recipe = AIMRecipe.model_validate(obj)
+    except ValidationError as err:
+        return _unvalidated(obj, source, err)
+    meta, spec = recipe.metadata, recipe.spec
+    model_id = spec.model_id.strip()
+    name = meta.name or "<unnamed>"
+    namespace = (meta.namespace or None) if source == SOURCE_NAMESPACE else None
+    hw = spec.hardware
+    precision = spec.precision
+    backend = spec.backend
+    perf = _performance(spec)
     counts: dict[int, int] = {}
-    for n, *_ in parsed:
-        counts[n] = counts.get(n, 0) + 1
-    valid_counts = [n for n, _, _, _, p, _ in parsed if n > 0 and not p]
-    reference = min(valid_counts) if valid_counts else 1
+    for rc in spec.configurations:
+        counts[rc.gpu_count] = counts.get(rc.gpu_count, 0) + 1
+    reference = min(counts)
     configs: list[RecipeConfig] = []
-    for index, (n, enabled, args, resources, problem, env) in enumerate(parsed):
-        invalid = recipe_invalid or problem
-        if not invalid and counts[n] > 1:
+    for index, rc in enumerate(spec.configurations):
+        n = rc.gpu_count
+        args = tuple(rc.args)
+        res = rc.resources
+        resources: Mapping[str, Mapping[str, str]] = MappingProxyType(
+            {part: MappingProxyType({k: str(v) for k, v in getattr(res, part).items()})
+             for part in ("requests", "limits") if res is not None and getattr(res, part)}
+        )  # fmt: skip
+        if counts[n] > 1:
             invalid = f"gpuCount {n} appears in {counts[n]} configurations"
-        if not invalid:
+        else:
             invalid = _validate_config(n, args, resources, precision, hw, backend)
         configs.append(
             RecipeConfig(
@@ -385,24 +345,17 @@ def parse_recipe(obj: Mapping[str, Any], source: str) -> Recipe | None:
                 precision=precision,
                 backend=backend,
                 gpu_count=n,
-                enabled=enabled,
+                enabled=rc.enabled,
                 args=args,
                 resources=resources,
                 performance=perf,
                 reference_gpu_count=reference,
                 invalid=invalid,
                 index=index,
-                env=env,
-                image=image,
+                env=MappingProxyType({e.name: e.value for e in rc.env}),
+                image=spec.image,
             )
         )
-    if not configs:
-        configs.append(
-            RecipeConfig(
-                source, namespace, name, model_id, hw, precision, backend, 0, True, (),
-                MappingProxyType({}), perf, 1, recipe_invalid,
-            )
-        )  # fmt: skip
     return Recipe(source, namespace, name, model_id, hw, precision, backend, tuple(configs))
 
 

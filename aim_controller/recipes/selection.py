@@ -68,21 +68,22 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
+
+from aim_controller.api.v1alpha1 import AIMEndpointSpec, validation_message
+
 from . import gpus
+from .capacity import capacity_verdict
 from .catalog import builtin_index
 from .estimate import ModelSize, estimate_options, model_size
+from .identity import SOURCE_BUILTIN, SOURCE_ESTIMATED, SOURCE_NAMESPACE, SOURCE_RANK, ConfigId
 from .inventory import GpuInventory
 from .perfmodel import DEFAULT_PARAMS, estimate_performance, scale_latency, scale_tokens_per_second
 from .quota import GpuQuota, gpu_quota
-from .recipe import (
-    SOURCE_BUILTIN,
-    SOURCE_ESTIMATED,
-    SOURCE_NAMESPACE,
-    SOURCE_RANK,
-    RecipeConfig,
-    RecipeIndex,
-)
-from .request import EndpointRequest, PreviousChoice, inputs_hash, parse_endpoint, parse_previous
+from .reasons import CLOSEST, Reason
+from .recipe import RecipeConfig, RecipeIndex
+from .request import EndpointRequest, PreviousChoice
+from .text import clip, plural
 
 __all__ = [
     "DEFAULT_RESELECT_AFTER",
@@ -96,13 +97,6 @@ __all__ = [
 # How long an endpoint's pods may stay unschedulable before it moves (--unschedulable-grace).
 DEFAULT_RESELECT_AFTER = timedelta(minutes=5)
 STATUS_MAX_CANDIDATES = 32
-STATUS_MAX_MESSAGE = 1024  # the API's Message bound
-
-
-def _clip(message: str) -> str:
-    if len(message) <= STATUS_MAX_MESSAGE:
-        return message
-    return message[: STATUS_MAX_MESSAGE - 3] + "..."
 
 
 class Verdict(StrEnum):
@@ -110,59 +104,6 @@ class Verdict(StrEnum):
     FEASIBLE = "Feasible"
     REJECTED = "Rejected"
 
-
-class Reason(StrEnum):
-    # Decision reasons (also the chosen candidate's reason).
-    SELECTED = "Selected"
-    STICKY = "Sticky"
-    RESELECTED = "Reselected"
-    ESTIMATED = "Estimated"
-    NO_RECIPE = "NoRecipe"
-    NO_FEASIBLE_CANDIDATE = "NoFeasibleCandidate"
-    INVALID_SPEC = "InvalidSpec"
-    # Feasible candidates that were not chosen.
-    OUTSCORED = "Outscored"
-    PREVIOUS_KEPT = "PreviousKept"
-    # Rejections.
-    SHADOWED = "ShadowedByNamespaceRecipe"
-    GPU_COUNT_MISMATCH = "GpuCountMismatch"
-    PRECISION_MISMATCH = "PrecisionMismatch"
-    BACKEND_MISMATCH = "BackendMismatch"
-    DISABLED = "Disabled"
-    INVALID_RECIPE = "InvalidRecipe"
-    INSUFFICIENT_GPU_MEMORY = "InsufficientGpuMemory"
-    HARDWARE_NOT_PRESENT = "HardwareNotPresent"
-    DOES_NOT_FIT_ON_ONE_NODE = "DoesNotFitOnOneNode"
-    INSUFFICIENT_FREE_GPUS = "InsufficientFreeGPUs"
-    QUOTA_EXCEEDED = "QuotaExceeded"
-
-
-# Rejections that say nothing about the cluster: such a candidate can never be kept.
-STATIC_REJECTIONS = frozenset(
-    {
-        Reason.SHADOWED,
-        Reason.GPU_COUNT_MISMATCH,
-        Reason.PRECISION_MISMATCH,
-        Reason.BACKEND_MISMATCH,
-        Reason.DISABLED,
-        Reason.INVALID_RECIPE,
-        Reason.INSUFFICIENT_GPU_MEMORY,
-    }
-)
-# Which rejection best explains "nothing fits" (most actionable first).
-_CLOSEST = (
-    Reason.QUOTA_EXCEEDED,
-    Reason.INSUFFICIENT_FREE_GPUS,
-    Reason.DOES_NOT_FIT_ON_ONE_NODE,
-    Reason.INSUFFICIENT_GPU_MEMORY,
-    Reason.HARDWARE_NOT_PRESENT,
-    Reason.GPU_COUNT_MISMATCH,
-    Reason.PRECISION_MISMATCH,
-    Reason.BACKEND_MISMATCH,
-    Reason.INVALID_RECIPE,
-    Reason.DISABLED,
-    Reason.SHADOWED,
-)
 
 SortKey = tuple[float | int | str, ...]
 
@@ -185,12 +126,8 @@ class Candidate:
     score: float | None = None
 
     @property
-    def key(self) -> tuple[str, str, str, int]:
-        return self.config.key
-
-    @property
-    def ref(self) -> str:
-        return self.config.ref
+    def id(self) -> ConfigId:
+        return self.config.id
 
     @property
     def estimated(self) -> bool:
@@ -205,7 +142,7 @@ class Candidate:
             "gpuCount": c.gpu_count,
             "verdict": str(self.verdict),
             "reason": str(self.reason),
-            "message": _clip(self.message),
+            "message": clip(self.message),
         }
         if self.score is not None:
             out["score"] = self.score
@@ -259,7 +196,8 @@ class Decision:
         return gpus.device_ids_for(self.chosen.config.hardware) if self.chosen else ()
 
     def to_status(self, max_candidates: int = STATUS_MAX_CANDIDATES) -> dict[str, Any]:
-        """JSON-able status record; also the ``previous`` input of the next selection.
+        """The ``status.recipe`` record (the API's RecipeSelection); also the
+        ``previous`` input of the next selection.
 
         Keys with no value (``recipeNamespace`` of a builtin recipe, the
         chosen fields when nothing was chosen) are omitted rather than null.
@@ -268,26 +206,23 @@ class Decision:
         ch = self.chosen
         if ch is not None:
             c = ch.config
-            out["recipeName"] = c.name
-            if c.namespace:
-                out["recipeNamespace"] = c.namespace
+            record = c.id.to_record()
+            out["recipeName"] = record.pop("recipeName")
+            if "recipeNamespace" in record:
+                out["recipeNamespace"] = record.pop("recipeNamespace")
             if c.index is not None:
                 out["configurationIndex"] = c.index
-            out["source"] = c.source
+            out["source"] = record.pop("source")
             out |= {k: v for k, v in _identity(c).items() if v}
-            out["gpuCount"] = c.gpu_count
+            out |= record  # gpuCount
             if ch.score is not None:
                 out["score"] = ch.score
-            out["args"] = list(c.args)
-            out["resources"] = {k: dict(v) for k, v in c.resources.items()}
-            if self.tolerations:
-                out["tolerations"] = [dict(t) for t in self.tolerations]
         out["estimated"] = bool(ch and ch.estimated)
         out |= {
             "optimizeFor": self.optimize_for,
             "inputsHash": self.inputs_hash,
             "reason": str(self.reason),
-            "message": _clip(self.message),
+            "message": clip(self.message),
             "candidates": [c.to_status() for c in self.candidates[:max_candidates]],
         }
         if len(self.candidates) > max_candidates:
@@ -307,10 +242,6 @@ class _Eval:
     latency: float | None = None
     sort_key: SortKey = ()
     score: float | None = None
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _static_rejection(
@@ -345,31 +276,10 @@ def _static_rejection(
 def _capacity_rejection(
     c: RecipeConfig, replicas: int, inventory: GpuInventory, quota: GpuQuota | None
 ) -> tuple[Reason, str] | None:
-    pool = inventory.pool(c.hardware)
+    verdict = capacity_verdict(c.hardware, c.gpu_count, replicas, inventory)
+    if verdict.rejection is not None:
+        return verdict.rejection
     g = c.gpu_count
-    if pool is None:
-        msg = f"no usable {c.hardware} node"
-        blocked = inventory.unusable_with(c.hardware)
-        if blocked:
-            shown = "; ".join(f"{n.name}: {n.reason}" for n in blocked[:4])
-            more = len(blocked) - 4
-            msg += f" ({shown}{f'; {more} more' if more > 0 else ''})"
-        else:
-            msg += f" in the cluster ({inventory.summary()})"
-        return Reason.HARDWARE_NOT_PRESENT, msg
-    if pool.max_allocatable < g:
-        return (
-            Reason.DOES_NOT_FIT_ON_ONE_NODE,
-            f"a replica needs {g} {c.hardware} GPUs on one node; "
-            f"the largest {c.hardware} node has {pool.max_allocatable} allocatable",
-        )
-    fit = pool.replicas_that_fit(g)
-    if fit < replicas:
-        return (
-            Reason.INSUFFICIENT_FREE_GPUS,
-            f"needs {replicas}x{g}={replicas * g} free {c.hardware} GPUs ({g} per node); "
-            f"free per node: {pool.free_summary()}; {_plural(fit, 'replica')} fit",
-        )
     if quota is not None and replicas * g > quota.room:
         return (
             Reason.QUOTA_EXCEEDED,
@@ -447,15 +357,15 @@ def _metric(e: _Eval, optimize_for: str, replicas: int) -> str:
     if optimize_for == "latency":
         return f"~{e.latency:.0f} ms expected latency"
     if optimize_for == "cost":
-        return f"{replicas * g} GPUs at {_plural(replicas, 'replica')}"
+        return f"{replicas * g} GPUs at {plural(replicas, 'replica')}"
     return f"~{(e.tps or 0) / g:.0f} tokens/s per GPU"
 
 
 def _describe(e: _Eval, replicas: int) -> str:
     c = e.config
     return (
-        f"{c.ref} ({c.hardware}, {c.precision}, {c.backend}, "
-        f"{_plural(c.gpu_count, 'GPU')} x {_plural(replicas, 'replica')})"
+        f"{c.id.ref} ({c.hardware}, {c.precision}, {c.backend}, "
+        f"{plural(c.gpu_count, 'GPU')} x {plural(replicas, 'replica')})"
     )
 
 
@@ -489,7 +399,7 @@ def _index(
 
 
 def select(
-    endpoint_spec: Mapping[str, Any],
+    endpoint_spec: AIMEndpointSpec | Mapping[str, Any],
     namespace: str,
     recipes: RecipeIndex | Iterable[Mapping[str, Any]] | None,
     catalog: RecipeIndex | Iterable[Mapping[str, Any]] | None,
@@ -515,9 +425,14 @@ def select(
     given back when judging other candidates, which would replace them.
     """
     try:
-        req = parse_endpoint(endpoint_spec)
+        spec = (endpoint_spec if isinstance(endpoint_spec, AIMEndpointSpec)
+                else AIMEndpointSpec.model_validate(endpoint_spec))
+        req = EndpointRequest.from_spec(spec)
+    except ValidationError as err:
+        problem = f"invalid spec: {validation_message(err, prefix='spec')}"
+        return Decision(Reason.INVALID_SPEC, problem, None, (), "", "", 0)
     except ValueError as err:
-        return Decision(Reason.INVALID_SPEC, str(err), None, (), inputs_hash(endpoint_spec), "", 0)
+        return Decision(Reason.INVALID_SPEC, str(err), None, (), "", "", 0)
 
     ns_index = _index(recipes, SOURCE_NAMESPACE, namespace)
     cat_index = _index(catalog, SOURCE_BUILTIN, None)
@@ -525,7 +440,7 @@ def select(
     cat_recipes = cat_index.lookup(req.model_id)
     room = gpu_quota(quota, owned=owned_quota_gpus)
     size = model_size(req.model_id, req.size_hint)
-    prev = parse_previous(previous)
+    prev = PreviousChoice.from_record(previous)
 
     def decision(
         reason: Reason, message: str, chosen: Candidate | None, cands: list[Candidate]
@@ -557,7 +472,7 @@ def select(
             return decision(Reason.NO_RECIPE, msg, None, [])
         keep = (
             (prev.hardware,)
-            if prev and prev.source == SOURCE_ESTIMATED and prev.inputs_hash == req.inputs_hash
+            if prev and prev.id.source == SOURCE_ESTIMATED and prev.inputs_hash == req.inputs_hash
             else ()
         )
         options = estimate_options(
@@ -587,7 +502,7 @@ def select(
                 evals.append(_evaluate(c, req, inventory, room, size, by))
 
     feasible = sorted((e for e in evals if e.rejection is None), key=lambda e: e.sort_key)
-    by_key = {e.config.key: e for e in evals if not e.static}
+    by_key = {e.config.id: e for e in evals if not e.static}
 
     chosen: _Eval | None = None
     reason = Reason.SELECTED
@@ -632,7 +547,7 @@ def select(
         else:
             message = (
                 f"{note}selected {_describe(chosen, req.replicas)} for {req.optimize_for}: "
-                f"{metric}; {len(feasible)} of {_plural(len(evals), 'candidate')} feasible"
+                f"{metric}; {len(feasible)} of {plural(len(evals), 'candidate')} feasible"
             )
 
     chosen_c = _candidate(chosen, Verdict.SELECTED, reason, message)
@@ -642,12 +557,12 @@ def select(
         if e is chosen:
             continue
         if kept_previous:
-            why = f"previous choice {chosen.config.ref} is kept"
-        elif prev is not None and e.config.key == prev.key:
+            why = f"previous choice {chosen.config.id.ref} is kept"
+        elif prev is not None and e.config.id == prev.id:
             why = "previous choice; its pods stayed unschedulable"
         else:
             why = (
-                f"ranks below {chosen.config.ref} for {req.optimize_for}: "
+                f"ranks below {chosen.config.id.ref} for {req.optimize_for}: "
                 f"{_metric(e, req.optimize_for, req.replicas)}"
             )
         cands.append(_candidate(e, Verdict.FEASIBLE, others_reason, why))
@@ -668,12 +583,12 @@ def _nothing_feasible(
     summary = ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda x: (-x[1], x[0])))
     closest = min(
         rejected,
-        key=lambda e: (_CLOSEST.index(e.rejection[0]) if e.rejection else 99, _rejected_order(e)),
+        key=lambda e: (CLOSEST.index(e.rejection[0]) if e.rejection else 99, _rejected_order(e)),
     )
     detail = ""
     if closest.rejection:
         c = closest.config
-        detail = f"; closest: {c.ref} ({_plural(c.gpu_count, 'GPU')}): {closest.rejection[1]}"
+        detail = f"; closest: {c.id.ref} ({plural(c.gpu_count, 'GPU')}): {closest.rejection[1]}"
     what = "estimated configurations" if estimating else "candidates"
     return f"none of {len(evals)} {what} for {req.model_id} is feasible ({summary}){detail}"
 
@@ -689,28 +604,28 @@ def _candidate(
 
 def _sticky(
     prev: PreviousChoice,
-    by_key: Mapping[tuple[str, str, str, int], _Eval],
+    by_key: Mapping[ConfigId, _Eval],
     evals: list[_Eval],
     estimating: bool,
 ) -> tuple[_Eval | None, str]:
     """The previous choice if it can be kept, else why not."""
-    e = by_key.get(prev.key)
+    e = by_key.get(prev.id)
     if e is None:
-        if prev.source == SOURCE_ESTIMATED and not estimating:
-            return None, f"recipes now exist for the model, replacing the estimate {prev.name}"
-        static = next((x for x in evals if x.config.key == prev.key), None)
+        if prev.id.source == SOURCE_ESTIMATED and not estimating:
+            return None, f"recipes now exist for the model, replacing the estimate {prev.id.name}"
+        static = next((x for x in evals if x.config.id == prev.id), None)
         if static is not None and static.rejection is not None:
             reason, msg = static.rejection
             return (
                 None,
-                f"previous choice {prev.ref} ({prev.gpu_count} GPUs) is now {reason}: {msg}",
+                f"previous choice {prev.id.ref} ({prev.id.gpu_count} GPUs) is now {reason}: {msg}",
             )
-        return None, f"previous choice {prev.ref} ({prev.gpu_count} GPUs) no longer exists"
+        return None, f"previous choice {prev.id.ref} ({prev.id.gpu_count} GPUs) no longer exists"
     c = e.config
     was = (prev.hardware, prev.precision, prev.backend)
     now_ = (c.hardware, c.precision, c.backend)
     if was != now_:
-        return None, f"recipe {c.ref} changed from {'/'.join(was)} to {'/'.join(now_)}"
+        return None, f"recipe {c.id.ref} changed from {'/'.join(was)} to {'/'.join(now_)}"
     return e, ""
 
 
@@ -726,13 +641,13 @@ def _keep_or_move(
     capacity = f" (free capacity now: {sticky.rejection[1]})" if sticky.rejection else ""
     if now is not None and since is not None and now - since >= grace:
         waited = _duration(now - since)
-        others = [e for e in feasible if e.config.key != prev.key]
+        others = [e for e in feasible if e.config.id != prev.id]
         if others:
             best = others[0]
             return (
                 best,
                 Reason.RESELECTED,
-                f"pods of {prev.ref} ({prev.gpu_count} GPUs) unschedulable for {waited} "
+                f"pods of {prev.id.ref} ({prev.id.gpu_count} GPUs) unschedulable for {waited} "
                 f"(grace {_duration(grace)}); moved to {_describe(best, replicas)}",
                 False,
             )

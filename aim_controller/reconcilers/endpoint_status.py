@@ -21,11 +21,6 @@ AVAILABLE = "Available"
 READY = "Ready"
 DEGRADED = "Degraded"
 
-# Keys of Decision.to_status() that are inputs of the builders, not part of the
-# status schema (the API server would prune them anyway).
-_NOT_IN_STATUS = ("args", "resources", "tolerations")
-
-
 def status_record(decision_status: Mapping[str, Any]) -> dict[str, Any]:
     """The selection record as the API server will store and return it.
 
@@ -34,7 +29,7 @@ def status_record(decision_status: Mapping[str, Any]) -> dict[str, Any]:
     returned: Go encodes integral floats without a fraction), every endpoint's
     ConfigMap would be applied a second time.
     """
-    return {k: as_api_json(v) for k, v in decision_status.items() if k not in _NOT_IN_STATUS}
+    return {k: as_api_json(v) for k, v in decision_status.items()}
 
 
 def as_api_json(value: Any) -> Any:

@@ -18,6 +18,7 @@ import yaml
 from aim_controller.api.v1alpha1 import AIMEndpoint
 from aim_controller.builders import ChosenRecipe, OperatorSettings
 from aim_controller.builders.quantity import parse_quantity
+from aim_controller.recipes.identity import ConfigId
 
 SPEC_EXAMPLES = Path(__file__).resolve().parents[1] / "integration" / "spec_examples"
 NAMESPACE = "aim-engine"
@@ -93,7 +94,16 @@ def chosen(**overrides: Any) -> ChosenRecipe:
                              "candidates": [{"recipe": "qwen-32b-mi300x-bf16", "score": 1.0}]},
     }
     fields |= overrides
-    return ChosenRecipe(**fields)
+    return ChosenRecipe(**with_config_id(fields))
+
+
+def with_config_id(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with the recipe_name/recipe_namespace/source/gpu_count keys folded
+    into the one ``id`` (a ConfigId), so tests can override any of them by name."""
+    out = dict(fields)
+    out["id"] = ConfigId(out.pop("source"), out.pop("recipe_namespace") or "",
+                         out.pop("recipe_name"), out.pop("gpu_count"))
+    return out
 
 
 def chosen_1gpu(**overrides: Any) -> ChosenRecipe:

@@ -49,9 +49,9 @@ class TestChosenRecipe:
 
     def test_ref_and_identity(self) -> None:
         c = chosen()
-        assert c.ref == "aim-engine/qwen-32b-mi300x-bf16"
+        assert c.id.ref == "aim-engine/qwen-32b-mi300x-bf16"
         builtin = chosen(source="builtin", recipe_namespace=None)
-        assert builtin.ref == "builtin/qwen-32b-mi300x-bf16"
+        assert builtin.id.ref == "builtin/qwen-32b-mi300x-bf16"
         assert builtin.identity()["source"] == "builtin"
         assert "selection_record" not in c.identity()
 

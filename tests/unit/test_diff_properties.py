@@ -31,6 +31,7 @@ from aim_controller.builders import (
 )
 from aim_controller.builders.diff import is_quantity_path
 from aim_controller.builders.quantity import format_quantity, try_parse_quantity
+from aim_controller.recipes.identity import ConfigId
 
 Json = Any
 Path = tuple[Any, ...]
@@ -101,14 +102,12 @@ def chosen_recipes(draw: st.DrawFn) -> ChosenRecipe:
         args += ["--tensor-parallel-size", str(draw(st.sampled_from([1, gpus])))]
     source: RecipeSource = draw(st.sampled_from(RECIPE_SOURCES))
     return ChosenRecipe(
-        recipe_name=draw(st.sampled_from(["r1", "r2"])),
-        recipe_namespace="ns" if source == "namespace" else None,
-        source=source,
+        id=ConfigId(source, "ns" if source == "namespace" else "",
+                    draw(st.sampled_from(["r1", "r2"])), gpus),
         hardware="MI300X",
         device_ids=tuple(draw(st.lists(st.sampled_from(["74a1", "74b5", "74a5"]), max_size=3))),
         precision="bfloat16",
         backend=draw(st.sampled_from(["vllm", "sglang"])),
-        gpu_count=gpus,
         args=tuple(args),
         requests={"amd.com/gpu": str(gpus), "memory": draw(quantities), "cpu": "4"},
         limits={"amd.com/gpu": str(gpus), "cpu": draw(st.sampled_from(["2", "8"]))},

@@ -109,11 +109,6 @@ def test_indexes() -> None:
     assert index_pod_by_endpoint({"metadata": {"namespace": "n", "labels": labels}}) == []
 
 
-def test_status_record_drops_builder_inputs() -> None:
-    rec = status_record({"recipeName": "r", "args": ["--x"], "resources": {}, "tolerations": []})
-    assert rec == {"recipeName": "r"}
-
-
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=3),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
@@ -141,10 +136,9 @@ def test_condition_times_change_only_with_status(first: str, second: str) -> Non
 def test_status_record_is_what_the_api_server_returns() -> None:
     """Integral floats come back as ints; the record (also in the ConfigMap) must match
     what a later reconcile reads from the status, or the ConfigMap is applied twice."""
-    from aim_controller.reconcilers.endpoint_status import status_record
 
     record = status_record({"score": 11100.0, "candidates": [{"score": 1758.5}, {"score": 2.0}],
-                            "args": ["x"], "gpuCount": 1})
+                            "gpuCount": 1})
     assert record == {"score": 11100, "candidates": [{"score": 1758.5}, {"score": 2}],
                       "gpuCount": 1}
     assert isinstance(record["score"], int)

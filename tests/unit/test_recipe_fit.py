@@ -13,17 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from recipes_fixtures import config, gpu_node, node, pod, recipe
 
+from aim_controller.api.v1alpha1 import MAX_STATUS_NODES as MAX_NODES
+from aim_controller.api.v1alpha1 import MAX_SUMMARY
 from aim_controller.api.v1alpha1.recipe import AIMRecipeStatus
 from aim_controller.machinery.workqueue import RateLimitingQueue
 from aim_controller.recipes import build_inventory
-from aim_controller.recipes.fit import (
-    MAX_NODES,
-    MAX_SUMMARY,
-    node_gpu_fingerprint,
-    pod_gpu_fingerprint,
-    recipe_fit_status,
-)
 from aim_controller.reconcilers import conditions
+from aim_controller.reconcilers.gpu_fingerprint import node_gpu_fingerprint, pod_gpu_fingerprint
+from aim_controller.reconcilers.recipe_fit import recipe_fit_status
 from aim_controller.reconcilers.recipe_status import _normalized, _Refresher, desired_status
 
 T0 = "2025-01-01T00:00:00Z"
@@ -107,7 +104,8 @@ def test_used_gpus_give_insufficient_free_gpus_with_the_free_counts() -> None:
     assert by[4]["fittingReplicas"] == 0
     assert (
         by[4]["message"]
-        == "InsufficientFreeGPUs: no MI300X node has 4 free GPUs (free: x1=3, x0=2)"
+        == "InsufficientFreeGPUs: needs 1x4=4 free MI300X GPUs (4 per node); "
+        "free per node: x1=3, x0=2; 0 replicas fit"
     )
     assert by[2]["fittingReplicas"] == 2
     assert status["summary"] == "1/2 configs fit (2x2 GPU)"
@@ -154,10 +152,9 @@ def test_unparseable_gpu_count_is_reported_not_crashed_on() -> None:
     r["spec"]["configurations"].append({"gpuCount": "many", "args": []})
     status = recipe_fit_status(r, build_inventory(*cluster()))
     assert status["valid"] is False
-    assert (
-        "configurations[1]: gpuCount 'many' is not a positive integer"
-        in cond(status, "Valid")["message"]
-    )
+    # The API schema's own words, with the field's path.
+    assert "spec.configurations.1.gpuCount: Input should be a valid integer" in cond(
+        status, "Valid")["message"]
     assert [row["gpuCount"] for row in status["configurations"]] == [1]
 
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from aim_controller.api.v1alpha1 import API_VERSION
 from aim_controller.recipes import gpus
-from aim_controller.recipes.catalog import API_VERSION, builtin_index, load_builtin_catalog
+from aim_controller.recipes.catalog import builtin_index, load_builtin_catalog
 from aim_controller.recipes.estimate import WEIGHTS_FRACTION
 from aim_controller.recipes.perfmodel import scale_latency, scale_tokens_per_second
 from aim_controller.recipes.quantity import parse_quantity

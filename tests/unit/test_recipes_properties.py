@@ -230,7 +230,7 @@ def test_chosen_is_never_rejected_and_feasible_means_chosen(world: World) -> Non
     assert d.chosen.verdict == "Selected" and d.candidates[0] is d.chosen
     assert d.reason in ("Selected", "Estimated")
     assert [c for c in d.candidates if c.verdict == "Selected"] == [d.chosen]
-    assert not any(c.key == d.chosen.key and c.verdict == "Rejected" for c in d.candidates)
+    assert not any(c.id == d.chosen.id and c.verdict == "Rejected" for c in d.candidates)
 
 
 @SETTINGS
@@ -286,4 +286,4 @@ def test_previous_choice_survives_other_workloads(world: World) -> None:
     )
     again = full.decide(previous=first.to_status())
     assert again.reason == "Sticky"
-    assert again.chosen is not None and again.chosen.key == first.chosen.key
+    assert again.chosen is not None and again.chosen.id == first.chosen.id

@@ -28,6 +28,7 @@ from .common import (
     DEFAULT_BACKEND,
     HARDWARE_MODELS,
     MAX_GPUS_PER_REPLICA,
+    MAX_MESSAGE,
     PRECISIONS,
     APIModel,
     Backend,
@@ -38,6 +39,7 @@ from .common import (
     OwnerReference,
     Precision,
     Quantity,
+    validation_message,
 )
 from .endpoint import (
     CANDIDATE_VERDICTS,
@@ -92,6 +94,9 @@ from .groupversion import (
 )
 from .recipe import (
     GPU_RESOURCE,
+    MAX_STATUS_GPU_MODELS,
+    MAX_STATUS_NODES,
+    MAX_SUMMARY,
     AIMRecipe,
     AIMRecipeSpec,
     AIMRecipeStatus,
@@ -124,6 +129,10 @@ __all__ = [
     "KIND_AIM_ENDPOINT",
     "KIND_AIM_RECIPE",
     "MAX_GPUS_PER_REPLICA",
+    "MAX_MESSAGE",
+    "MAX_STATUS_GPU_MODELS",
+    "MAX_STATUS_NODES",
+    "MAX_SUMMARY",
     "OPTIMIZE_FOR_VALUES",
     "PLURAL_AIM_CACHES",
     "PLURAL_AIM_ENDPOINTS",
@@ -188,4 +197,5 @@ __all__ = [
     "ServiceType",
     "StrategySpec",
     "StrategyType",
+    "validation_message",
 ]

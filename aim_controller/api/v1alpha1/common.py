@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
 # A Kubernetes resource.Quantity without a sign (requests, limits and sizes are
@@ -56,6 +56,8 @@ BACKENDS: tuple[Backend, ...] = get_args(Backend)
 DEFAULT_BACKEND: Backend = "vllm"
 
 MAX_GPUS_PER_REPLICA = 64
+MAX_MESSAGE = 1024
+"""Longest human-readable message in a status (conditions, candidates, configurations)."""
 
 GpuCount = Annotated[int, Field(ge=1, le=MAX_GPUS_PER_REPLICA)]
 """GPUs per replica (the engine's tensor-parallel size)."""
@@ -237,3 +239,12 @@ class ObjectMeta(APIModel):
     """Finalizers that must be removed before the object is deleted."""
     owner_references: list[OwnerReference] = Field(default_factory=list)
     """Objects this object depends on."""
+
+
+def validation_message(err: ValidationError, limit: int = 5, *, prefix: str = "") -> str:
+    """The first ``limit`` problems of a failed validation, as "spec.a.b: message; ...";
+    ``prefix`` names where the validated value sits ("spec" for a spec alone)."""
+    return "; ".join(
+        f"{'.'.join(map(str, (prefix, *e['loc']) if prefix else e['loc']))}: {e['msg']}"
+        for e in err.errors()[:limit]
+    )

@@ -11,6 +11,7 @@ from .common import (
     API_VERSION_LITERAL,
     DEFAULT_BACKEND,
     MAX_GPUS_PER_REPLICA,
+    MAX_MESSAGE,
     NAME_PATTERN,
     REASON_PATTERN,
     APIModel,
@@ -50,7 +51,7 @@ ShortString = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 ReasonCode = Annotated[
     str, StringConstraints(pattern=REASON_PATTERN, min_length=1, max_length=128)
 ]
-Message = Annotated[str, StringConstraints(max_length=1024)]
+Message = Annotated[str, StringConstraints(max_length=MAX_MESSAGE)]
 
 
 class ModelSpec(APIModel):

@@ -10,6 +10,7 @@ from .common import (
     API_VERSION_LITERAL,
     DEFAULT_BACKEND,
     MAX_GPUS_PER_REPLICA,
+    MAX_MESSAGE,
     APIModel,
     Backend,
     Conditions,
@@ -25,6 +26,10 @@ from .common import (
 
 GPU_RESOURCE = "amd.com/gpu"
 MAX_CONFIGURATIONS = 16
+# Bounds of the AIMRecipe status lists and summary.
+MAX_STATUS_NODES = 100
+MAX_STATUS_GPU_MODELS = 16
+MAX_SUMMARY = 256
 
 
 def _gpu_resource_rule(which: str) -> dict[str, str]:
@@ -139,14 +144,14 @@ class RecipeConfigurationStatus(APIModel):
     fitting_replicas: int = Field(0, ge=0)
     """How many replicas of this configuration the free GPUs of matching nodes hold."""
     nodes: list[Annotated[str, StringConstraints(max_length=253)]] = Field(
-        default_factory=list, max_length=100
+        default_factory=list, max_length=MAX_STATUS_NODES
     )
     """Nodes with enough free GPUs of the recipe's hardware (truncated to 100)."""
     gpu_models: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
-        default_factory=list, max_length=16
+        default_factory=list, max_length=MAX_STATUS_GPU_MODELS
     )
     """GPU models seen on those nodes."""
-    message: Annotated[str, StringConstraints(max_length=1024)] = ""
+    message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] = ""
     """Why it does not fit, when fittingReplicas is 0."""
 
 
@@ -159,7 +164,7 @@ class AIMRecipeStatus(APIModel):
     """Current conditions (Ready, Valid, ...)."""
     valid: bool | None = None
     """Whether the recipe passed the operator's checks beyond the schema."""
-    summary: Annotated[str, StringConstraints(max_length=256)] | None = None
+    summary: Annotated[str, StringConstraints(max_length=MAX_SUMMARY)] | None = None
     """One-line fit summary, e.g. "2/2 configs fit (4x1 GPU, 1x4 GPU)"."""
     configurations: list[RecipeConfigurationStatus] = Field(
         default_factory=list, max_length=MAX_CONFIGURATIONS
