@@ -20,7 +20,6 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from prometheus_client import CollectorRegistry
 
-from .builders.children import child_kinds
 from .builders.settings import DEFAULT_IMAGES, FIELD_MANAGER, OperatorSettings
 from .logconfig import configure_logging
 from .machinery.clientlimit import throttle_api_client
@@ -30,12 +29,11 @@ from .machinery.httpserver import ServingEndpoints
 from .machinery.informer import InformerFactory
 from .machinery.manager import LeaderElectionConfig, Manager
 from .machinery.metrics import MachineryMetrics, default_metrics, instrument_api_client
-from .machinery.resource import EVENTS, Resource
+from .machinery.resource import EVENTS
 from .machinery.writer import ObjectWriter, RESTMapper
 from .options import Options, parse
 from .reconcilers import endpoint, recipe_status
-from .reconcilers.context import AIM_CACHES, AIM_ENDPOINTS, AIM_RECIPES, ControllerContext
-from .reconcilers.optional_kinds import served_optional_kinds
+from .reconcilers.context import ControllerContext
 
 log = structlog.get_logger(__name__)
 
@@ -66,16 +64,6 @@ async def kube_configuration(opts: Options) -> Configuration:
     return cfg
 
 
-def rest_mapper(optional: dict[tuple[str, str], Resource]) -> RESTMapper:
-    mapper = RESTMapper([AIM_ENDPOINTS, AIM_RECIPES, AIM_CACHES, EVENTS, *optional.values()])
-    for ck in child_kinds():
-        if ck.needs_prometheus_operator:
-            continue
-        group, _, version = ck.api_version.rpartition("/")
-        mapper.add(Resource(group, version, ck.plural, ck.kind))
-    return mapper
-
-
 def operator_settings(opts: Options) -> OperatorSettings:
     return OperatorSettings(
         images={**DEFAULT_IMAGES, **opts.backend_images},
@@ -90,12 +78,13 @@ async def build_app(opts: Options, *, registry: CollectorRegistry | None = None)
     api = throttle_api_client(
         instrument_api_client(ApiClient(await kube_configuration(opts)), metrics),
         opts.kube_api_qps, opts.kube_api_burst, metrics)
-    optional = await served_optional_kinds(api)
     informers = InformerFactory(
         api, namespaces=opts.namespaces or None,
         resync_period=opts.resync_period if opts.resync_period > 0 else None,
     )
-    writer = ObjectWriter(api, rest_mapper(optional), FIELD_MANAGER)
+    # Each controller's builder maps the kinds it declares (optional ones once served);
+    # Events are the recorder's.
+    writer = ObjectWriter(api, RESTMapper([EVENTS]), FIELD_MANAGER)
     ctx = ControllerContext(
         informers=informers,
         writer=writer,
@@ -105,7 +94,6 @@ async def build_app(opts: Options, *, registry: CollectorRegistry | None = None)
         operator_namespace=opts.operator_namespace,
         max_concurrent_reconciles=opts.max_concurrent_reconciles,
         unschedulable_grace=timedelta(seconds=opts.unschedulable_grace),
-        optional_resources=optional,
     )
     controllers = [endpoint.register(ctx), recipe_status.register(ctx)]
     serving = ServingEndpoints(
@@ -125,8 +113,7 @@ async def build_app(opts: Options, *, registry: CollectorRegistry | None = None)
     for c in controllers:
         manager.add_controller(c)
     log.info("operator configured", namespaces=opts.namespaces or "all",
-             monitoring=sorted(k for _, k in optional), leader_elect=opts.leader_elect,
-             identity=opts.identity)
+             leader_elect=opts.leader_elect, identity=opts.identity)
     return App(manager, api, metrics, controllers, ctx.recorder)
 
 

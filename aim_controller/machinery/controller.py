@@ -148,7 +148,8 @@ class Controller:
     - every log line emitted during a reconcile carries ``controller``,
       ``key``, ``namespace``, ``name`` and a fresh ``reconcile_id`` (structlog
       contextvars);
-    - workers start only after every cache-sync source has synced; ``stop``
+    - workers start only after every cache-sync source has synced: its own
+      ``sources`` (what it watches and reads) plus any given to ``run``; ``stop``
       lets in-flight reconciles finish, starts no new ones, and returns when
       all workers have exited. A controller runs at most once.
     """
@@ -164,6 +165,7 @@ class Controller:
         metrics: MachineryMetrics | None = None,
         cache_sync_timeout: float | None = 120.0,
         clock: Clock = time.monotonic,
+        sources: Iterable[CacheSyncSource] = (),
     ) -> None:
         if max_concurrent_reconciles < 1:
             raise ValueError("max_concurrent_reconciles must be >= 1")
@@ -177,6 +179,7 @@ class Controller:
             metrics.controller(name) if metrics is not None else ControllerMetricsRecorder()
         )
         self._cache_sync_timeout = cache_sync_timeout
+        self.sources: tuple[CacheSyncSource, ...] = tuple(sources)
         self._clock = clock
         self._started = False
         self._stop_requested = asyncio.Event()
@@ -187,7 +190,8 @@ class Controller:
         return self._stop_requested.is_set()
 
     async def run(self, wait_for: Iterable[CacheSyncSource] = ()) -> None:
-        """Wait for caches, then run workers until :meth:`stop` (or cancellation).
+        """Wait for caches (``sources`` and ``wait_for``), then run workers until
+        :meth:`stop` (or cancellation).
 
         Raises ``TimeoutError`` if the caches do not sync within
         ``cache_sync_timeout`` and ``RuntimeError`` if a source reports failure.
@@ -198,7 +202,7 @@ class Controller:
         workers: list[asyncio.Task[None]] = []
         try:
             self._log.info("starting controller")
-            if not await self._wait_for_sync(list(wait_for)):
+            if not await self._wait_for_sync([*self.sources, *wait_for]):
                 return
             self._log.info("starting workers", worker_count=self.max_concurrent_reconciles)
             self._metrics.set_max_concurrent_reconciles(self.max_concurrent_reconciles)

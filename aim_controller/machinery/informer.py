@@ -334,13 +334,14 @@ class InformerFactory:
         label_selector: str | None = None,
         field_selector: str | None = None,
         indexers: Mapping[str, IndexFunc] | None = None,
+        transform: Transform | None = None,
     ) -> Informer | MultiNamespaceInformer:
         """The informer for ``resource`` across the factory's namespaces."""
 
         def one(namespace: str | None) -> Informer:
             return self.informer(
                 resource, namespace, label_selector=label_selector,
-                field_selector=field_selector, indexers=indexers,
+                field_selector=field_selector, indexers=indexers, transform=transform,
             )
 
         if not resource.namespaced or self.namespaces is None:

@@ -6,7 +6,9 @@ Order of life, as controller-runtime's manager does it:
    take over at once);
 3. with leader election, the replica campaigns for the Lease; controllers'
    workers run only while it leads; without it they run at once;
-4. readiness = caches synced (whether or not this replica leads);
+4. each controller's workers start once its own sources have synced (an
+   informer another controller needs, stuck listing, holds up only that one);
+   readiness = every informer synced (whether or not this replica leads);
 5. losing the lease stops the workers at once and ends ``run()`` with
    ``lost_leadership`` set (the entry point exits non-zero, so a restarted
    process never overlaps a half-stopped one); a clean stop drains the
@@ -109,8 +111,8 @@ class Manager:
 
     async def _lead(self) -> None:
         log.info("starting controllers", controllers=[c.name for c in self.controllers])
-        tasks = [asyncio.create_task(c.run(wait_for=self.informers.informers()),
-                                     name=f"controller:{c.name}") for c in self.controllers]
+        tasks = [asyncio.create_task(c.run(), name=f"controller:{c.name}")
+                 for c in self.controllers]
         tasks += [asyncio.create_task(r()) for r in self.runnables]
         try:
             await asyncio.gather(*tasks)

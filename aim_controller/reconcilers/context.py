@@ -1,14 +1,13 @@
 """What every reconciler is given: shared informers, the writer, events, settings.
 
 Reconcilers read only from the informers' caches and write only through
-``writer`` (one field manager). ``resources`` names the REST resources the
-process knows, including the optional ones discovered at start (the
-Prometheus Operator's), so a reconciler never lists a kind that is not served.
+``writer`` (one field manager). A controller declares what it watches with
+:meth:`ControllerContext.builder`, which also maps those kinds for the writer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from aim_controller.api.v1alpha1.groupversion import (
@@ -23,6 +22,7 @@ from aim_controller.api.v1alpha1.groupversion import (
     VERSION,
 )
 from aim_controller.builders.settings import OperatorSettings
+from aim_controller.machinery.builder import ControllerBuilder
 from aim_controller.machinery.events import EventRecorder
 from aim_controller.machinery.informer import InformerFactory
 from aim_controller.machinery.metrics import MachineryMetrics
@@ -50,9 +50,13 @@ class ControllerContext:
     operator_namespace: str
     max_concurrent_reconciles: int = 10
     unschedulable_grace: timedelta = DEFAULT_RESELECT_AFTER
-    # Optional kinds served by this cluster (e.g. monitoring.coreos.com/v1 ServiceMonitor).
-    optional_resources: dict[tuple[str, str], Resource] = field(default_factory=dict)
     _gpu_view: GpuView | None = None
+
+    def builder(self, name: str) -> ControllerBuilder:
+        """A controller named ``name`` on the shared informers, mapping what it
+        declares for the writer."""
+        return ControllerBuilder(name, self.informers, self.writer.mapper, metrics=self.metrics,
+                                 max_concurrent_reconciles=self.max_concurrent_reconciles)
 
     def gpu_view(self) -> GpuView:
         """The process's one GPU inventory over the shared Node and Pod informers
@@ -61,8 +65,3 @@ class ControllerContext:
             self._gpu_view = GpuView(self.informers.informer(NODES),
                                      self.informers.informer(PODS, None))
         return self._gpu_view
-
-    @property
-    def monitoring_available(self) -> bool:
-        return ("monitoring.coreos.com/v1", "ServiceMonitor") in self.optional_resources and (
-            "monitoring.coreos.com/v1", "PrometheusRule") in self.optional_resources

@@ -24,12 +24,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from aim_controller.api.v1alpha1 import AIMEndpoint
-from aim_controller.api.v1alpha1.groupversion import API_VERSION, KIND_AIM_ENDPOINT
+from aim_controller.api.v1alpha1.groupversion import KIND_AIM_ENDPOINT
 from aim_controller.builders import (
     LABEL_ENDPOINT,
     LABEL_MANAGED_BY,
     ChosenRecipe,
-    child_kinds,
     deployment_replicas,
     desired_children,
     endpoint_name_problem,
@@ -38,26 +37,17 @@ from aim_controller.builders import (
     stamp_applied_hash,
 )
 from aim_controller.builders.meta import MANAGED_BY
+from aim_controller.machinery.builder import ControllerBuilder, OwnedKinds, spec_first
 from aim_controller.machinery.controller import Controller, Result
-from aim_controller.machinery.handlers import (
-    AtPriority,
-    enqueue_mapped,
-    enqueue_object_spec_first,
-    enqueue_owner,
-    key_of,
-    split_key,
-)
+from aim_controller.machinery.handlers import AtPriority, key_of, split_key
 from aim_controller.machinery.informer import InformerLike
 from aim_controller.machinery.mutationcache import MutationCache
-from aim_controller.machinery.resource import NODES, PODS, Resource
-from aim_controller.machinery.workqueue import (
-    PRIORITY_DEFAULT,
-    PRIORITY_LOW,
-    RateLimitingQueue,
-)
+from aim_controller.machinery.resource import PODS, Resource
+from aim_controller.machinery.workqueue import PRIORITY_DEFAULT, PRIORITY_LOW
 from aim_controller.recipes import Decision, Reason, RecipeIndex, builtin_index, select
 from aim_controller.recipes.inventory import pod_device_requests
 
+from .child_resources import child_resources
 from .conditions import merge_conditions, now_rfc3339
 from .context import AIM_ENDPOINTS, AIM_RECIPES, RESOURCE_QUOTAS, ControllerContext
 from .endpoint_metrics import EndpointStatusCollector
@@ -71,7 +61,6 @@ from .endpoint_status import (
     status_equal,
     status_record,
 )
-from .optional_kinds import watch_optional_kinds
 
 log = structlog.get_logger(__name__)
 
@@ -173,59 +162,56 @@ def _api_error(err: ApiException) -> str:
 class EndpointReconciler:
     """Holds the informers and the per-process caches; ``reconcile`` is the entry point."""
 
-    def __init__(self, ctx: ControllerContext, queue: RateLimitingQueue[str]) -> None:
+    def __init__(self, ctx: ControllerContext, builder: ControllerBuilder) -> None:
         self.ctx = ctx
-        self.queue = ctx_queue = queue
-        f = ctx.informers
-        self.endpoints: InformerLike = f.for_resource(
-            AIM_ENDPOINTS, indexers={INDEX_MODEL: index_endpoint_by_model})
-        self.recipes: InformerLike = f.for_resource(
-            AIM_RECIPES, indexers={INDEX_MODEL: index_recipe_by_model})
-        self.quotas: InformerLike = f.for_resource(RESOURCE_QUOTAS)
-        self.nodes = f.informer(NODES)
-        self.pods = f.informer(PODS, None, indexers={INDEX_ENDPOINT_PODS: index_pod_by_endpoint})
-        self.gpus = ctx.gpu_view()
-        self.children: dict[str, tuple[Resource, InformerLike]] = {}
+        self.queue = builder.queue
+        # Endpoints whose selection waits for capacity: re-evaluated on capacity changes.
+        # (Set before any watch: a started informer replays its store at once.)
+        self._waiting: set[str] = set()
+        self._catalog = builtin_index()
+        self._ns_index: dict[str, tuple[tuple[tuple[str, str], ...], RecipeIndex]] = {}
         # Read-your-writes: a reconcile that runs before our own write's watch event
         # arrives must not redo it (apply again, rewrite the status, emit again).
         self.written: dict[str, MutationCache] = {}
         # Changes of intent (endpoints, recipes) go before the status churn of children
         # and pods: with a thousand endpoints applied at once, the first pass over all
         # of them is not held up by status updates of the ones already running.
-        self._churn = AtPriority(ctx_queue, PRIORITY_LOW)
-        for ck in child_kinds():
-            group, _, version = ck.api_version.rpartition("/")
-            res = Resource(group, version, ck.plural, ck.kind)
-            if ck.needs_prometheus_operator:
-                if (ck.api_version, ck.kind) not in ctx.optional_resources:
-                    continue
-                res = ctx.optional_resources[(ck.api_version, ck.kind)]
-            self._watch_child(res)
-        self.written[KIND_AIM_ENDPOINT] = MutationCache(self.endpoints)
-        # Endpoints whose selection waits for capacity: re-evaluated on capacity changes.
-        self._waiting: set[str] = set()
-        self._catalog = builtin_index()
-        self._ns_index: dict[str, tuple[tuple[tuple[str, str], ...], RecipeIndex]] = {}
+        self._churn = AtPriority(self.queue, PRIORITY_LOW)
 
-        self.endpoints.add_event_handler(
-            enqueue_object_spec_first(ctx_queue, PRIORITY_DEFAULT, PRIORITY_LOW))
-        self.recipes.add_event_handler(enqueue_mapped(ctx_queue, self._endpoints_of_recipe))
-        self.pods.add_event_handler(enqueue_mapped(self._churn, self._endpoint_of_pod))
+        self.endpoints: InformerLike = builder.for_(
+            AIM_ENDPOINTS, indexers={INDEX_MODEL: index_endpoint_by_model},
+            enqueue=spec_first(PRIORITY_DEFAULT, PRIORITY_LOW))
+        self.recipes: InformerLike = builder.watches(
+            AIM_RECIPES, self._endpoints_of_recipe, indexers={INDEX_MODEL: index_recipe_by_model})
+        self.quotas: InformerLike = builder.reads(RESOURCE_QUOTAS)
+        # All namespaces: the GPU inventory's one Pod informer, indexed by endpoint too.
+        self.pods: InformerLike = builder.watches(
+            PODS, self._endpoint_of_pod, priority=PRIORITY_LOW, all_namespaces=True,
+            indexers={INDEX_ENDPOINT_PODS: index_pod_by_endpoint})
+        self.gpus = ctx.gpu_view()
+        builder.uses(self.gpus)
         self.gpus.on_capacity_change(self._capacity_changed)
+        children = child_resources()
+        for child in children:
+            builder.owns(child.resource, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}",
+                         optional=child.optional)
+        self._optional_kinds = tuple(c.resource.kind for c in children if c.optional)
+        # Kind -> (resource, informer); optional kinds join once served.
+        self.children: OwnedKinds = builder.owned
+        for kind, (_res, inf) in self.children.items():
+            self.written[kind] = MutationCache(inf)
+        self.written[KIND_AIM_ENDPOINT] = MutationCache(self.endpoints)
+        builder.on_optional_served(self.child_kind_served)
 
-    def _watch_child(self, res: Resource) -> None:
-        inf: InformerLike = self.ctx.informers.for_resource(
-            res, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}")
-        self.children[res.kind] = (res, inf)
-        self.written[res.kind] = MutationCache(inf)
-        inf.add_event_handler(enqueue_owner(self._churn, API_VERSION, KIND_AIM_ENDPOINT))
+    @property
+    def monitoring_available(self) -> bool:
+        """The Prometheus Operator's kinds (the optional children) are all served."""
+        return all(kind in self.children for kind in self._optional_kinds)
 
-    def child_kind_served(self, res: Resource) -> None:
-        """An optional child kind (ServiceMonitor, PrometheusRule) became served while
-        running: watch it, and let every endpoint add its objects of that kind."""
-        if res.kind in self.children:
-            return
-        self._watch_child(res)
+    def child_kind_served(self, res: Resource, informer: InformerLike) -> None:
+        """An optional child kind (ServiceMonitor, PrometheusRule) became served (at start
+        or later): read our writes of it, and let every endpoint add its objects of it."""
+        self.written[res.kind] = MutationCache(informer)
         for key in self.endpoints.store.list_keys():
             self._churn.add(key)
 
@@ -373,7 +359,7 @@ class EndpointReconciler:
         modes = ((pvc or {}).get("spec") or {}).get("accessModes") if pvc else None
         desired = desired_children(
             endpoint, chosen, self.ctx.settings,
-            monitoring_available=self.ctx.monitoring_available,
+            monitoring_available=self.monitoring_available,
             existing_cache_access_modes=modes,
         )
         errors: list[str] = []
@@ -471,13 +457,10 @@ def _ref(record: Any) -> tuple[Any, ...] | None:
 
 
 def register(ctx: ControllerContext) -> Controller:
-    queue: RateLimitingQueue[str] = RateLimitingQueue(CONTROLLER_NAME, metrics=ctx.metrics)
-    reconciler = EndpointReconciler(ctx, queue)
-    watch_optional_kinds(ctx, reconciler.child_kind_served)
+    builder = ctx.builder(CONTROLLER_NAME)
+    reconciler = EndpointReconciler(ctx, builder)
     ctx.metrics.registry.register(EndpointStatusCollector(reconciler.endpoints.store))
-    return Controller(CONTROLLER_NAME, reconciler.reconcile, queue,
-                      max_concurrent_reconciles=ctx.max_concurrent_reconciles,
-                      metrics=ctx.metrics)
+    return builder.complete(reconciler.reconcile)
 
 
 __all__ = ["CONTROLLER_NAME", "EndpointReconciler", "register"]

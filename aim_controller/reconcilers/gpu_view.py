@@ -10,6 +10,7 @@ a version only when one changed. Heartbeats and pod status churn cost nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
@@ -26,7 +27,9 @@ class GpuView:
     """Inventory of the GPU nodes, plus notifications when GPU capacity or usage changes.
 
     Invariant: ``inventory()`` equals ``build_inventory(nodes, pods)`` over the
-    caches as of the last fingerprint change. Single event loop.
+    caches as of the last fingerprint change; it is complete once both have
+    synced (a controller reading it waits for that: ``builder.uses(view)``).
+    Single event loop.
     """
 
     def __init__(self, nodes: InformerLike, pods: InformerLike) -> None:
@@ -41,6 +44,13 @@ class GpuView:
 
     def on_capacity_change(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def has_synced(self) -> bool:
+        return self._nodes.has_synced() and self._pods.has_synced()
+
+    async def wait_for_cache_sync(self) -> bool:
+        await asyncio.gather(self._nodes.wait_synced(), self._pods.wait_synced())
+        return True
 
     @property
     def version(self) -> int:

@@ -24,9 +24,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from aim_controller.api.v1alpha1.recipe import AIMRecipeStatus
+from aim_controller.machinery.builder import on_generation_change
 from aim_controller.machinery.controller import Controller, Result
 from aim_controller.machinery.events import WARNING
-from aim_controller.machinery.handlers import KubeObject, enqueue_object_on_generation_change
+from aim_controller.machinery.handlers import KubeObject
 from aim_controller.machinery.informer import InformerLike
 from aim_controller.machinery.workqueue import RateLimitingQueue
 from aim_controller.recipes import GpuInventory
@@ -102,17 +103,16 @@ def desired_status(obj: KubeObject, inventory: GpuInventory, now: str) -> dict[s
 def register(ctx: ControllerContext, *, refresh_delay: float = REFRESH_DELAY) -> Controller:
     """Set up the AIMRecipe status controller on ``ctx``'s shared informers.
 
-    The caller runs it: ``controller.run(wait_for=ctx.informers.informers())``.
+    The caller runs it (``controller.run()``); it waits for its own caches only.
     """
-    recipes = ctx.informers.for_resource(AIM_RECIPES)
-    queue: RateLimitingQueue[str] = RateLimitingQueue(CONTROLLER_NAME, metrics=ctx.metrics)
-    gpus = ctx.gpu_view()
-    refresh = _Refresher(queue, recipes, refresh_delay)
-
+    builder = ctx.builder(CONTROLLER_NAME)
     # Its own status write coming back must not re-evaluate it: the inventory has
     # usually moved on meanwhile, so it would write again, and again, for as long as
     # GPU usage keeps changing. The coalesced refresh covers the inventory.
-    recipes.add_event_handler(enqueue_object_on_generation_change(queue))
+    recipes = builder.for_(AIM_RECIPES, enqueue=on_generation_change)
+    gpus = ctx.gpu_view()
+    builder.uses(gpus)
+    refresh = _Refresher(builder.queue, recipes, refresh_delay)
     gpus.on_capacity_change(refresh.poke)
 
     async def reconcile(key: str) -> Result | None:
@@ -141,13 +141,7 @@ def register(ctx: ControllerContext, *, refresh_delay: float = REFRESH_DELAY) ->
         await _report_invalid(ctx, obj, status)
         return None
 
-    return Controller(
-        CONTROLLER_NAME,
-        reconcile,
-        queue,
-        max_concurrent_reconciles=ctx.max_concurrent_reconciles,
-        metrics=ctx.metrics,
-    )
+    return builder.complete(reconcile)
 
 
 async def _report_invalid(

@@ -107,7 +107,7 @@ async def status_controller(cluster: LocalCluster, namespace: str) -> AsyncItera
     )
     controller = register(ctx, refresh_delay=1.0)
     factory.start()
-    task = asyncio.create_task(controller.run(wait_for=factory.informers()))
+    task = asyncio.create_task(controller.run())  # waits for its own caches
     try:
         yield Harness(api, metrics, writer, controller,
                       controller_store=factory.for_resource(AIM_RECIPES).store)
