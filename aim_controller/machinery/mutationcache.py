@@ -65,10 +65,25 @@ class MutationCache:
 
     def get(self, key: str) -> KubeObject | None:
         cached = self._informer.store.get(key)
-        held = self._written.get(key)
-        if held is None or cached is None:
+        if cached is None or not self._written:
             return cached
-        if _uid(held) != _uid(cached) or (_rv(held) or 0) <= (_rv(cached) or 0):
+        return self._newest(cached)
+
+    def by_index(self, index_name: str, value: str) -> list[KubeObject]:
+        """The store's index hits, each as :meth:`get` would return it.
+
+        The hits are the informer's: an own write that changed the indexed value
+        counts once the informer has it (as with :meth:`get`, memory never adds an
+        object the informer does not have).
+        """
+        out = self._informer.store.by_index(index_name, value)
+        if not self._written:
+            return out
+        return [self._newest(obj) for obj in out]
+
+    def _newest(self, cached: KubeObject) -> KubeObject:
+        held = self._written.get(key_of(cached))
+        if held is None or _uid(held) != _uid(cached) or (_rv(held) or 0) <= (_rv(cached) or 0):
             return cached
         return held
 

@@ -1,10 +1,16 @@
-"""The AIMEndpoint reconciler: recipe choice -> children (server-side apply) -> status.
+"""The AIMEndpoint controller: recipe choice -> children (server-side apply) -> status.
 
-``reconcile(key)`` reads only the informer caches. It computes the whole
-desired state, applies only the children whose observed state does not already
-carry it (the applied-hash annotation plus a semantic diff), deletes children it
-controls that are no longer desired, and writes the status only when it
-changed. A converged endpoint therefore costs no API request at all.
+``reconcile(key)`` runs four steps, each a function with a typed input and output:
+
+1. observe (:mod:`.endpoint_observe`): the endpoint and everything around it, read
+   once from the caches through the read-your-writes layer -> ``Observed``;
+2. decide (:mod:`.endpoint_decide`, pure): the recipe choice and every desired
+   child, diffed against the observed ones -> ``Plan`` (what to apply, what to prune);
+3. apply (here): the planned server-side applies and deletes -> ``ApplyResult``;
+4. report (:mod:`.endpoint_report` for the pure part): the status, written only when
+   it changed, and the Events that explain the change.
+
+A converged endpoint therefore costs no API request at all.
 
 Watches: the endpoints themselves; every child kind (drift re-enqueues the
 owner); AIMRecipes (re-enqueue the endpoints of that model, by index); GPU
@@ -21,134 +27,42 @@ from typing import Any
 
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
-from pydantic import ValidationError
 
-from aim_controller.api.v1alpha1 import AIMEndpoint
 from aim_controller.api.v1alpha1.groupversion import KIND_AIM_ENDPOINT
-from aim_controller.builders import (
-    LABEL_ENDPOINT,
-    LABEL_MANAGED_BY,
-    ChosenRecipe,
-    deployment_replicas,
-    desired_children,
-    endpoint_name_problem,
-    needs_apply,
-    selector_string,
-    stamp_applied_hash,
-)
+from aim_controller.builders import LABEL_MANAGED_BY, selector_string
 from aim_controller.builders.meta import MANAGED_BY
 from aim_controller.machinery.builder import ControllerBuilder, OwnedKinds, spec_first
 from aim_controller.machinery.controller import Controller, Result
-from aim_controller.machinery.handlers import AtPriority, key_of, split_key
+from aim_controller.machinery.handlers import AtPriority, KubeObject, key_of
 from aim_controller.machinery.informer import InformerLike
 from aim_controller.machinery.mutationcache import MutationCache
 from aim_controller.machinery.resource import PODS, Resource
 from aim_controller.machinery.workqueue import PRIORITY_DEFAULT, PRIORITY_LOW
-from aim_controller.recipes import Decision, Reason, RecipeIndex, builtin_index, select
-from aim_controller.recipes.inventory import pod_device_requests
+from aim_controller.recipes import RecipeIndex, builtin_index
 
 from .child_resources import child_resources
-from .conditions import merge_conditions, now_rfc3339
+from .conditions import now_rfc3339
 from .context import AIM_ENDPOINTS, AIM_RECIPES, RESOURCE_QUOTAS, ControllerContext
+from .endpoint_decide import Plan, decide
 from .endpoint_metrics import EndpointStatusCollector
-from .endpoint_status import (
-    RECIPE_SELECTED,
-    ApplyOutcome,
-    PodsState,
-    endpoint_conditions,
-    replica_counts,
-    service_url,
-    status_equal,
-    status_record,
+from .endpoint_observe import (
+    INDEX_ENDPOINT_PODS,
+    INDEX_MODEL,
+    ChildKey,
+    EndpointCaches,
+    Observed,
+    index_endpoint_by_model,
+    index_pod_by_endpoint,
+    index_recipe_by_model,
 )
+from .endpoint_report import ApplyResult, desired_status, invalid_status, status_events
+from .endpoint_status import ApplyOutcome, status_equal
 
 log = structlog.get_logger(__name__)
 
 CONTROLLER_NAME = "aimendpoint"
-INDEX_MODEL = "model"
-INDEX_ENDPOINT_PODS = "aim-endpoint"
 # Requeue for 4xx apply failures (bad input): not hot, not forgotten.
 INVALID_INPUT_RETRY = 300.0
-
-
-def _model_key(model_id: object) -> str:
-    return str(model_id).strip().lower()
-
-
-def index_endpoint_by_model(obj: Mapping[str, Any]) -> list[str]:
-    model = ((obj.get("spec") or {}).get("model") or {}).get("id")
-    return [_model_key(model)] if model else []
-
-
-def index_recipe_by_model(obj: Mapping[str, Any]) -> list[str]:
-    model = (obj.get("spec") or {}).get("modelId")
-    return [_model_key(model)] if model else []
-
-
-def index_pod_by_endpoint(obj: Mapping[str, Any]) -> list[str]:
-    meta = obj.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    ep = labels.get(LABEL_ENDPOINT)
-    if not ep or labels.get(LABEL_MANAGED_BY) != MANAGED_BY:
-        return []
-    return [f"{meta.get('namespace')}/{ep}"]
-
-
-def pods_state(pods: list[Mapping[str, Any]]) -> PodsState:
-    since: datetime | None = None
-    message = ""
-    gpus = 0
-    held: list[tuple[str, Mapping[str, int]]] = []
-    for pod in pods:
-        status = pod.get("status") or {}
-        if status.get("phase") in ("Succeeded", "Failed"):
-            continue
-        # Pending pods charge the quota too.
-        usage = pod_device_requests(pod, bound_only=False)
-        if usage is not None:
-            gpus += sum(usage[1].values())
-            if usage[0]:
-                held.append(usage)
-        for c in status.get("conditions") or ():
-            if (c.get("type") == "PodScheduled" and c.get("status") == "False"
-                    and c.get("reason") == "Unschedulable"):
-                t = _parse_time(c.get("lastTransitionTime"))
-                if t is not None and (since is None or t < since):
-                    since, message = t, str(c.get("message") or "")
-    return PodsState(since, message, gpus, tuple(held))
-
-
-def _parse_time(s: object) -> datetime | None:
-    if not isinstance(s, str):
-        return None
-    try:
-        return datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def chosen_recipe(decision: Decision, record: Mapping[str, Any]) -> ChosenRecipe:
-    assert decision.chosen is not None
-    c = decision.chosen.config
-    res = decision.resources
-    return ChosenRecipe(
-        recipe_name=c.name,
-        recipe_namespace=c.namespace if c.source == "namespace" else None,
-        source=c.source,  # type: ignore[arg-type]
-        hardware=c.hardware,
-        device_ids=decision.device_ids,
-        precision=c.precision,
-        backend=c.backend,
-        gpu_count=c.gpu_count,
-        args=tuple(c.args),
-        requests=res.get("requests", {}),
-        limits=res.get("limits", {}),
-        tolerations=decision.tolerations,
-        estimated=decision.chosen.estimated,
-        selection_record=record,
-        env=decision.env,
-        image=decision.image,
-    )
 
 
 def _api_error(err: ApiException) -> str:
@@ -202,6 +116,12 @@ class EndpointReconciler:
             self.written[kind] = MutationCache(inf)
         self.written[KIND_AIM_ENDPOINT] = MutationCache(self.endpoints)
         builder.on_optional_served(self.child_kind_served)
+        self.caches = EndpointCaches(
+            endpoint_kind=KIND_AIM_ENDPOINT, written=self.written, pods=self.pods,
+            quotas=self.quotas, inventory=self.gpus.inventory,
+            namespace_recipes=self._namespace_recipes, catalog=self._catalog,
+            monitoring_available=lambda: self.monitoring_available,
+        )
 
     @property
     def monitoring_available(self) -> bool:
@@ -256,204 +176,80 @@ class EndpointReconciler:
             self._ns_index[namespace] = hit
         return hit[1]
 
-    # --- reconcile ----------------------------------------------------------
+    # --- reconcile: observe -> decide -> apply -> report ------------------------
 
     async def reconcile(self, key: str) -> Result | None:
-        obj = self.written[KIND_AIM_ENDPOINT].get(key)
-        if obj is None:
+        observed = self.caches.observe(key, datetime.now(UTC))
+        if observed is None:
             self._waiting.discard(key)
             return None
-        meta = obj.get("metadata") or {}
-        if meta.get("deletionTimestamp"):
-            self._waiting.discard(key)
-            return None
-        namespace, name = split_key(key)
-        assert namespace is not None
-        generation = int(meta.get("generation") or 0)
-        observed_status: Mapping[str, Any] = obj.get("status") or {}
+        plan = decide(observed, settings=self.ctx.settings, grace=self.ctx.unschedulable_grace)
+        applied = await self._apply(observed, plan) if plan.chosen else None
+        return await self._report(observed, plan, applied)
 
-        try:
-            endpoint = AIMEndpoint.model_validate(obj)
-        except ValidationError as err:
-            msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                            for e in err.errors()[:5])
-            return await self._invalid(obj, generation, f"invalid spec: {msg}")
-        problem = endpoint_name_problem(name)
-        if problem is not None:
-            return await self._invalid(obj, generation, problem)
-
-        now = datetime.now(UTC)
-        pods = self.pods.store.by_index(INDEX_ENDPOINT_PODS, key)
-        pstate = pods_state(pods)
-        previous = observed_status.get("recipe")
-        decision = select(
-            obj.get("spec") or {}, namespace, self._namespace_recipes(namespace), self._catalog,
-            # Its own pods' GPUs count as free: the same choice whether or not they are bound yet.
-            self.gpus.inventory().give_back(pstate.held),
-            self.quotas.store.by_index("namespace", namespace),
-            previous, now=now, unschedulable_since=pstate.unschedulable_since,
-            reselect_after=self.ctx.unschedulable_grace, owned_quota_gpus=pstate.gpus_in_use,
-        )
-        record = self._record(decision, previous, now)
-        url = service_url(name, namespace, endpoint.spec.service.port)
-        desired_replicas = deployment_replicas(endpoint.spec)
-
-        outcome: ApplyOutcome | None = None
-        retry_after: float | None = None
-        if decision.chosen is not None:
-            chosen = chosen_recipe(decision, record)
-            outcome, retry_after = await self._apply_children(endpoint, chosen, namespace, key)
-            selected = (True, str(record.get("reason") or decision.reason),
-                        str(record.get("message") or decision.message))
-        else:
-            selected = (False, str(decision.reason), decision.message)
-
-        deployment = self.written["Deployment"].get(key)
-        conds = endpoint_conditions(
-            spec=endpoint.spec, selected=selected, outcome=outcome, deployment=deployment,
-            desired_replicas=desired_replicas, pods=pstate, url=url,
-        )
-        status: dict[str, Any] = {
-            "observedGeneration": generation,
-            "conditions": merge_conditions(observed_status.get("conditions"), conds,
-                                           generation, now_rfc3339()),
-            **replica_counts(deployment),
-            "selector": selector_string(name),
-            "url": url,
-            "recipe": record,
-        }
-        await self._write_status(obj, observed_status, status, decision, previous)
-
-        waiting = decision.chosen is None or pstate.unschedulable_since is not None
-        if waiting:
-            self._waiting.add(key)
-        else:
-            self._waiting.discard(key)
-        if retry_after is not None:
-            return Result(requeue_after=retry_after)
-        if pstate.unschedulable_since is not None and decision.chosen is not None:
-            # Re-select once the grace period is over, even if nothing else happens.
-            left = (pstate.unschedulable_since + self.ctx.unschedulable_grace - now)
-            return Result(requeue_after=max(left.total_seconds(), 0.0) + 1.0)
-        return None
-
-    def _record(self, decision: Decision, previous: Any, now: datetime) -> dict[str, Any]:
-        """The status record of the selection.
-
-        A sticky decision is not a new selection: the previous record stays as
-        is, so the status does not churn as other workloads take or free GPUs.
-        """
-        if (decision.reason is Reason.STICKY and isinstance(previous, Mapping)
-                and previous.get("recipeName")):
-            return dict(previous)
-        record = status_record(decision.to_status())
-        if decision.chosen is not None:
-            record["selectedAt"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        return record
-
-    async def _apply_children(
-        self, endpoint: AIMEndpoint, chosen: ChosenRecipe, namespace: str, key: str
-    ) -> tuple[ApplyOutcome, float | None]:
-        pvc = self.children["PersistentVolumeClaim"][1].store.get(
-            f"{namespace}/{endpoint.metadata.name}-cache")
-        modes = ((pvc or {}).get("spec") or {}).get("accessModes") if pvc else None
-        desired = desired_children(
-            endpoint, chosen, self.ctx.settings,
-            monitoring_available=self.monitoring_available,
-            existing_cache_access_modes=modes,
-        )
+    async def _apply(self, o: Observed, plan: Plan) -> ApplyResult:
+        """Step 3: the planned applies, then the prunes. 4xx answers (bad input, missing
+        permission) are reported and retried slowly; anything else raises (backoff)."""
         errors: list[str] = []
-        applied = 0
+        written: dict[ChildKey, KubeObject] = {}
         retry_after: float | None = None
-        wanted: set[tuple[str, str]] = set()
-        for d in desired:
-            obj = stamp_applied_hash(d)
+        for obj in plan.to_apply:
             kind, cname = obj["kind"], obj["metadata"]["name"]
-            wanted.add((kind, cname))
-            entry = self.children.get(kind)
-            observed = self.written[kind].get(f"{namespace}/{cname}") if entry else None
-            if not needs_apply(obj, observed):
-                continue
             try:
-                self.written[kind].mutated(await self.ctx.writer.apply(obj))
-                applied += 1
+                result = await self.ctx.writer.apply(obj)
             except ApiException as err:
                 if err.status in (400, 403, 404, 422):
-                    # Bad input or missing permission: surface it, retry slowly.
                     errors.append(f"{kind} {cname}: {_api_error(err)}")
                     retry_after = INVALID_INPUT_RETRY
-                else:
-                    raise
-        uid = endpoint.metadata.uid or ""
-        for kind, (_res, inf) in list(self.children.items()):  # it may grow meanwhile
-            for child in inf.store.by_index("owner-uid", uid):
-                cname = (child.get("metadata") or {}).get("name", "")
-                if (kind, cname) in wanted:
                     continue
-                log.info("deleting child no longer desired", kind=kind, child=cname)
-                await self.ctx.writer.delete(dict(child))
+                raise
+            written[(kind, cname)] = result
+            if kind in self.caches.written:
+                self.caches.written[kind].mutated(result)
+        for child in plan.to_prune:
+            log.info("deleting child no longer desired", kind=child.get("kind"),
+                     child=(child.get("metadata") or {}).get("name"))
+            await self.ctx.writer.delete(dict(child))
         if errors:
-            self.ctx.recorder.emit(
-                dict(self.endpoints.store.get(key) or {}), "Warning", "ApplyFailed", errors[0])
-        return ApplyOutcome(applied, len(desired), tuple(errors)), retry_after
+            self.ctx.recorder.emit(dict(o.obj), "Warning", "ApplyFailed", errors[0])
+        outcome = ApplyOutcome(len(written), len(plan.desired), tuple(errors))
+        return ApplyResult(outcome, written, retry_after)
 
-    async def _write_status(
-        self,
-        obj: Mapping[str, Any],
-        observed: Mapping[str, Any],
-        status: dict[str, Any],
-        decision: Decision,
-        previous: Any,
-    ) -> None:
-        if status_equal(status, observed):
+    async def _report(self, o: Observed, plan: Plan, applied: ApplyResult | None
+                      ) -> Result | None:
+        """Step 4: the status (written only when it changed, with its Events), the
+        capacity waiting list, and when to look again."""
+        now = now_rfc3339()
+        if plan.decision is None:
+            await self._write_status(o, invalid_status(o, now), plan)
+            self._waiting.discard(o.key)
+            return Result()  # nothing will change until the spec does: no retry
+        status = desired_status(o, plan, applied, now, selector_string(o.name))
+        await self._write_status(o, status, plan)
+        if not plan.chosen or o.pods.unschedulable_since is not None:
+            self._waiting.add(o.key)
+        else:
+            self._waiting.discard(o.key)
+        if applied is not None and applied.retry_after is not None:
+            return Result(requeue_after=applied.retry_after)
+        if plan.recheck_after is not None:
+            return Result(requeue_after=plan.recheck_after)
+        return None
+
+    async def _write_status(self, o: Observed, status: dict[str, Any], plan: Plan) -> None:
+        if status_equal(status, o.status):
             return
-        body = {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
-                "metadata": obj["metadata"], "status": status}
+        body = {"apiVersion": o.obj["apiVersion"], "kind": o.obj["kind"],
+                "metadata": o.obj["metadata"], "status": status}
         try:
-            self.written[KIND_AIM_ENDPOINT].mutated(await self.ctx.writer.apply_status(body))
+            self.caches.written[KIND_AIM_ENDPOINT].mutated(
+                await self.ctx.writer.apply_status(body))
         except ApiException as err:
             if err.status == 404:  # deleted meanwhile: nothing left to report on
                 return
             raise
-        old_sel = next((c for c in observed.get("conditions") or ()
-                        if c.get("type") == RECIPE_SELECTED), None)
-        prev_ref = _ref(previous)
-        new_ref = _ref(status["recipe"])
-        if decision.chosen is not None and new_ref != prev_ref:
-            self.ctx.recorder.emit(
-                dict(obj), "Normal", str(status["recipe"].get("reason") or "RecipeSelected"),
-                str(status["recipe"].get("message") or decision.message))
-        elif decision.chosen is None and (old_sel is None or old_sel.get("status") != "False"
-                                          or old_sel.get("reason") != str(decision.reason)):
-            self.ctx.recorder.emit(dict(obj), "Warning", str(decision.reason),
-                                          decision.message)
-
-    async def _invalid(self, obj: Mapping[str, Any], generation: int, message: str) -> Result:
-        observed: Mapping[str, Any] = obj.get("status") or {}
-        conds = endpoint_conditions(
-            spec=None, selected=(False, "InvalidSpec", message), outcome=None,
-            deployment=None, desired_replicas=0, pods=PodsState(), url=None,
-        )
-        status = {
-            **{k: v for k, v in observed.items() if k in ("recipe", "replicas", "selector")},
-            "observedGeneration": generation,
-            "conditions": merge_conditions(observed.get("conditions"), conds, generation,
-                                           now_rfc3339()),
-        }
-        if not status_equal(status, observed):
-            body = {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
-                    "metadata": obj["metadata"], "status": status}
-            self.written[KIND_AIM_ENDPOINT].mutated(await self.ctx.writer.apply_status(body))
-            self.ctx.recorder.emit(dict(obj), "Warning", "InvalidSpec", message)
-        # Nothing will change until the spec does: no retry.
-        return Result()
-
-
-def _ref(record: Any) -> tuple[Any, ...] | None:
-    if not isinstance(record, Mapping) or not record.get("recipeName"):
-        return None
-    return (record.get("source"), record.get("recipeNamespace"), record.get("recipeName"),
-            record.get("gpuCount"))
+        for event in status_events(o, plan, status):
+            self.ctx.recorder.emit(dict(o.obj), event.type, event.reason, event.message)
 
 
 def register(ctx: ControllerContext) -> Controller:

@@ -17,7 +17,8 @@ from typing import Any
 from aim_controller.machinery.handlers import ResourceEventHandlerFuncs
 from aim_controller.machinery.informer import InformerLike
 from aim_controller.recipes import GpuInventory, InventoryCache
-from aim_controller.recipes.fit import node_gpu_fingerprint, pod_gpu_fingerprint
+
+from .gpu_fingerprint import node_gpu_fingerprint, pod_gpu_fingerprint
 
 Listener = Callable[[], None]
 Fingerprint = Callable[[Mapping[str, Any]], Hashable]

@@ -4,7 +4,7 @@ configuration fit on the cluster's free GPUs right now.
 Level-triggered on three shared informers (AIMRecipes, Nodes, Pods in all
 namespaces). Recipe events enqueue the recipe. Node and Pod events enqueue
 nothing directly: GPU pods come and go all the time, so a change that can
-alter the GPU inventory (see :func:`~aim_controller.recipes.fit.node_gpu_fingerprint`)
+alter the GPU inventory (see :mod:`.gpu_fingerprint`)
 only marks the inventory stale and schedules ONE delayed re-evaluation of
 every recipe; further changes before it runs ride along. The inventory is
 rebuilt (reusing per-object parses) only when marked stale.
@@ -31,13 +31,10 @@ from aim_controller.machinery.handlers import KubeObject
 from aim_controller.machinery.informer import InformerLike
 from aim_controller.machinery.workqueue import RateLimitingQueue
 from aim_controller.recipes import GpuInventory
-from aim_controller.recipes.fit import (
-    CONDITION_VALID,
-    recipe_fit_status,
-)
 
 from . import conditions
 from .context import AIM_RECIPES, ControllerContext
+from .recipe_fit import CONDITION_VALID, recipe_fit_status
 
 __all__ = ["CONTROLLER_NAME", "REFRESH_DELAY", "register"]
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from aim_controller.api.v1alpha1 import AIMEndpointSpec
 from aim_controller.reconcilers.conditions import merge_conditions
-from aim_controller.reconcilers.endpoint import (
+from aim_controller.reconcilers.endpoint_observe import (
     index_endpoint_by_model,
     index_pod_by_endpoint,
     pods_state,

@@ -88,3 +88,15 @@ def test_unknown_keys_read_through() -> None:
     mc.mutated(obj("5"))
     assert mc.get("ns/a") is None  # not in the informer: not served from memory
     assert mc.get("ns/other") is None
+
+
+def test_index_hits_are_read_through_own_writes() -> None:
+    inf, mc = cache()
+    inf.store.add_indexers({"owner-uid": lambda o: ["owner"]})
+    inf.deliver(obj("10", status="cached"))
+    assert [o["status"]["s"] for o in mc.by_index("owner-uid", "owner")] == ["cached"]
+    mc.mutated(obj("12", status="written"))
+    assert [o["status"]["s"] for o in mc.by_index("owner-uid", "owner")] == ["written"]
+    assert mc.by_index("owner-uid", "nobody") == []
+    inf.remove(obj("10"))
+    assert mc.by_index("owner-uid", "owner") == []  # deleted stays deleted

@@ -1,0 +1,130 @@
+"""Step 2 of an AIMEndpoint reconcile: decide. Pure: :class:`Observed` in, :class:`Plan` out.
+
+The recipe choice against the observed GPUs, the selection record, every desired
+child, which of them the observed state does not carry yet (to apply), which
+controlled children are no longer desired (to prune), and when to look again.
+Equal observations give equal plans; a converged endpoint's plan applies and
+prunes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aim_controller.builders import (
+    ChosenRecipe,
+    OperatorSettings,
+    deployment_replicas,
+    desired_children,
+    needs_apply,
+    stamp_applied_hash,
+)
+from aim_controller.machinery.handlers import KubeObject
+from aim_controller.recipes import Decision, Reason, select
+
+from .endpoint_observe import ChildKey, Observed
+from .endpoint_status import service_url, status_record
+
+__all__ = ["Plan", "chosen_recipe", "decide", "selection_record"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one reconcile will do.
+
+    Invariants: ``decision`` is None exactly when the spec is invalid (then the plan
+    is empty and ``record`` is None); ``to_apply`` is a subset of ``desired`` and
+    ``to_prune`` is disjoint from it; nothing is applied or pruned unless a recipe
+    was chosen (an endpoint waiting for capacity keeps what it has).
+    """
+
+    decision: Decision | None
+    record: dict[str, Any] | None
+    desired: tuple[dict[str, Any], ...] = ()
+    to_apply: tuple[dict[str, Any], ...] = ()
+    to_prune: tuple[KubeObject, ...] = ()
+    desired_replicas: int = 0
+    url: str | None = None
+    # Re-select once the unschedulable grace is over, even if nothing else happens.
+    recheck_after: float | None = None
+
+    @property
+    def chosen(self) -> bool:
+        return self.decision is not None and self.decision.chosen is not None
+
+
+def selection_record(decision: Decision, previous: Any, now: datetime) -> dict[str, Any]:
+    """The ``status.recipe`` record of the selection.
+
+    A sticky decision is not a new selection: the previous record stays as is, so
+    the status does not churn as other workloads take or free GPUs.
+    """
+    if (decision.reason is Reason.STICKY and isinstance(previous, Mapping)
+            and previous.get("recipeName")):
+        return dict(previous)
+    record = status_record(decision.to_status())
+    if decision.chosen is not None:
+        record["selectedAt"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return record
+
+
+def chosen_recipe(decision: Decision, record: Mapping[str, Any]) -> ChosenRecipe:
+    """What the builders are told about the chosen configuration."""
+    assert decision.chosen is not None
+    c = decision.chosen.config
+    res = decision.resources
+    return ChosenRecipe(
+        id=c.id,
+        hardware=c.hardware,
+        device_ids=decision.device_ids,
+        precision=c.precision,
+        backend=c.backend,
+        args=tuple(c.args),
+        requests=res.get("requests", {}),
+        limits=res.get("limits", {}),
+        tolerations=decision.tolerations,
+        estimated=decision.chosen.estimated,
+        selection_record=record,
+        env=decision.env,
+        image=decision.image,
+    )
+
+
+def _child_key(obj: Mapping[str, Any]) -> ChildKey:
+    return (str(obj["kind"]), str(obj["metadata"]["name"]))
+
+
+def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta) -> Plan:
+    if o.endpoint is None:
+        return Plan(decision=None, record=None)
+    spec = o.endpoint.spec
+    previous = o.status.get("recipe")
+    decision = select(
+        spec, o.namespace, o.recipes, o.catalog, o.inventory, o.quotas, previous,
+        now=o.now, unschedulable_since=o.pods.unschedulable_since, reselect_after=grace,
+        owned_quota_gpus=o.pods.gpus_in_use,
+    )
+    record = selection_record(decision, previous, o.now)
+    url = service_url(o.name, o.namespace, spec.service.port)
+    replicas = deployment_replicas(spec)
+    if decision.chosen is None:
+        return Plan(decision, record, desired_replicas=replicas, url=url)
+
+    pvc = o.cache_pvc
+    desired = tuple(stamp_applied_hash(d) for d in desired_children(
+        o.endpoint, chosen_recipe(decision, record), settings,
+        monitoring_available=o.monitoring_available,
+        existing_cache_access_modes=((pvc or {}).get("spec") or {}).get("accessModes"),
+    ))
+    wanted = {_child_key(d) for d in desired}
+    to_apply = tuple(d for d in desired if needs_apply(d, o.children.get(_child_key(d))))
+    to_prune = tuple(o.children[k] for k in sorted(o.owned - wanted))
+    recheck = None
+    since = o.pods.unschedulable_since
+    if since is not None:
+        left = since + grace - o.now
+        recheck = max(left.total_seconds(), 0.0) + 1.0
+    return Plan(decision, record, desired, to_apply, to_prune, replicas, url, recheck)

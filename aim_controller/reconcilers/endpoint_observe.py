@@ -1,0 +1,223 @@
+"""Step 1 of an AIMEndpoint reconcile: observe.
+
+Everything the reconcile decides on, read once from the informer caches through
+the read-your-writes layer (:class:`~aim_controller.machinery.mutationcache.
+MutationCache`), into one immutable :class:`Observed`. No other step reads a
+cache, so what a reconcile saw is exactly this value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from aim_controller.api.v1alpha1 import AIMEndpoint, validation_message
+from aim_controller.builders import LABEL_ENDPOINT, LABEL_MANAGED_BY, endpoint_name_problem
+from aim_controller.builders.meta import MANAGED_BY
+from aim_controller.machinery.handlers import KubeObject, split_key
+from aim_controller.machinery.informer import InformerLike
+from aim_controller.machinery.mutationcache import MutationCache
+from aim_controller.recipes import GpuInventory, RecipeIndex
+from aim_controller.recipes.inventory import pod_device_requests
+
+from .endpoint_status import PodsState
+
+__all__ = [
+    "INDEX_ENDPOINT_PODS",
+    "INDEX_MODEL",
+    "EndpointCaches",
+    "Observed",
+    "index_endpoint_by_model",
+    "index_pod_by_endpoint",
+    "index_recipe_by_model",
+    "pods_state",
+]
+
+INDEX_MODEL = "model"
+INDEX_ENDPOINT_PODS = "aim-endpoint"
+INDEX_OWNER_UID = "owner-uid"  # every store's built-in index of controller owners
+CACHE_PVC_SUFFIX = "-cache"
+
+ChildKey = tuple[str, str]  # (kind, name)
+
+
+def _model_key(model_id: object) -> str:
+    return str(model_id).strip().lower()
+
+
+def index_endpoint_by_model(obj: Mapping[str, Any]) -> list[str]:
+    model = ((obj.get("spec") or {}).get("model") or {}).get("id")
+    return [_model_key(model)] if model else []
+
+
+def index_recipe_by_model(obj: Mapping[str, Any]) -> list[str]:
+    model = (obj.get("spec") or {}).get("modelId")
+    return [_model_key(model)] if model else []
+
+
+def index_pod_by_endpoint(obj: Mapping[str, Any]) -> list[str]:
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    ep = labels.get(LABEL_ENDPOINT)
+    if not ep or labels.get(LABEL_MANAGED_BY) != MANAGED_BY:
+        return []
+    return [f"{meta.get('namespace')}/{ep}"]
+
+
+def _parse_time(s: object) -> datetime | None:
+    if not isinstance(s, str):
+        return None
+    try:
+        return datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def pods_state(pods: list[Mapping[str, Any]]) -> PodsState:
+    """What the endpoint's own pods say: since when some are unschedulable, and the
+    GPUs they hold (bound ones, by node) or charge to the quota (every live one)."""
+    since: datetime | None = None
+    message = ""
+    gpus = 0
+    held: list[tuple[str, Mapping[str, int]]] = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed"):
+            continue
+        # Pending pods charge the quota too.
+        usage = pod_device_requests(pod, bound_only=False)
+        if usage is not None:
+            gpus += sum(usage[1].values())
+            if usage[0]:
+                held.append(usage)
+        for c in status.get("conditions") or ():
+            if (c.get("type") == "PodScheduled" and c.get("status") == "False"
+                    and c.get("reason") == "Unschedulable"):
+                t = _parse_time(c.get("lastTransitionTime"))
+                if t is not None and (since is None or t < since):
+                    since, message = t, str(c.get("message") or "")
+    return PodsState(since, message, gpus, tuple(held))
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One endpoint and everything around it, as the caches had it at ``now``.
+
+    Invariants: ``endpoint`` is None exactly when ``invalid`` says why (the object
+    does not validate, or its name cannot name the children); ``inventory`` already
+    counts the endpoint's own bound pods' GPUs as free (its choice must not depend on
+    whether its pods are bound yet); ``children`` maps (kind, name) to the newest copy
+    of every child this endpoint controls, plus the cache PVC by name (a retained PVC
+    carries no ownerReference); ``owned`` are the keys of ``children`` it controls.
+    """
+
+    key: str
+    namespace: str
+    name: str
+    obj: KubeObject
+    generation: int
+    status: Mapping[str, Any]
+    endpoint: AIMEndpoint | None
+    invalid: str | None
+    pods: PodsState
+    recipes: RecipeIndex
+    catalog: RecipeIndex
+    inventory: GpuInventory
+    quotas: tuple[Mapping[str, Any], ...]
+    children: Mapping[ChildKey, KubeObject]
+    owned: frozenset[ChildKey]
+    monitoring_available: bool
+    now: datetime
+
+    @property
+    def deployment(self) -> KubeObject | None:
+        return self.children.get(("Deployment", self.name))
+
+    @property
+    def cache_pvc(self) -> KubeObject | None:
+        return self.children.get(("PersistentVolumeClaim", self.name + CACHE_PVC_SUFFIX))
+
+
+@dataclass
+class EndpointCaches:
+    """The read side of the endpoint controller: its caches, and nothing else.
+
+    ``written`` holds one read-your-writes cache per kind the controller writes (the
+    AIMEndpoint and each owned child kind, optional kinds once served).
+    """
+
+    endpoint_kind: str
+    written: dict[str, MutationCache]
+    pods: InformerLike
+    quotas: InformerLike
+    inventory: Callable[[], GpuInventory]
+    namespace_recipes: Callable[[str], RecipeIndex]
+    catalog: RecipeIndex
+    monitoring_available: Callable[[], bool]
+
+    def endpoint(self, key: str) -> KubeObject | None:
+        return self.written[self.endpoint_kind].get(key)
+
+    def observe(self, key: str, now: datetime) -> Observed | None:
+        """None when the endpoint is gone or being deleted (nothing to do: garbage
+        collection removes its children)."""
+        obj = self.endpoint(key)
+        if obj is None:
+            return None
+        meta = obj.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return None
+        namespace, name = split_key(key)
+        assert namespace is not None
+        endpoint: AIMEndpoint | None = None
+        try:
+            endpoint = AIMEndpoint.model_validate(obj)
+        except ValidationError as err:
+            invalid: str | None = f"invalid spec: {validation_message(err)}"
+        else:
+            invalid = endpoint_name_problem(name)
+            if invalid is not None:
+                endpoint = None
+        pods = pods_state(self.pods.store.by_index(INDEX_ENDPOINT_PODS, key))
+        children, owned = self._children(namespace, name, str(meta.get("uid") or ""))
+        return Observed(
+            key=key,
+            namespace=namespace,
+            name=name,
+            obj=obj,
+            generation=int(meta.get("generation") or 0),
+            status=obj.get("status") or {},
+            endpoint=endpoint,
+            invalid=invalid,
+            pods=pods,
+            recipes=self.namespace_recipes(namespace),
+            catalog=self.catalog,
+            inventory=self.inventory().give_back(pods.held),
+            quotas=tuple(self.quotas.store.by_index("namespace", namespace)),
+            children=children,
+            owned=owned,
+            monitoring_available=self.monitoring_available(),
+            now=now,
+        )
+
+    def _children(
+        self, namespace: str, name: str, uid: str
+    ) -> tuple[dict[ChildKey, KubeObject], frozenset[ChildKey]]:
+        children: dict[ChildKey, KubeObject] = {}
+        for kind, cache in list(self.written.items()):  # it may grow meanwhile
+            if kind == self.endpoint_kind:
+                continue
+            for child in cache.by_index(INDEX_OWNER_UID, uid):
+                children[(kind, str((child.get("metadata") or {}).get("name", "")))] = child
+        owned = frozenset(children)
+        pvc = self.written.get("PersistentVolumeClaim")
+        key = ("PersistentVolumeClaim", name + CACHE_PVC_SUFFIX)
+        if pvc is not None and key not in children:
+            found = pvc.get(f"{namespace}/{key[1]}")
+            if found is not None:
+                children[key] = found
+        return children, owned

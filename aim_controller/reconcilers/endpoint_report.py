@@ -1,0 +1,119 @@
+"""Step 4 of an AIMEndpoint reconcile: report. The pure half: from what was observed,
+planned and applied, the status to write and the Events that explain the change.
+
+The status is written only when it differs from the observed one, and Events are
+emitted only with a status write (an unchanged status has nothing new to say).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aim_controller.machinery.handlers import KubeObject
+from aim_controller.recipes.identity import ConfigId
+
+from .conditions import merge_conditions
+from .endpoint_decide import Plan
+from .endpoint_observe import ChildKey, Observed
+from .endpoint_status import (
+    RECIPE_SELECTED,
+    ApplyOutcome,
+    PodsState,
+    endpoint_conditions,
+    replica_counts,
+)
+
+__all__ = ["ApplyResult", "EventNote", "desired_status", "invalid_status", "status_events"]
+
+# Status fields an invalid spec leaves as they were (the last good selection and scale).
+_KEPT_WHEN_INVALID = ("recipe", "replicas", "selector")
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """Step 3's output: the counts and errors of the apply, and the objects the server
+    returned from the writes (newer than the observed ones)."""
+
+    outcome: ApplyOutcome
+    written: Mapping[ChildKey, KubeObject] = field(default_factory=dict)
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class EventNote:
+    type: str
+    reason: str
+    message: str
+
+
+def _deployment(o: Observed, applied: ApplyResult | None) -> KubeObject | None:
+    # Read-your-writes, as a cache read would be: a Deployment the caches have not
+    # seen yet is reported as not there yet.
+    observed = o.deployment
+    if observed is None or applied is None:
+        return observed
+    return applied.written.get(("Deployment", o.name), observed)
+
+
+def desired_status(
+    o: Observed, plan: Plan, applied: ApplyResult | None, now: str, selector: str
+) -> dict[str, Any]:
+    """The whole status of a valid endpoint."""
+    assert o.endpoint is not None and plan.decision is not None and plan.record is not None
+    decision = plan.decision
+    if decision.chosen is not None:
+        selected = (True, str(plan.record.get("reason") or decision.reason),
+                    str(plan.record.get("message") or decision.message))
+    else:
+        selected = (False, str(decision.reason), decision.message)
+    deployment = _deployment(o, applied)
+    conds = endpoint_conditions(
+        spec=o.endpoint.spec, selected=selected,
+        outcome=applied.outcome if applied else None, deployment=deployment,
+        desired_replicas=plan.desired_replicas, pods=o.pods, url=plan.url,
+    )
+    return {
+        "observedGeneration": o.generation,
+        "conditions": merge_conditions(o.status.get("conditions"), conds, o.generation, now),
+        **replica_counts(deployment),
+        "selector": selector,
+        "url": plan.url,
+        "recipe": plan.record,
+    }
+
+
+def invalid_status(o: Observed, now: str) -> dict[str, Any]:
+    """The status of an endpoint whose spec cannot be acted on."""
+    assert o.invalid is not None
+    conds = endpoint_conditions(
+        spec=None, selected=(False, "InvalidSpec", o.invalid), outcome=None,
+        deployment=None, desired_replicas=0, pods=PodsState(), url=None,
+    )
+    return {
+        **{k: v for k, v in o.status.items() if k in _KEPT_WHEN_INVALID},
+        "observedGeneration": o.generation,
+        "conditions": merge_conditions(o.status.get("conditions"), conds, o.generation, now),
+    }
+
+
+def status_events(o: Observed, plan: Plan, status: Mapping[str, Any]) -> list[EventNote]:
+    """What a status write that changed the status tells as Events: a new choice of
+    configuration, a new reason for having none, or an invalid spec."""
+    if o.invalid is not None:
+        return [EventNote("Warning", "InvalidSpec", o.invalid)]
+    decision = plan.decision
+    assert decision is not None
+    if decision.chosen is not None:
+        record = status.get("recipe") or {}
+        if ConfigId.from_record(record) == ConfigId.from_record(o.status.get("recipe")):
+            return []
+        return [EventNote("Normal", str(record.get("reason") or "RecipeSelected"),
+                          str(record.get("message") or decision.message))]
+    old = next((c for c in o.status.get("conditions") or ()
+                if c.get("type") == RECIPE_SELECTED), None)
+    if old is not None and old.get("status") == "False" and old.get("reason") == str(
+            decision.reason):
+        return []
+    return [EventNote("Warning", str(decision.reason), decision.message)]

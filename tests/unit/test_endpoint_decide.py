@@ -1,0 +1,140 @@
+"""The decide step of the endpoint reconcile, over plain data (no informers)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from recipes_fixtures import gpu_node, recipe
+from test_builders_support import SETTINGS
+
+from aim_controller.api.v1alpha1 import AIMEndpoint
+from aim_controller.machinery.handlers import KubeObject
+from aim_controller.recipes import RecipeIndex, build_inventory, builtin_index
+from aim_controller.recipes.reasons import Reason
+from aim_controller.reconcilers.endpoint_decide import Plan, decide
+from aim_controller.reconcilers.endpoint_observe import ChildKey, Observed
+from aim_controller.reconcilers.endpoint_report import (
+    ApplyResult,
+    desired_status,
+    status_events,
+)
+from aim_controller.reconcilers.endpoint_status import ApplyOutcome, PodsState
+
+NS = "aim"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+GRACE = timedelta(minutes=5)
+SPEC: dict[str, Any] = {"model": {"id": "org/Model-7B"}}
+
+
+def endpoint_obj(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    return {
+        "apiVersion": "aim.engine.amd.com/v1alpha1", "kind": "AIMEndpoint",
+        "metadata": {"name": "ep", "namespace": NS, "uid": "uid-ep", "generation": 1},
+        "spec": spec or SPEC, "status": status or {},
+    }
+
+
+def observed(
+    obj: dict[str, Any] | None = None,
+    *,
+    gpus: int = 8,
+    children: dict[ChildKey, KubeObject] | None = None,
+    pods: PodsState | None = None,
+    invalid: str | None = None,
+) -> Observed:
+    obj = obj or endpoint_obj()
+    recipes = [recipe("r", counts=(1, 4), namespace=NS)]
+    return Observed(
+        key=f"{NS}/ep", namespace=NS, name="ep", obj=obj, generation=1,
+        status=obj.get("status") or {},
+        endpoint=None if invalid else AIMEndpoint.model_validate(obj), invalid=invalid,
+        pods=pods or PodsState(),
+        recipes=RecipeIndex.build(recipes, "namespace", NS), catalog=builtin_index(),
+        inventory=build_inventory([gpu_node("n0", "MI300X", gpus)], []), quotas=(),
+        children=children or {}, owned=frozenset(children or {}),
+        monitoring_available=False, now=NOW,
+    )
+
+
+def plan_of(o: Observed) -> Plan:
+    return decide(o, settings=SETTINGS, grace=GRACE)
+
+
+def as_observed(objs: tuple[KubeObject, ...]) -> dict[ChildKey, KubeObject]:
+    """The children as the API server would return them (our apply, plus server fields)."""
+    out: dict[ChildKey, KubeObject] = {}
+    for d in objs:
+        o = copy.deepcopy(d)
+        o["metadata"] |= {"uid": f"uid-{d['metadata']['name']}", "resourceVersion": "7"}
+        o["status"] = {}
+        out[(d["kind"], d["metadata"]["name"])] = o
+    return out
+
+
+def test_a_new_endpoint_applies_every_child_and_prunes_nothing() -> None:
+    plan = plan_of(observed())
+    assert plan.chosen and plan.decision is not None
+    assert plan.decision.chosen is not None and plan.decision.chosen.config.name == "r"
+    assert plan.to_apply == plan.desired and plan.to_prune == ()
+    kinds = {d["kind"] for d in plan.desired}
+    assert {"Deployment", "Service", "ConfigMap"} <= kinds
+    assert plan.record is not None and plan.record["selectedAt"] == "2026-01-01T00:00:00Z"
+    assert plan.recheck_after is None
+
+
+def test_a_converged_endpoint_plans_nothing() -> None:
+    first = plan_of(observed())
+    status = desired_status(observed(), first, ApplyResult(ApplyOutcome(len(first.desired),
+                            len(first.desired))), "2026-01-01T00:00:00Z", "sel")
+    later = observed(endpoint_obj(status=status), children=as_observed(first.desired))
+    # An hour later, on a cluster whose other GPUs were taken meanwhile: still nothing.
+    later = Observed(**{**later.__dict__, "now": NOW + timedelta(hours=1),
+                        "inventory": build_inventory([gpu_node("n0", "MI300X", 4)], [])})
+    plan = plan_of(later)
+    assert plan.decision is not None and plan.decision.reason is Reason.STICKY
+    assert plan.to_apply == () and plan.to_prune == ()
+    assert plan.record == status["recipe"]
+    assert status_events(later, plan, status) == []
+
+
+def test_children_no_longer_desired_are_pruned_only_if_owned() -> None:
+    scaled = endpoint_obj({**SPEC, "scaling": {"minReplicas": 1, "maxReplicas": 3}})
+    with_hpa = plan_of(observed(scaled))
+    hpa = [d for d in with_hpa.desired if d["kind"] == "HorizontalPodAutoscaler"]
+    assert len(hpa) == 1
+    children = as_observed(with_hpa.desired)
+    o = observed(children=children)
+    plan = plan_of(o)
+    assert [p["kind"] for p in plan.to_prune] == ["HorizontalPodAutoscaler"]
+    # The same object not controlled by this endpoint (e.g. a retained PVC) is never pruned.
+    o = Observed(**{**o.__dict__, "owned": frozenset()})
+    assert plan_of(o).to_prune == ()
+
+
+def test_nothing_feasible_applies_and_prunes_nothing() -> None:
+    first = plan_of(observed())
+    o = observed(gpus=0, children=as_observed(first.desired))
+    plan = plan_of(o)
+    assert not plan.chosen and plan.to_apply == () and plan.to_prune == ()
+    assert plan.decision is not None and plan.decision.reason is Reason.NO_FEASIBLE_CANDIDATE
+    status = desired_status(o, plan, None, "2026-01-01T00:00:00Z", "sel")
+    [event] = status_events(o, plan, status)
+    assert (event.type, event.reason) == ("Warning", "NoFeasibleCandidate")
+
+
+def test_an_invalid_spec_plans_nothing() -> None:
+    plan = plan_of(observed(invalid="invalid spec: spec.model.id: Field required"))
+    assert plan.decision is None and plan.desired == () and plan.record is None
+
+
+def test_unschedulable_pods_schedule_a_recheck_at_the_end_of_the_grace() -> None:
+    since = NOW - timedelta(minutes=2)
+    plan = plan_of(observed(pods=PodsState(since, "0/1 nodes are available")))
+    assert plan.recheck_after == 181.0
+
+
+def test_the_same_observation_gives_the_same_plan() -> None:
+    assert plan_of(observed()) == plan_of(observed())
