@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hack"))
+sys.path.insert(0, str(ROOT / "tests"))  # the shared helpers: `import support`
 
 import localcluster  # noqa: E402
 from localcluster import LocalCluster  # noqa: E402
@@ -29,6 +30,18 @@ def cluster() -> Iterator[LocalCluster]:
     try:
         c.start()
         c.apply_inventory()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def api_cluster() -> Iterator[LocalCluster]:
+    """etcd + kube-apiserver only, one per test module, for tests of the machinery that
+    leave it intact (they use fresh namespaces or names)."""
+    c = localcluster.temp_cluster(full=False)
+    try:
+        c.start()
         yield c
     finally:
         c.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from support import FakeClock
 
 from aim_controller.machinery.ratelimiter import (
     BucketRateLimiter,
@@ -12,17 +13,6 @@ from aim_controller.machinery.ratelimiter import (
     MaxOfRateLimiter,
     default_controller_rate_limiter,
 )
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_exponential_doubles_from_base_and_caps_at_max() -> None:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes_asyncio.client.exceptions import ApiException
+from support import FakeClock
 
 from aim_controller.machinery.handlers import KubeObject
 from aim_controller.machinery.reflector import (
@@ -92,21 +93,13 @@ def test_strip_managed_fields() -> None:
     assert strip_managed_fields({"metadata": {"name": "b"}}) == {"metadata": {"name": "b"}}
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_backoff_grows_caps_and_resets_after_a_healthy_period() -> None:
     clock = FakeClock()
     b = BackoffManager(initial=0.8, factor=2, cap=30, jitter=0, reset_after=120,
                        clock=clock, rand=lambda: 0.5)
     delays = [b.next() for _ in range(8)]
     assert delays == [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30, 30]
-    clock.now += 121
+    clock.advance(121)
     assert b.next() == 0.8
 
 

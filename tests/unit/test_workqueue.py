@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from prometheus_client import CollectorRegistry
+from support import FakeClock
 
 from aim_controller.machinery.metrics import MachineryMetrics
 from aim_controller.machinery.ratelimiter import ItemExponentialFailureRateLimiter
@@ -17,17 +18,6 @@ from aim_controller.machinery.workqueue import (
     RateLimitingQueue,
     WorkQueue,
 )
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 async def settle() -> None:

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from prometheus_client import CollectorRegistry
+from support import FakeClock
 
 from aim_controller.machinery.metrics import MachineryMetrics
 from aim_controller.machinery.ratelimiter import (
@@ -41,14 +42,6 @@ PRIORITIES = st.sampled_from([0, 0, -100, 10])
 WORKERS = st.sampled_from([0, 1, 2])
 SHUT = object()  # expected outcome of a blocked get() on a drained, shut queue
 BACKOFF_BASE, BACKOFF_MAX = 1.0, 8.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class WorkQueueMachine(RuleBasedStateMachine):
@@ -220,7 +213,7 @@ class WorkQueueMachine(RuleBasedStateMachine):
 
     @rule(dt=st.sampled_from([0.0, 0.5, 1.0, 2.0, 4.0]))
     def advance_clock(self, dt: float) -> None:
-        self.clock.now += dt
+        self.clock.advance(dt)
         flushed = self.in_loop(self.q.flush_due)
         due = sorted((d, s, k) for k, (d, s) in self.waiting.items() if d <= self.clock.now)
         for _, _, key in due:  # deadline order, ties in the order they were set
@@ -383,7 +376,7 @@ def test_bucket_never_exceeds_burst_plus_rate(
     limiter = BucketRateLimiter(qps=qps, burst=burst, clock=clock)
     ready: list[float] = []  # when each reservation may proceed
     for count, dt in steps:
-        clock.now += dt
+        clock.advance(dt)
         for _ in range(count):
             delay = limiter.when("x")
             assert delay >= 0

@@ -1,0 +1,108 @@
+"""Talking to the local control plane from a test: clients, a request log, a relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient, Configuration
+from localcluster import LocalCluster, free_port  # type: ignore[import-not-found]
+
+
+async def api_client(c: LocalCluster, host: str | None = None) -> ApiClient:
+    """An async client for ``c`` (through ``host`` instead, e.g. a :class:`Relay`)."""
+    cfg = Configuration()
+    await config.load_kube_config(config_file=str(c.kubeconfig), client_configuration=cfg)
+    if host:
+        cfg.host = host
+    return ApiClient(cfg)
+
+
+class RequestLog:
+    """Every request a client sends, as (method, path with query), in order.
+
+    Recorded when sent, so a request counts even if its answer never comes.
+    """
+
+    def __init__(self, api: ApiClient) -> None:
+        self.requests: list[tuple[str, str]] = []
+        rest = api.rest_client
+        original = rest.request
+
+        async def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            self.requests.append((method.upper(), url))
+            return await original(method, url, *args, **kwargs)
+
+        rest.request = request
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def since(self, mark: int, method: str | None = None) -> list[tuple[str, str]]:
+        """The requests after the first ``mark`` (``len(log)`` taken earlier)."""
+        return [(m, u) for m, u in self.requests[mark:] if method is None or m == method]
+
+    def writes(self, namespace: str) -> list[tuple[str, str]]:
+        """The non-GET requests about objects in ``namespace``."""
+        return [(m, u) for m, u in self.requests
+                if m != "GET" and f"/namespaces/{namespace}/" in u]
+
+
+class Relay:
+    """A TCP relay to the API server that the test can cut and restore.
+
+    TLS passes through untouched: cutting it breaks the connections of a client
+    pointed at :attr:`url` while the test keeps talking to the API server directly.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.connections = 0
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            w.close()
+            return
+        self._writers |= {w, uw}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(r, uw), pipe(ur, w))
+        self._writers -= {w, uw}
+
+    def drop_connections(self) -> None:
+        """Resets every relayed connection (the listener stays up)."""
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    async def cut(self) -> None:
+        """A partition: no listener (connection refused) and no live connection."""
+        assert self._server is not None
+        self._server.close()
+        self.drop_connections()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def restore(self) -> None:
+        await self.start()
