@@ -10,6 +10,7 @@ line logged during a reconcile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 import uuid
@@ -37,6 +38,7 @@ __all__ = [
     "Controller",
     "EventHandler",
     "HasSynced",
+    "ReconcileObserver",
     "ResourceEventHandlerFuncs",
     "Result",
     "TerminalError",
@@ -74,6 +76,11 @@ class TerminalError(Exception):
 
 
 ReconcileFunc: TypeAlias = Callable[[str], Awaitable[Result | None]]
+
+ReconcileObserver: TypeAlias = Callable[[str, str], None]
+"""``observer(key, outcome)`` after a reconcile finished; ``outcome`` is the
+``controller_runtime_reconcile_total`` result label: ``success``, ``error``,
+``requeue`` or ``requeue_after``."""
 
 
 @runtime_checkable
@@ -181,6 +188,7 @@ class Controller:
         self._cache_sync_timeout = cache_sync_timeout
         self.sources: tuple[CacheSyncSource, ...] = tuple(sources)
         self._clock = clock
+        self._observers: list[ReconcileObserver] = []
         self._started = False
         self._stop_requested = asyncio.Event()
         self._finished = asyncio.Event()
@@ -188,6 +196,22 @@ class Controller:
     @property
     def stopping(self) -> bool:
         return self._stop_requested.is_set()
+
+    def add_reconcile_observer(self, observer: ReconcileObserver) -> Callable[[], None]:
+        """Call ``observer(key, outcome)`` after each reconcile; returns its removal.
+
+        Called on the loop once the requeue decision is made and the metrics are
+        recorded, before the key is marked done in the queue; never for a
+        reconcile cut short by cancellation. An observer must not block; its
+        exception is logged and changes nothing else.
+        """
+        self._observers.append(observer)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._observers.remove(observer)
+
+        return remove
 
     async def run(self, wait_for: Iterable[CacheSyncSource] = ()) -> None:
         """Wait for caches (``sources`` and ``wait_for``), then run workers until
@@ -279,8 +303,16 @@ class Controller:
                                    name=name, reconcile_id=str(uuid.uuid4())):
                 outcome = await self._reconcile_once(key)
             self._metrics.reconcile_finished(outcome, self._clock() - start)
+            self._notify(key, outcome)
         finally:
             self._metrics.worker_active(-1)
+
+    def _notify(self, key: str, outcome: str) -> None:
+        for observer in list(self._observers):
+            try:
+                observer(key, outcome)
+            except Exception:
+                self._log.exception("reconcile observer failed", key=key)
 
     async def _reconcile_once(self, key: str) -> str:
         """Run reconcile and requeue as it asks; return the reconcile_total result label."""

@@ -12,6 +12,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
+from support import FakeClock, eventually
 
 from aim_controller.machinery.controller import (
     Controller,
@@ -35,21 +36,10 @@ from aim_controller.machinery.workqueue import RateLimitingQueue
 Reconcile = Callable[[str], Awaitable[Result | None]]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def eventually(predicate: Callable[[], bool], what: str) -> None:
-    """Yield to the loop until ``predicate`` holds (the timeout only guards liveness)."""
-    for _ in range(5000):
-        if predicate():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError(f"never happened: {what}")
+async def settle() -> None:
+    """Let every ready callback and task step run (event ordering, not time)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
 
 
 class Harness:
@@ -87,7 +77,7 @@ class Harness:
         self.task = asyncio.create_task(self.controller.run(wait_for or []))
 
     def advance(self, seconds: float) -> int:
-        self.clock.now += seconds
+        self.clock.advance(seconds)
         return self.queue.flush_due()
 
     def sample(self, name: str, **labels: str) -> float | None:
@@ -117,14 +107,13 @@ async def test_concurrency_limit_is_respected() -> None:
     for i in range(10):
         h.queue.add(f"ns/obj-{i}")
     h.start()
-    await eventually(lambda: len(active) == 3, "three reconciles running")
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await eventually(lambda: len(active) == 3, what="three reconciles running")
+    await settle()
     assert len(active) == 3
     assert h.sample("controller_runtime_active_workers") == 3
     assert h.sample("controller_runtime_max_concurrent_reconciles") == 3
     gate.set()
-    await eventually(lambda: len(finished) == 10, "all keys reconciled")
+    await eventually(lambda: len(finished) == 10, what="all keys reconciled")
     assert peak == 3
     assert sorted(finished) == sorted(f"ns/obj-{i}" for i in range(10))
     assert h.sample("controller_runtime_reconcile_total", result="success") == 10
@@ -151,16 +140,14 @@ async def test_same_key_is_never_reconciled_concurrently() -> None:
     h = Harness(reconcile, workers=4)
     h.queue.add("ns/a")
     h.start()
-    await eventually(lambda: calls == 1, "first reconcile started")
+    await eventually(lambda: calls == 1, what="first reconcile started")
     h.queue.add("ns/a")  # changes while it is being reconciled
     h.queue.add("ns/a")
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await settle()
     assert calls == 1  # three idle workers, yet none takes the busy key
     release.set()
-    await eventually(lambda: calls == 2 and running == 0, "exactly one follow-up reconcile")
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await eventually(lambda: calls == 2 and running == 0, what="exactly one follow-up reconcile")
+    await settle()
     assert calls == 2
     assert not overlapped
     await h.stop()
@@ -178,7 +165,7 @@ async def test_error_requeues_rate_limited_and_counts() -> None:
     h.queue.add("ns/a")
     with capture_logs() as logs:
         h.start()
-        await eventually(lambda: h.queue.waiting_len() == 1, "requeued after error")
+        await eventually(lambda: h.queue.waiting_len() == 1, what="requeued after error")
     assert h.queue.num_requeues("ns/a") == 1
     assert h.sample("controller_runtime_reconcile_errors_total") == 1
     assert h.sample("controller_runtime_reconcile_total", result="error") == 1
@@ -187,11 +174,11 @@ async def test_error_requeues_rate_limited_and_counts() -> None:
 
     assert h.advance(0.5) == 0  # backoff is 1 s for the first failure
     assert h.advance(0.5) == 1
-    await eventually(lambda: h.queue.num_requeues("ns/a") == 2, "second failure")
+    await eventually(lambda: h.queue.num_requeues("ns/a") == 2, what="second failure")
     assert h.advance(1.0) == 0  # then 2 s
     assert h.advance(1.0) == 1
-    await eventually(lambda: len(attempts) == 3, "third attempt")
-    await eventually(lambda: h.queue.num_requeues("ns/a") == 0, "success forgets the backoff")
+    await eventually(lambda: len(attempts) == 3, what="third attempt")
+    await eventually(lambda: h.queue.num_requeues("ns/a") == 0, what="success forgets the backoff")
     assert h.sample("controller_runtime_reconcile_errors_total") == 2
     assert h.sample("controller_runtime_reconcile_total", result="success") == 1
     await h.stop()
@@ -207,7 +194,7 @@ async def test_terminal_error_is_not_requeued() -> None:
         h.start()
         await eventually(
             lambda: h.sample("controller_runtime_terminal_reconcile_errors_total") == 1,
-            "terminal error counted",
+            what="terminal error counted",
         )
     assert h.sample("controller_runtime_reconcile_errors_total") == 1
     assert h.queue.waiting_len() == 0 and len(h.queue) == 0
@@ -231,16 +218,16 @@ async def test_requeue_after_is_honoured_and_resets_backoff() -> None:
     h.queue.add("ns/a")
     with capture_logs():
         h.start()
-        await eventually(lambda: h.queue.waiting_len() == 1, "error backoff")
+        await eventually(lambda: h.queue.waiting_len() == 1, what="error backoff")
     h.advance(1.0)
     await eventually(
         lambda: h.sample("controller_runtime_reconcile_total", result="requeue_after") == 1,
-        "requeue_after recorded",
+        what="requeue_after recorded",
     )
     assert h.queue.num_requeues("ns/a") == 0  # forgotten: the backoff starts over
     assert h.advance(29.0) == 0
     assert h.advance(1.0) == 1
-    await eventually(lambda: calls == 3, "reconciled again after 30 s")
+    await eventually(lambda: calls == 3, what="reconciled again after 30 s")
     await h.stop()
 
 
@@ -255,11 +242,11 @@ async def test_requeue_uses_the_rate_limiter() -> None:
     h = Harness(reconcile)
     h.queue.add("ns/a")
     h.start()
-    await eventually(lambda: h.queue.waiting_len() == 1, "requeued")
+    await eventually(lambda: h.queue.waiting_len() == 1, what="requeued")
     assert h.queue.num_requeues("ns/a") == 1
     assert h.sample("controller_runtime_reconcile_total", result="requeue") == 1
     h.advance(1.0)
-    await eventually(lambda: calls == 2, "requeued key reconciled")
+    await eventually(lambda: calls == 2, what="requeued key reconciled")
     await h.stop()
 
 
@@ -279,7 +266,7 @@ async def test_reconcile_id_and_key_are_bound_on_every_line() -> None:
         h.queue.add("ns/bad")
         h.start()
         await eventually(
-            lambda: sum(e["event"] == "reconciler error" for e in logs) == 1, "error logged"
+            lambda: sum(e["event"] == "reconciler error" for e in logs) == 1, what="error logged"
         )
         log.info("outside")
         await h.stop()
@@ -304,37 +291,45 @@ async def test_reconcile_id_and_key_are_bound_on_every_line() -> None:
 
 
 async def test_workers_wait_for_caches_to_sync() -> None:
-    reconciled: list[str] = []
-
-    async def reconcile(key: str) -> None:
-        reconciled.append(key)
-
     class Informer:
         def __init__(self) -> None:
             self.synced = False
+            self.polls = 0
 
         def has_synced(self) -> bool:
+            self.polls += 1
             return self.synced
 
     class AsyncInformer:
         def __init__(self) -> None:
             self.event = asyncio.Event()
+            self.waited = False
 
         async def wait_for_cache_sync(self) -> bool:
+            self.waited = True
             await self.event.wait()
             return True
 
     polled, awaited = Informer(), AsyncInformer()
+    # Each reconcile records what the sources said when it ran.
+    reconciled: list[tuple[str, bool, bool]] = []
+
+    async def reconcile(key: str) -> None:
+        reconciled.append((key, polled.synced, awaited.event.is_set()))
+
     h = Harness(reconcile)
     h.queue.add("ns/a")
     h.start([polled, awaited, lambda: True])
-    await asyncio.sleep(0.05)
-    assert reconciled == []
+    await eventually(lambda: polled.polls >= 2 and awaited.waited, what="waiting on both sources")
+    assert reconciled == [] and len(h.queue) == 1
     polled.synced = True
-    await asyncio.sleep(0.05)
-    assert reconciled == []
+    polls = polled.polls
+    await eventually(lambda: polled.polls > polls, what="the polled source answered synced")
+    await settle()
+    assert reconciled == [] and len(h.queue) == 1  # the awaited one still holds the workers
     awaited.event.set()
-    await eventually(lambda: reconciled == ["ns/a"], "reconciled after sync")
+    await eventually(lambda: reconciled, what="reconciled after sync")
+    assert reconciled == [("ns/a", True, True)]
     await h.stop()
 
 
@@ -383,10 +378,9 @@ async def test_stop_drains_in_flight_and_drops_queued_keys() -> None:
     h.queue.add("ns/a")
     h.queue.add("ns/b")
     h.start()
-    await eventually(lambda: started == ["ns/a"], "first reconcile running")
+    await eventually(lambda: started == ["ns/a"], what="first reconcile running")
     stopping = asyncio.create_task(h.controller.stop())
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await settle()
     assert not stopping.done()  # waits for the in-flight reconcile
     gate.set()
     await asyncio.wait_for(stopping, timeout=10)
@@ -403,15 +397,64 @@ async def test_cancelling_run_cancels_workers_and_releases_keys() -> None:
         await asyncio.Event().wait()
 
     h = Harness(reconcile, workers=2)
+    observed: list[tuple[str, str]] = []
+    h.controller.add_reconcile_observer(lambda key, outcome: observed.append((key, outcome)))
     h.queue.add("ns/a")
     h.start()
-    await eventually(lambda: h.queue.is_processing("ns/a"), "reconcile running")
+    await eventually(lambda: h.queue.is_processing("ns/a"), what="reconcile running")
     assert h.task is not None
     h.task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await h.task
     assert not h.queue.is_processing("ns/a")
     assert h.sample("controller_runtime_active_workers") == 0
+    assert observed == []  # a reconcile cut short has no outcome
+
+
+async def test_reconcile_observers_see_each_outcome_after_the_requeue_decision() -> None:
+    results: dict[str, Result | None] = {
+        "ns/ok": None, "ns/again": Result(requeue=True), "ns/later": Result(requeue_after=5.0),
+    }
+
+    async def reconcile(key: str) -> Result | None:
+        if key == "ns/boom":
+            raise RuntimeError("boom")
+        return results[key]
+
+    h = Harness(reconcile)  # one worker: keys run in the order queued
+    seen: list[tuple[str, str, bool, float | None]] = []
+
+    def observer(key: str, outcome: str) -> None:
+        # Still processing, and the outcome is already counted.
+        seen.append((key, outcome, h.queue.is_processing(key),
+                     h.sample("controller_runtime_reconcile_total", result=outcome)))
+
+    def failing(key: str, outcome: str) -> None:
+        raise RuntimeError("observer bug")
+
+    removed: list[str] = []
+    h.controller.add_reconcile_observer(failing)
+    h.controller.add_reconcile_observer(observer)
+    remove = h.controller.add_reconcile_observer(lambda key, outcome: removed.append(key))
+    remove()
+    remove()  # removing twice is harmless
+    for key in ("ns/ok", "ns/boom", "ns/again", "ns/later"):
+        h.queue.add(key)
+    with capture_logs() as logs:
+        h.start()
+        await eventually(lambda: len(seen) == 4, what="four reconciles observed")
+    assert seen == [
+        ("ns/ok", "success", True, 1.0),
+        ("ns/boom", "error", True, 1.0),
+        ("ns/again", "requeue", True, 1.0),
+        ("ns/later", "requeue_after", True, 1.0),
+    ]
+    assert removed == []
+    # A failing observer is logged; it neither stops the worker nor the other observer.
+    failures = [e for e in logs if e["event"] == "reconcile observer failed"]
+    assert [e["key"] for e in failures] == ["ns/ok", "ns/boom", "ns/again", "ns/later"]
+    assert h.queue.waiting_len() == 3  # boom and again back off, later is scheduled
+    await h.stop()
 
 
 # --- event handler factories -------------------------------------------------
