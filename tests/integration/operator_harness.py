@@ -1,20 +1,23 @@
 """Runs the real operator (``build_app`` from the entry point) in-process against a
 local control plane, with a private metrics registry, and small helpers to wait for
-what it writes."""
+what it writes and for it to be done with a namespace."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import yaml
 from localcluster import LocalCluster  # type: ignore[import-not-found]
 from prometheus_client import CollectorRegistry
+from support import eventually
+from support.kube import api_client
 
+from aim_controller.machinery.resource import list_objects
+from aim_controller.machinery.store import NAMESPACE_INDEX
 from aim_controller.main import App, build_app
 from aim_controller.options import parse
 
@@ -32,13 +35,14 @@ async def running_operator(cluster: LocalCluster, *args: str) -> AsyncIterator[A
     ])
     app = await build_app(opts, registry=CollectorRegistry())
     task = asyncio.create_task(app.manager.run())
+
+    def synced() -> bool:
+        if task.done():
+            task.result()  # it failed: say why
+        return app.manager.caches_synced()
+
     try:
-        deadline = time.monotonic() + 60
-        while not app.manager.caches_synced():
-            if task.done():
-                task.result()
-            assert time.monotonic() < deadline, "caches did not sync"
-            await asyncio.sleep(0.1)
+        await eventually(synced, 60, what="the operator's caches synced")
         yield app
     finally:
         app.manager.stop()
@@ -54,20 +58,6 @@ def get_json(cluster: LocalCluster, *args: str) -> Any:
     return json.loads(res.stdout)
 
 
-async def eventually(
-    fn: Callable[[], Any], within: float = 60.0, interval: float = 0.5, what: str = ""
-) -> Any:
-    """Polls ``fn`` until it returns something truthy; returns it."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(fn)
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what or fn}: last={last!r}")
-
-
 def condition(obj: Any, type_: str) -> dict[str, Any] | None:
     for c in ((obj or {}).get("status") or {}).get("conditions") or ():
         if c.get("type") == type_:
@@ -75,42 +65,33 @@ def condition(obj: Any, type_: str) -> dict[str, Any] | None:
     return None
 
 
-class RequestLog:
-    """Every request the operator's client sends, as (method, path), for assertions
-    about one namespace (the shared cluster has other tests' objects going away)."""
+class ReconcileLog:
+    """Every finished reconcile of one controller, as (key, outcome), in order.
 
-    def __init__(self, app: App) -> None:
-        self.requests: list[tuple[str, str]] = []
-        rest = app.api_client.rest_client
-        original = rest.request
-
-        async def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            self.requests.append((method.upper(), url))
-            return await original(method, url, *args, **kwargs)
-
-        rest.request = request
-
-    def writes(self, namespace: str) -> list[tuple[str, str]]:
-        return [(m, u) for m, u in self.requests
-                if m != "GET" and f"/namespaces/{namespace}/" in u]
-
-
-class KeyCounter:
-    """Counts reconciles per key by wrapping the controller's reconcile function."""
+    Fed by the controller's reconcile observer hook; ``log[key]`` counts a key's.
+    """
 
     def __init__(self, app: App, index: int = 0) -> None:
-        self.counts: dict[str, int] = {}
-        ctl = app.controllers[index]
-        inner = ctl._reconcile
-
-        async def counted(key: str) -> Any:
-            self.counts[key] = self.counts.get(key, 0) + 1
-            return await inner(key)
-
-        ctl._reconcile = counted
+        self.controller = app.controllers[index]
+        self.entries: list[tuple[str, str]] = []
+        self.controller.add_reconcile_observer(
+            lambda key, outcome: self.entries.append((key, outcome)))
 
     def __getitem__(self, key: str) -> int:
-        return self.counts.get(key, 0)
+        return sum(k == key for k, _ in self.entries)
+
+    def outcomes(self, key: str) -> list[str]:
+        return [o for k, o in self.entries if k == key]
+
+    async def reconcile(self, key: str) -> str:
+        """Enqueues ``key`` and waits for a reconcile of it that started after that;
+        returns its outcome."""
+        queue = self.controller.queue
+        # One that is running now started before: wait for the next one too.
+        want = self[key] + 1 + queue.is_processing(key)
+        queue.add(key)
+        await eventually(lambda: self[key] >= want, 30, what=f"a reconcile of {key}")
+        return self.outcomes(key)[want - 1]
 
 
 def write_requests(app: App) -> float:
@@ -125,14 +106,58 @@ def write_requests(app: App) -> float:
     return total
 
 
-def reconciles(app: App, controller: str = "aimendpoint") -> float:
-    total = 0.0
-    for metric in app.metrics.registry.collect():
-        if metric.name == "controller_runtime_reconcile":
-            for s in metric.samples:
-                if s.name.endswith("_total") and s.labels.get("controller") == controller:
-                    total += s.value
-    return total
+def idle(app: App) -> bool:
+    """As the operator reports it: no key queued and no reconcile running."""
+    registry = app.metrics.registry
+    return all(
+        len(c.queue) == 0
+        and not registry.get_sample_value("controller_runtime_active_workers",
+                                          {"controller": c.name})
+        for c in app.controllers
+    )
+
+
+async def settled(app: App, cluster: LocalCluster, namespace: str) -> None:
+    """Waits until the operator has nothing left to do in ``namespace``.
+
+    One check, repeated until it holds: the operator is idle, and stays so with
+    no write sent (its Events flushed) while the test lists every namespaced
+    resource it watches, twice: both lists agree (nothing changed meanwhile) and
+    equal the operator's cache. So every change, its own writes included, has
+    been delivered, every key it enqueued has been reconciled, and the last
+    reconciles wrote nothing that would start another round.
+    """
+    informers = [i for i in app.manager.informers.informers()
+                 if i.resource.namespaced and i.namespace in (None, namespace)]
+
+    async def server(api: Any) -> list[dict[str, str]]:
+        return [{o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+                 for o in (await list_objects(
+                     api, i.resource, namespace=namespace, label_selector=i.label_selector,
+                     field_selector=i.field_selector)).items}
+                for i in informers]
+
+    def cached() -> list[dict[str, str]]:
+        return [{o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+                 for o in i.store.by_index(NAMESPACE_INDEX, namespace)}
+                for i in informers]
+
+    async with await api_client(cluster) as api:
+
+        async def quiet() -> bool:
+            if not idle(app):
+                return False
+            await app.recorder.flush()
+            writes = write_requests(app)
+            first = await server(api)
+            caches = cached()
+            again = await server(api)
+            await app.recorder.flush()
+            return (first == caches == again and idle(app)
+                    and write_requests(app) == writes)
+
+        await eventually(quiet, 120, what=f"the operator settled in {namespace}",
+                         interval=0.2)
 
 
 def apply(cluster: LocalCluster, obj: dict[str, Any] | str, namespace: str) -> None:
@@ -180,6 +205,6 @@ def cond_is(cluster: LocalCluster, ns: str, name: str, type_: str, status: str,
 
 async def wait_ready(cluster: LocalCluster, ns: str, name: str, within: float = 90) -> Any:
     return await eventually(lambda: cond_is(cluster, ns, name, "Ready", "True"), within,
-                            what=f"{ns}/{name} Ready")
+                            what=f"{ns}/{name} Ready", blocking=True)
 
 

@@ -19,20 +19,20 @@ import yaml
 from localcluster import LocalCluster, inventory_nodes  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
     GROUP,
-    KeyCounter,
-    RequestLog,
+    ReconcileLog,
     apply,
     cond_is,
     condition,
     endpoint,
     ep,
-    eventually,
     get_json,
     recipe,
-    reconciles,
     running_operator,
+    settled,
     wait_ready,
 )
+from support import eventually
+from support.kube import RequestLog
 
 from aim_controller.main import App
 
@@ -49,24 +49,12 @@ async def operator(crds: LocalCluster) -> AsyncIterator[App]:
 
 @pytest.fixture(scope="module")
 def request_log(operator: App) -> RequestLog:
-    return RequestLog(operator)
+    return RequestLog(operator.api_client)
 
 
 @pytest.fixture(scope="module")
-def key_counter(operator: App) -> KeyCounter:
-    return KeyCounter(operator)
-
-
-async def quiesce(app: App, seconds: float = 2.0) -> None:
-    """Waits until the endpoint queue is empty and nothing ran for ``seconds``."""
-    ctl = app.controllers[0]
-    last = -1.0
-    while True:
-        now = reconciles(app)
-        if now == last and len(ctl.queue) == 0:
-            return
-        last = now
-        await asyncio.sleep(seconds)
+def reconcile_log(operator: App) -> ReconcileLog:
+    return ReconcileLog(operator)
 
 
 def events(cluster: LocalCluster, ns: str, name: str) -> list[dict[str, Any]]:
@@ -126,12 +114,12 @@ async def test_endpoint_becomes_ready_with_owned_children_and_explained_choice(
 
 async def test_converged_endpoint_costs_no_writes(
     crds: LocalCluster, namespace: str, operator: App, request_log: RequestLog,
-    key_counter: KeyCounter,
+    reconcile_log: ReconcileLog,
 ) -> None:
     key = f"{namespace}/quiet"
     apply(crds, endpoint("quiet"), namespace)
     await wait_ready(crds, namespace, "quiet")
-    await quiesce(operator)
+    await settled(operator, crds, namespace)
     writes = list(request_log.writes(namespace))
     assert writes, "the endpoint was written at least once"
     # Getting there applied each child once: nothing the operator wrote differed from
@@ -141,12 +129,9 @@ async def test_converged_endpoint_costs_no_writes(
                     and "/aimendpoints/" not in u]
     assert child_writes and len(child_writes) == len(set(child_writes)), child_writes
     # Reconcile it again, several times: nothing is written.
-    ctl = operator.controllers[0]
     for _ in range(3):
-        runs = key_counter[key]
-        ctl.queue.add(key)
-        await eventually(lambda r=runs: key_counter[key] > r, 10, 0.05)
-    await quiesce(operator)
+        assert await reconcile_log.reconcile(key) == "success"
+    await settled(operator, crds, namespace)
     assert request_log.writes(namespace) == writes
 
 
@@ -171,15 +156,15 @@ async def test_drift_is_repaired_and_foreign_fields_survive(
         c = d["spec"]["template"]["spec"]["containers"][0]
         return d if c["image"] == image else None
 
-    d = await eventually(repaired, 30, what="image restored")
+    d = await eventually(repaired, 30, what="image restored", blocking=True)
     assert d["metadata"]["annotations"]["team.example.com/owner"] == "ml-platform"
-    await quiesce(operator)
+    await settled(operator, crds, namespace)  # it has seen the label and reconciled since
     svc = get_json(crds, "-n", namespace, "service", "drift")
     assert svc["metadata"]["labels"]["extra"] == "kept"
     # A deleted child comes back.
     crds.kubectl("delete", "-n", namespace, "configmap", "drift-config")
     await eventually(lambda: get_json(crds, "-n", namespace, "configmap", "drift-config"), 30,
-                     what="configmap recreated")
+                     what="configmap recreated", blocking=True)
 
 
 async def test_children_no_longer_desired_are_deleted_and_foreign_objects_untouched(
@@ -203,10 +188,10 @@ async def test_children_no_longer_desired_are_deleted_and_foreign_objects_untouc
             "security": {"serviceAccount": {"create": False}}}
     apply(crds, endpoint("prune", **spec), namespace)
     await eventually(lambda: get_json(crds, "-n", namespace, "hpa", "prune") is None, 30,
-                     what="HPA deleted")
+                     what="HPA deleted", blocking=True)
     await eventually(lambda: get_json(crds, "-n", namespace, "serviceaccount", "prune") is None,
-                     30, what="ServiceAccount deleted")
-    await quiesce(operator)
+                     30, what="ServiceAccount deleted", blocking=True)
+    await settled(operator, crds, namespace)
     assert get_json(crds, "-n", namespace, "configmap", "prune-notes") is not None
     await wait_ready(crds, namespace, "prune")
 
@@ -222,7 +207,7 @@ async def test_scale_subresource_drives_the_deployment(
         obj = ep(crds, namespace, "scaled")
         return obj if (obj.get("status") or {}).get("readyReplicas") == 2 else None
 
-    await eventually(two, 90, what="2 ready replicas")
+    await eventually(two, 90, what="2 ready replicas", blocking=True)
     dep = get_json(crds, "-n", namespace, "deployment", "scaled")
     assert dep["spec"]["replicas"] == 2
     scale = json.loads(crds.kubectl(
@@ -249,7 +234,7 @@ async def test_recipe_change_rolls_the_pods(
         d = get_json(crds, "-n", namespace, "deployment", "roll")
         return d if d["metadata"]["generation"] > gen else None
 
-    d = await eventually(rolled, 30, what="new pod template")
+    d = await eventually(rolled, 30, what="new pod template", blocking=True)
     assert d["spec"]["template"]["metadata"]["annotations"] != before
     assert "--enable-chunked-prefill" in d["spec"]["template"]["spec"]["containers"][0]["args"]
     await wait_ready(crds, namespace, "roll")
@@ -291,7 +276,7 @@ def private_mi350x(crds: LocalCluster, namespace: str) -> Iterator[list[str]]:
 
 
 async def test_gpu_exhaustion_picks_smaller_configs_or_reports_then_recovers(
-    crds: LocalCluster, namespace: str, operator: App, key_counter: KeyCounter,
+    crds: LocalCluster, namespace: str, operator: App, reconcile_log: ReconcileLog,
     private_mi308x: list[str],
 ) -> None:
     model = f"acme/exhaust-{uuid.uuid4().hex[:6]}"
@@ -318,7 +303,7 @@ async def test_gpu_exhaustion_picks_smaller_configs_or_reports_then_recovers(
     apply(crds, blocker, namespace)
     await eventually(lambda: (get_json(crds, "-n", namespace, "deployment", "blocker")
                               or {}).get("status", {}).get("readyReplicas") == 2, 60,
-                     what="blocker running")
+                     what="blocker running", blocking=True)
 
     # An endpoint with a smaller configuration takes it.
     apply(crds, endpoint("modest", small_model), namespace)
@@ -330,7 +315,8 @@ async def test_gpu_exhaustion_picks_smaller_configs_or_reports_then_recovers(
     # One that has none says so, with the numbers.
     apply(crds, endpoint("hungry", model), namespace)
     obj = await eventually(lambda: cond_is(crds, namespace, "hungry", "RecipeSelected", "False",
-                                           "NoFeasibleCandidate"), 30, what="no feasible")
+                                           "NoFeasibleCandidate"), 30, what="no feasible",
+                           blocking=True)
     assert condition(obj, "Degraded")["status"] == "True"  # type: ignore[index]
     assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
     cand = obj["status"]["recipe"]["candidates"][0]
@@ -338,13 +324,13 @@ async def test_gpu_exhaustion_picks_smaller_configs_or_reports_then_recovers(
     assert get_json(crds, "-n", namespace, "deployment", "hungry") is None
     await eventually(lambda: any(e["type"] == "Warning" and e["reason"] == "NoFeasibleCandidate"
                                  for e in events(crds, namespace, "hungry")), 10,
-                     what="warning event")
-    # No hot loop: waiting costs no error requeues.
-    await quiesce(operator)
-    runs = key_counter[f"{namespace}/hungry"]
-    await asyncio.sleep(5)
-    assert operator.controllers[0].queue.num_requeues(f"{namespace}/hungry") == 0
-    assert key_counter[f"{namespace}/hungry"] - runs <= 2
+                     what="warning event", blocking=True)
+    # No hot loop: once the operator has settled, its last reconcile asked for no retry
+    # (no error backoff, no requeue), so only a change brings the endpoint back.
+    await settled(operator, crds, namespace)
+    key = f"{namespace}/hungry"
+    assert reconcile_log.outcomes(key)[-1] == "success", reconcile_log.outcomes(key)
+    assert operator.controllers[0].queue.num_requeues(key) == 0
 
     # Capacity frees up: the waiting endpoint is re-evaluated without any spec change.
     crds.kubectl("delete", "-n", namespace, "deployment", "blocker")
@@ -365,7 +351,7 @@ async def test_reselection_counts_the_endpoints_own_gpus_as_free(
                          scaling={"minReplicas": 2, "maxReplicas": 2}), namespace)
     obj = await eventually(lambda: (o := cond_is(crds, namespace, "full", "Ready", "True"))
                            and o["status"].get("readyReplicas") == 2 and o, 90,
-                           what="both replicas ready")
+                           what="both replicas ready", blocking=True)
     assert obj["status"]["recipe"]["gpuCount"] == 4
     # Both private nodes are now full, with the endpoint's own pods.
     crds.kubectl("patch", "-n", namespace, f"aimendpoints.{GROUP}/full", "--type=merge",
@@ -376,26 +362,24 @@ async def test_reselection_counts_the_endpoints_own_gpus_as_free(
         rec = (o or {}).get("status", {}).get("recipe") or {}
         return o if rec.get("optimizeFor") == "latency" else None
 
-    obj = await eventually(reselected, 30, what="re-selection for latency")
+    obj = await eventually(reselected, 30, what="re-selection for latency", blocking=True)
     assert obj["status"]["recipe"].get("recipeName") == "own", obj["status"]["recipe"]
     assert condition(obj, "RecipeSelected")["status"] == "True"  # type: ignore[index]
     await wait_ready(crds, namespace, "full")
 
 async def test_model_without_recipe_or_size_is_a_condition_not_a_crash(
-    crds: LocalCluster, namespace: str, operator: App, key_counter: KeyCounter
+    crds: LocalCluster, namespace: str, operator: App, reconcile_log: ReconcileLog
 ) -> None:
     apply(crds, endpoint("nosuch", "acme/mystery-model"), namespace)
     obj = await eventually(lambda: cond_is(crds, namespace, "nosuch", "RecipeSelected", "False",
-                                           "NoRecipe"), 30, what="NoRecipe")
+                                           "NoRecipe"), 30, what="NoRecipe", blocking=True)
     assert "acme/mystery-model" in condition(obj, "RecipeSelected")["message"]  # type: ignore[index]
-    await quiesce(operator)
+    # No backoff loop: once the operator has settled, its last reconcile asked for no
+    # retry. (Capacity changes made by other tests may re-evaluate it: cheap, no writes.)
+    await settled(operator, crds, namespace)
     key = f"{namespace}/nosuch"
-    runs = key_counter[key]
-    await asyncio.sleep(3)
-    # No error requeues (a backoff loop would show here); capacity changes made
-    # by other tests may re-evaluate it, which is cheap and writes nothing.
+    assert reconcile_log.outcomes(key)[-1] == "success", reconcile_log.outcomes(key)
     assert operator.controllers[0].queue.num_requeues(key) == 0
-    assert key_counter[key] - runs <= 3
 
 
 async def test_deleting_an_endpoint_while_pods_start_leaves_nothing_behind(
@@ -406,7 +390,7 @@ async def test_deleting_an_endpoint_while_pods_start_leaves_nothing_behind(
                          scaling={"minReplicas": 1, "maxReplicas": 2},
                          security={"serviceAccount": {"create": True}}), namespace)
     await eventually(lambda: get_json(crds, "-n", namespace, "deployment", "gone"), 60,
-                     what="deployment")
+                     what="deployment", blocking=True)
     crds.kubectl("delete", "-n", namespace, "aimendpoint", "gone", "--wait=true",
                  "--timeout=60s")
     selector = "app.kubernetes.io/instance=gone"
@@ -417,7 +401,7 @@ async def test_deleting_an_endpoint_while_pods_start_leaves_nothing_behind(
                        "-l", selector)
         return out is not None and not out["items"]
 
-    await eventually(nothing_left, 90, what="every child collected")
+    await eventually(nothing_left, 90, what="every child collected", blocking=True)
 
 
 async def test_cache_pvc_is_retained_by_default_and_readopted(
@@ -425,18 +409,18 @@ async def test_cache_pvc_is_retained_by_default_and_readopted(
 ) -> None:
     apply(crds, endpoint("keep", cache={"enabled": True, "size": "10Gi"}), namespace)
     pvc = await eventually(lambda: get_json(crds, "-n", namespace, "pvc", "keep-cache"), 60,
-                           what="pvc")
+                           what="pvc", blocking=True)
     assert not pvc["metadata"].get("ownerReferences")
     crds.kubectl("delete", "-n", namespace, "aimendpoint", "keep", "--wait=true",
                  "--timeout=60s")
     await eventually(lambda: get_json(crds, "-n", namespace, "deployment", "keep") is None, 60,
-                     what="deployment collected")
+                     what="deployment collected", blocking=True)
     again = get_json(crds, "-n", namespace, "pvc", "keep-cache")
     assert again is not None and again["metadata"]["uid"] == pvc["metadata"]["uid"]
     # A new endpoint of the same name mounts the same claim.
     apply(crds, endpoint("keep", cache={"enabled": True, "size": "10Gi"}), namespace)
     dep = await eventually(lambda: get_json(crds, "-n", namespace, "deployment", "keep"), 60,
-                           what="deployment again")
+                           what="deployment again", blocking=True)
     claims = [v["persistentVolumeClaim"]["claimName"]
               for v in dep["spec"]["template"]["spec"]["volumes"]
               if "persistentVolumeClaim" in v]
@@ -454,10 +438,10 @@ async def test_quota_and_invalid_recipes_are_explained(
     await eventually(lambda: any(inf.resource.plural == "resourcequotas"
                                  and inf.store.get(f"{namespace}/gpus") is not None
                                  for inf in operator.manager.informers.informers()),
-                     10, 0.1, what="quota cached")
+                     10, interval=0.1, what="quota cached")
     apply(crds, endpoint("capped"), namespace)
     obj = await eventually(lambda: cond_is(crds, namespace, "capped", "RecipeSelected", "False",
-                                           "NoFeasibleCandidate"), 30, what="quota")
+                                           "NoFeasibleCandidate"), 30, what="quota", blocking=True)
     assert "QuotaExceeded" in condition(obj, "RecipeSelected")["message"]  # type: ignore[index]
     # A recipe whose args contradict its GPU count.
     model = f"acme/bad-{uuid.uuid4().hex[:6]}"
@@ -466,7 +450,7 @@ async def test_quota_and_invalid_recipes_are_explained(
     apply(crds, bad, namespace)
     apply(crds, endpoint("confused", model), namespace)
     obj = await eventually(lambda: cond_is(crds, namespace, "confused", "RecipeSelected",
-                                           "False"), 30, what="invalid recipe")
+                                           "False"), 30, what="invalid recipe", blocking=True)
     cands = obj["status"]["recipe"]["candidates"]
     assert [c["reason"] for c in cands] == ["InvalidRecipe"], cands
 
@@ -567,13 +551,14 @@ async def test_spec_examples_all_reconcile_to_an_explained_outcome(
         obj = await eventually(
             lambda n=name: (o := ep(crds, namespace, n)) and condition(o, "RecipeSelected")
             and (o["status"]["observedGeneration"] == o["metadata"]["generation"]) and o,
-            60, what=f"{name} reconciled")
+            60, what=f"{name} reconciled", blocking=True)
         sel = condition(obj, "RecipeSelected")
         assert sel is not None
         # Every example either gets a recipe and its children, or says exactly why not.
         if sel["status"] == "True":
             await eventually(lambda n=name: cond_is(crds, namespace, n, "ResourcesReady",
-                                                    "True"), 30, what=f"{name} applied")
+                                                    "True"), 30, what=f"{name} applied",
+                             blocking=True)
         else:
             assert sel["reason"] in ("NoFeasibleCandidate", "NoRecipe"), sel
             assert sel["message"]

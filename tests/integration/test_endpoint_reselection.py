@@ -13,12 +13,12 @@ from operator_harness import (  # type: ignore[import-not-found]
     cond_is,
     condition,
     endpoint,
-    eventually,
     get_json,
     recipe,
     running_operator,
     wait_ready,
 )
+from support import eventually
 
 from aim_controller.main import App
 
@@ -57,7 +57,7 @@ async def test_unschedulable_pods_move_the_endpoint_to_the_next_feasible_recipe(
                      "app.kubernetes.io/instance=mover", "--wait=false")
         obj = await eventually(
             lambda: cond_is(crds, namespace, "mover", "RecipeSelected", "True", "Reselected"),
-            90, what="reselected")
+            90, what="reselected", blocking=True)
         rec = obj["status"]["recipe"]
         assert rec["recipeName"] == "on-mi250x"
         assert "on-mi300x" in rec["message"]

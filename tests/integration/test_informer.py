@@ -12,24 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import itertools
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
-import localcluster  # type: ignore[import-not-found]  # hack/, put on sys.path by conftest
 import pytest
-from kubernetes_asyncio import config
 from kubernetes_asyncio.client import (
     ApiClient,
-    Configuration,
     CoreV1Api,
     V1ConfigMap,
     V1Namespace,
     V1ObjectMeta,
 )
 from kubernetes_asyncio.client.exceptions import ApiException
-from localcluster import LocalCluster
+from localcluster import LocalCluster  # type: ignore[import-not-found]
+from support import eventually
+from support.kube import Relay, api_client
 
 from aim_controller.machinery.handlers import KubeObject, key_of
 from aim_controller.machinery.informer import (
@@ -90,77 +89,6 @@ class Exploding:
         raise RuntimeError("boom")
 
 
-async def eventually(pred: Callable[[], bool], limit: float = 60.0, what: str = "") -> None:
-    """Polls ``pred`` until true; ``limit`` seconds only bound a failing test."""
-    async with asyncio.timeout(limit):
-        while True:
-            if pred():
-                return
-            await asyncio.sleep(0.05)
-
-
-async def api_client(c: LocalCluster, host: str | None = None) -> ApiClient:
-    cfg = Configuration()
-    await config.load_kube_config(config_file=str(c.kubeconfig), client_configuration=cfg)
-    if host:
-        cfg.host = host
-    return ApiClient(cfg)
-
-
-class Relay:
-    """A TCP relay to the API server that the test can cut and restore."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = localcluster.free_port()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.connections = 0
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            ur, uw = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            w.close()
-            return
-        self._writers |= {w, uw}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(r, uw), pipe(ur, w))
-        self._writers -= {w, uw}
-
-    def drop_connections(self) -> None:
-        """Resets every relayed connection (the listener stays up)."""
-        for w in list(self._writers):
-            w.transport.abort()
-        self._writers.clear()
-
-    async def cut(self) -> None:
-        """A partition: no listener (connection refused) and no live connection."""
-        assert self._server is not None
-        self._server.close()
-        self.drop_connections()
-        await self._server.wait_closed()
-        self._server = None
-
-    async def restore(self) -> None:
-        await self.start()
-
-
 async def create_cm(core: CoreV1Api, ns: str, name: str, **data: str) -> str:
     body = V1ConfigMap(metadata=V1ObjectMeta(name=name), data=data or {"v": "1"})
     created = await core.create_namespaced_config_map(ns, body)
@@ -183,18 +111,24 @@ def store_state(inf: Informer) -> dict[str, str]:
             if o["metadata"]["name"] != "kube-root-ca.crt"}
 
 
+class RecordingBackoff(BackoffManager):
+    """Doubling from 0.2 s without jitter; records (which manager, delay, loop time)
+    per backoff taken.
+
+    The reflector's watch backoff is a copy of this one: it records into the same list.
+    """
+
+    def __init__(self, taken: list[tuple[int, float, float]]) -> None:
+        super().__init__(initial=0.2, factor=2.0, cap=30.0, jitter=0.0)
+        self.taken = taken
+
+    def next(self) -> float:
+        delay = super().next()
+        self.taken.append((id(self), delay, asyncio.get_running_loop().time()))
+        return delay
+
+
 # -- fixtures --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def api_cluster() -> Iterator[LocalCluster]:
-    """etcd + kube-apiserver only, shared by the non-destructive tests here."""
-    c = localcluster.temp_cluster(full=False)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
-
-
 @pytest.fixture(scope="module")
 async def api(api_cluster: LocalCluster) -> AsyncIterator[ApiClient]:
     client = await api_client(api_cluster)
@@ -292,8 +226,10 @@ async def test_cut_watches_resume_without_losing_or_duplicating_events(
                 await create_cm(core, ns, name)
                 if i % 3 == 0:
                     await patch_cm(core, ns, names[i // 2], v=f"u{i}")
-                await asyncio.sleep(0.2)
-            timed_out = inf.stats.watch_attempts - 1
+                if i % 5 == 4:  # the next changes go to the next watch
+                    watches = inf.stats.watch_attempts
+                    await eventually(lambda w=watches: inf.stats.watch_attempts > w,
+                                     what="the server ended the watch and another began")
             for i, name in enumerate(names[20:], 20):
                 await create_cm(core, ns, name)
                 if i % 3 == 0:
@@ -319,7 +255,7 @@ async def test_cut_watches_resume_without_losing_or_duplicating_events(
     assert sum(rec.count("delete").values()) == 10
     # Resumed, not relisted: one list, many watches, some ended by the server.
     assert inf.stats.lists == 1 and inf.stats.expired == 0
-    assert timed_out >= 2 and inf.stats.errors >= 1
+    assert inf.stats.errors >= 1
     # Each change is delivered once: no (key, resourceVersion) twice.
     seen = [(k, rv) for t, k, rv in rec.events]
     assert len(seen) == len(set(seen))
@@ -331,7 +267,8 @@ async def test_apiserver_restart_recovers_and_converges(
     c = make_cluster(full=False)
     api = await api_client(c)
     core = CoreV1Api(api)
-    inf = Informer(api, CONFIGMAPS, namespace="default")
+    taken: list[tuple[int, float, float]] = []
+    inf = Informer(api, CONFIGMAPS, namespace="default", backoff=RecordingBackoff(taken))
     rec = Recorder()
     inf.add_event_handler(rec)
     try:
@@ -341,11 +278,11 @@ async def test_apiserver_restart_recovers_and_converges(
             await eventually(lambda: len(rec.count("add")) >= 5)
 
             await asyncio.to_thread(c.stop_component, "apiserver")
-            before = inf.stats.list_attempts + inf.stats.watch_attempts
-            down_since = time.monotonic()
-            await asyncio.sleep(10)  # nothing can change while it is down
+            before, waited = inf.stats.list_attempts + inf.stats.watch_attempts, len(taken)
+            # Nothing can change while it is down: let it fail and back off a few times.
+            await eventually(lambda: len(taken) - waited >= 4, what="four backoffs while down")
             attempts_while_down = inf.stats.list_attempts + inf.stats.watch_attempts - before
-            down_for = time.monotonic() - down_since
+            backoffs = taken[waited:]
             await asyncio.to_thread(c.start_apiserver)
 
             await core.delete_namespaced_config_map("a0", "default")
@@ -353,13 +290,21 @@ async def test_apiserver_restart_recovers_and_converges(
             for i in range(3):
                 await create_cm(core, "default", f"b{i}")
             expected = await server_state(api, "default")
-            await eventually(lambda: store_state(inf) == expected, limit=90,
+            await eventually(lambda: store_state(inf) == expected, 90,
                              what="store converged after restart")
     finally:
         await api.close()
 
-    # Backoff, not a hot loop: 0.8 s doubling gives a handful of tries in 10 s.
-    assert 1 <= attempts_while_down <= 2 + down_for / 0.8 / 2, attempts_while_down
+    # Backoff, not a hot loop: every retry while it was down came after a backoff (but
+    # one: a watch the server ended cleanly is resumed at once), each backoff (the
+    # list's and the watch's) doubled the one before, and the next failure came only
+    # after it was waited out (a lower bound, which no slowness can break).
+    assert 1 <= attempts_while_down <= len(backoffs) + 1, (attempts_while_down, backoffs)
+    for manager in {m for m, _, _ in backoffs}:
+        delays = [d for m, d, _ in backoffs if m == manager]
+        assert all(b == 2 * a for a, b in itertools.pairwise(delays)), backoffs
+    assert all(t2 - t1 >= d1 for (_, d1, t1), (_, _, t2) in itertools.pairwise(backoffs)), \
+        backoffs
     assert inf.stats.errors >= 1
     adds = rec.count("add")
     assert all(adds[f"default/{n}"] == 1 for n in ("a0", "a1", "b0", "b1", "b2"))

@@ -1,6 +1,9 @@
-"""Leader election on a real Lease: one leader, fast handover on a clean stop,
-handover after a crash within the lease, and stepping down at once when the
-API server is unreachable past the renew deadline."""
+"""Leader election on a real Lease: one leader; on a clean stop the standby takes
+the released lease at its next look; after a crash only once the lease expired;
+and a leader cut off from the API server steps down before anyone else leads.
+
+Every claim is a fact about the Lease records, the candidates' requests or the
+order of their callbacks, never a number of seconds measured by the test."""
 
 from __future__ import annotations
 
@@ -9,17 +12,17 @@ import contextlib
 import os
 import signal
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import localcluster  # type: ignore[import-not-found]  # hack/, put on sys.path by conftest
 import pytest
-from kubernetes_asyncio import config
-from kubernetes_asyncio.client import ApiClient, Configuration
-from localcluster import LocalCluster
+from kubernetes_asyncio.client import ApiClient
+from localcluster import LocalCluster  # type: ignore[import-not-found]
+from support import eventually
+from support.kube import Relay, RequestLog, api_client
 
 from aim_controller.machinery.leaderelection import LeaderElector
 from aim_controller.machinery.resource import LEASES, request_json
@@ -29,44 +32,23 @@ pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
 LEADER_PROC = Path(__file__).with_name("leader_proc.py")
 
-
-async def api_client(c: LocalCluster) -> ApiClient:
-    cfg = Configuration()
-    await config.load_kube_config(config_file=str(c.kubeconfig), client_configuration=cfg)
-    return ApiClient(cfg)
-
-
-async def eventually(pred: Callable[[], bool], limit: float = 60.0) -> None:
-    """Polls ``pred`` until true; ``limit`` seconds only bound a failing test."""
-    async with asyncio.timeout(limit):
-        while True:
-            if pred():
-                return
-            await asyncio.sleep(0.02)
-
-
-@pytest.fixture(scope="module")
-def api_cluster() -> Iterator[LocalCluster]:
-    c = localcluster.temp_cluster(full=False)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+Timeline = list[tuple[str, str]]
 
 
 class Candidate:
-    """An in-process elector with its own client, recording its callbacks."""
+    """An in-process elector with its own client, recording its callbacks (also into a
+    timeline shared with other candidates) and every request it sends."""
 
-    def __init__(self, api: ApiClient, lease: str, identity: str, timing: tuple[float, float, float]
-                 ) -> None:
+    def __init__(self, api: ApiClient, lease: str, identity: str,
+                 timing: tuple[float, float, float], timeline: Timeline | None = None) -> None:
         self.api = api
         self.identity = identity
+        self.requests = RequestLog(api)
+        self.timeline: Timeline = [] if timeline is None else timeline
         self.started = 0
         self.stopped = 0
         self.work_cancelled = False
         self.leader_when_stopped: bool | None = None
-        self.stopped_at: float | None = None
         self.elector = LeaderElector(
             api, "default", lease, identity,
             lease_duration=timing[0], renew_deadline=timing[1], retry_period=timing[2],
@@ -76,6 +58,7 @@ class Candidate:
 
     async def _lead(self) -> None:
         self.started += 1
+        self.timeline.append((self.identity, "started"))
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -84,13 +67,17 @@ class Candidate:
 
     def _stopped(self) -> None:
         self.stopped += 1
-        self.stopped_at = time.monotonic()
+        self.timeline.append((self.identity, "stopped"))
         self.leader_when_stopped = self.elector.is_leader()
 
     async def cancel(self) -> None:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
+
+    async def close(self) -> None:
+        await self.cancel()
+        await self.api.close()
 
 
 @contextlib.asynccontextmanager
@@ -103,8 +90,7 @@ async def candidates(c: LocalCluster, lease: str, n: int, *, lease_duration: flo
         yield made
     finally:
         for cand in made:
-            await cand.cancel()
-            await cand.api.close()
+            await cand.close()
 
 
 async def read_lease(c: LocalCluster, name: str) -> dict[str, Any]:
@@ -112,86 +98,120 @@ async def read_lease(c: LocalCluster, name: str) -> dict[str, Any]:
         return await request_json(api, "GET", LEASES.object_path(name, "default"))
 
 
-async def test_one_leader_and_a_clean_stop_hands_over_at_once(api_cluster: LocalCluster) -> None:
+def micro_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+async def test_one_leader_and_a_clean_stop_hands_over_at_the_standbys_next_look(
+    api_cluster: LocalCluster,
+) -> None:
     lease = f"le-{uuid.uuid4().hex[:6]}"
-    retry = 2.0
     async with candidates(api_cluster, lease, 2, lease_duration=15, renew_deadline=10,
-                          retry_period=retry) as (a, b):
-        await eventually(lambda: a.elector.is_leader() or b.elector.is_leader())
-        # Watch a few renewal rounds: never two leaders, never a second start.
-        both = False
-        for _ in range(int(3 * retry / 0.05)):
-            both = both or (a.elector.is_leader() and b.elector.is_leader())
-            await asyncio.sleep(0.05)
-        assert not both
+                          retry_period=2) as (a, b):
+        await eventually(lambda: a.elector.is_leader() or b.elector.is_leader(),
+                         what="a leader")
         leader, standby = (a, b) if a.elector.is_leader() else (b, a)
+        # Watch renewal rounds: the leader renews three times while the standby looks
+        # at the lease twice; never two leaders, never a second start.
+        renewed, looked = len(leader.requests), len(standby.requests)
+        both = False
+
+        def rounds() -> bool:
+            nonlocal both
+            both = both or (a.elector.is_leader() and b.elector.is_leader())
+            return (len(leader.requests.since(renewed, "PUT")) >= 3
+                    and len(standby.requests.since(looked, "GET")) >= 2)
+
+        await eventually(rounds, what="three renewals and two looks", interval=0.02)
+        assert not both
         assert (leader.started, standby.started) == (1, 0)
         spec = (await read_lease(api_cluster, lease))["spec"]
         assert spec["holderIdentity"] == leader.identity
         assert spec["leaseDurationSeconds"] == 15
         assert standby.elector.leader == leader.identity
 
-        stop_sent = time.monotonic()
         await leader.cancel()  # clean shutdown: releases the lease
+        after_release = len(standby.requests)
         assert leader.stopped == 1 and leader.work_cancelled
         assert leader.leader_when_stopped is False
         released = (await read_lease(api_cluster, lease))["spec"]
         assert released.get("holderIdentity") in ("", None) or (
             released["holderIdentity"] == standby.identity)
 
-        await eventually(standby.elector.is_leader, limit=15)
-        # "At once": on the standby's next retry, far sooner than the 15 s
-        # an unreleased lease would need to expire.
-        assert time.monotonic() - stop_sent < 3 * retry
+        await eventually(standby.elector.is_leader, what="the standby leads")
+        # At its next look: the first read after the release found the lease free (an
+        # unreleased one would have taken several reads over its 15 s). A read already
+        # on its way when the release landed may have found it free too.
+        reads = standby.requests.since(after_release, "GET")
+        assert len(reads) <= 1, standby.requests.since(after_release)
         spec = (await read_lease(api_cluster, lease))["spec"]
         assert spec["holderIdentity"] == standby.identity
         assert spec["leaseTransitions"] >= 1
 
 
-async def test_leader_steps_down_at_once_when_it_cannot_renew(
-    make_cluster: Callable[..., LocalCluster],
+async def test_a_leader_cut_off_steps_down_before_anyone_else_leads(
+    api_cluster: LocalCluster,
 ) -> None:
-    c = make_cluster(full=False)
-    lease_duration, renew_deadline = 6.0, 4.0
-    async with candidates(c, "solo", 1, lease_duration=lease_duration,
-                          renew_deadline=renew_deadline, retry_period=1) as (cand,):
-        await eventually(cand.elector.is_leader)
-        await asyncio.to_thread(c.stop_component, "apiserver", signal.SIGKILL)
-        killed = time.monotonic()
-        await eventually(lambda: cand.stopped == 1, limit=30)
-        assert cand.stopped_at is not None
-        # Stepped down by the renew deadline, i.e. before the lease could
-        # expire for anyone else: no two leaders even during a partition.
-        assert cand.stopped_at - killed < lease_duration
-        assert cand.leader_when_stopped is False and not cand.elector.is_leader()
-        await asyncio.wait_for(cand.task, 10)  # run() returns after losing the lease
-        assert cand.work_cancelled
+    lease = f"cut-{uuid.uuid4().hex[:6]}"
+    timing = (6.0, 4.0, 1.0)  # lease duration, renew deadline, retry period
+    timeline: Timeline = []
+    relay = Relay(api_cluster.ports["apiserver"])
+    await relay.start()
+    made: list[Candidate] = []
+    try:
+        cut_off = Candidate(await api_client(api_cluster, relay.url), lease, "cut-off", timing,
+                            timeline)
+        made.append(cut_off)
+        await eventually(cut_off.elector.is_leader, what="the first candidate leads")
+        other = Candidate(await api_client(api_cluster), lease, "other", timing, timeline)
+        made.append(other)
+        await eventually(lambda: other.elector.leader == cut_off.identity,
+                         what="the other sees the lease held")
+        await relay.cut()  # the leader cannot renew; the other still reaches the API server
+        await eventually(other.elector.is_leader, what="the other leads")
+        # The leader stopped by its renew deadline, before the lease could expire for the
+        # other: never two leaders, even in a partition.
+        assert timeline == [("cut-off", "started"), ("cut-off", "stopped"),
+                            ("other", "started")]
+        assert cut_off.leader_when_stopped is False and not cut_off.elector.is_leader()
+        await eventually(cut_off.task.done, what="run() returned after losing the lease")
+        assert cut_off.task.exception() is None and cut_off.work_cancelled
+        spec = (await read_lease(api_cluster, lease))["spec"]
+        assert spec["holderIdentity"] == "other"
+    finally:
+        for cand in made:
+            await cand.close()
+        with contextlib.suppress(AssertionError):
+            await relay.cut()
 
 
 class Proc:
     """A ``leader_proc.py`` child, its stdout lines collected as they come."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, identity: str) -> None:
         self.proc = proc
-        self.lines: list[tuple[float, str]] = []
+        self.identity = identity
+        self.lines: list[str] = []
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def spawn(cls, c: LocalCluster, lease: str, identity: str) -> Proc:
+    async def spawn(cls, c: LocalCluster, lease: str, identity: str, *,
+                    frozen_clock: bool = False) -> Proc:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(LEADER_PROC), str(c.kubeconfig), "default", lease, identity,
-            "15", "10", "2", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            "15", "10", "2", *(["frozen"] if frozen_clock else []),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        return cls(proc)
+        return cls(proc, identity)
 
     async def _read(self) -> None:
         assert self.proc.stdout is not None
         async for raw in self.proc.stdout:
-            self.lines.append((time.monotonic(), raw.decode().strip()))
+            self.lines.append(raw.decode().strip())
 
-    def said(self, word: str) -> float | None:
-        return next((t for t, w in self.lines if w == word), None)
+    def said(self, line: str) -> bool:
+        return line in self.lines
 
     def kill(self) -> None:
         if self.proc.returncode is None:
@@ -208,37 +228,50 @@ async def test_handover_between_processes_on_crash_and_on_clean_stop(
     api_cluster: LocalCluster,
 ) -> None:
     lease = f"procs-{uuid.uuid4().hex[:6]}"
-    lease_duration, renew_deadline, retry = 15.0, 10.0, 2.0
     procs = [await Proc.spawn(api_cluster, lease, f"p{i}") for i in range(2)]
     try:
-        await eventually(lambda: all(p.said("READY") for p in procs))
-        await eventually(lambda: any(p.said("LEADING") for p in procs))
-        await asyncio.sleep(3 * retry)
-        assert sum(p.said("LEADING") is not None for p in procs) == 1
+        await eventually(lambda: all(p.said("READY") for p in procs), what="both up")
+        await eventually(lambda: any(p.said("LEADING") for p in procs), what="a leader")
         leader, standby = procs if procs[0].said("LEADING") else procs[::-1]
+        # The standby saw the lease held, then the leader renewed it three times (more
+        # than the standby's longest wait between looks): still one leader.
+        await eventually(lambda: standby.said(f"OBSERVED {leader.identity}"),
+                         what="the standby sees the holder")
+        renewals: set[str] = set()
 
-        # kill -9: no release; the standby takes over once the lease expires.
+        async def renewed() -> bool:
+            renewals.add((await read_lease(api_cluster, lease))["spec"]["renewTime"])
+            return len(renewals) > 3
+
+        await eventually(renewed, what="three renewals", interval=0.2)
+        assert [p.said("LEADING") for p in procs].count(True) == 1
+
+        # kill -9: no release; the standby takes over only once the lease expired.
         leader.kill()
-        killed = time.monotonic()
         assert await leader.wait() == -signal.SIGKILL
-        await eventually(lambda: standby.said("LEADING") is not None,
-                         limit=lease_duration + renew_deadline + 10)
-        took_over = standby.said("LEADING")
-        assert took_over is not None and took_over - killed >= 0
+        held = (await read_lease(api_cluster, lease))["spec"]  # the dead leader's last word
+        assert held["holderIdentity"] == leader.identity
+        await eventually(lambda: standby.said("LEADING"), what="the standby takes over")
+        taken = (await read_lease(api_cluster, lease))["spec"]
+        assert taken["holderIdentity"] == standby.identity
+        assert taken["leaseTransitions"] == held["leaseTransitions"] + 1
+        expired = (micro_time(held["renewTime"])
+                   + timedelta(seconds=held["leaseDurationSeconds"]))
+        assert micro_time(taken["acquireTime"]) >= expired, (held, taken)
 
-        # A clean stop releases: a fresh standby takes over on its next retry.
-        third = await Proc.spawn(api_cluster, lease, "p2")
+        # A clean stop releases: a fresh candidate whose clock stands still (so a held
+        # lease never expires for it) takes it over.
+        third = await Proc.spawn(api_cluster, lease, "p2", frozen_clock=True)
         procs.append(third)
-        await eventually(lambda: third.said("READY") is not None)
-        await asyncio.sleep(retry)  # let it observe the current holder
-        assert third.said("LEADING") is None
+        await eventually(lambda: third.said(f"OBSERVED {standby.identity}"),
+                         what="the third sees the holder")
+        assert not third.said("LEADING")
         standby.proc.send_signal(signal.SIGTERM)
-        stop_sent = time.monotonic()
         assert await standby.wait() == 0
-        assert [w for _, w in standby.lines][-3:] == ["LEADING", "STOPPED", "EXIT"]
-        await eventually(lambda: third.said("LEADING") is not None, limit=lease_duration)
-        handed = third.said("LEADING")
-        assert handed is not None and handed - stop_sent < 3 * retry
+        assert standby.lines[-3:] == ["LEADING", "STOPPED", "EXIT"]
+        await eventually(lambda: third.said("LEADING"), what="the third takes the free lease")
+        spec = (await read_lease(api_cluster, lease))["spec"]
+        assert spec["holderIdentity"] == third.identity
     finally:
         for p in procs:
             p.kill()

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 import yaml
 from localcluster import DEFAULT_INVENTORY, LocalCluster, inventory_nodes
+from support import eventually
 
 pytestmark = pytest.mark.cluster
-
-
-def _wait(pred, timeout: float = 60.0, step: float = 0.5):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def test_binaries_are_the_pinned_release(cluster: LocalCluster) -> None:
@@ -29,7 +20,7 @@ def test_binaries_are_the_pinned_release(cluster: LocalCluster) -> None:
     assert out["serverVersion"]["gitVersion"] == versions()["KUBERNETES_VERSION"]
 
 
-def test_gpu_nodes_are_ready_with_labeller_labels(cluster: LocalCluster) -> None:
+async def test_gpu_nodes_are_ready_with_labeller_labels(cluster: LocalCluster) -> None:
     expected = {n["metadata"]["name"]: n for n in
                 inventory_nodes(yaml.safe_load(DEFAULT_INVENTORY.read_text()))}
 
@@ -39,8 +30,8 @@ def test_gpu_nodes_are_ready_with_labeller_labels(cluster: LocalCluster) -> None
                 if any(c["type"] == "Ready" and c["status"] == "True"
                        for c in n.get("status", {}).get("conditions", []))}
 
-    nodes = _wait(lambda: (r := ready_nodes()) and set(expected) <= set(r) and r)
-    assert nodes, "simulated nodes never became Ready"
+    nodes = await eventually(lambda: (r := ready_nodes()) and set(expected) <= set(r) and r,
+                             what="the simulated nodes Ready", blocking=True)
     mi300x = [n for n in nodes.values()
               if n["metadata"]["labels"].get("amd.com/gpu.device-id") == "74a1"]
     assert len(mi300x) >= 2
@@ -61,7 +52,7 @@ def test_gpu_nodes_are_ready_with_labeller_labels(cluster: LocalCluster) -> None
     assert len(cpu_only) == 1
 
 
-def test_gpu_pod_is_scheduled_on_a_matching_node_and_runs(
+async def test_gpu_pod_is_scheduled_on_a_matching_node_and_runs(
         cluster: LocalCluster, namespace: str) -> None:
     pod = {
         "apiVersion": "v1", "kind": "Pod",
@@ -73,29 +64,30 @@ def test_gpu_pod_is_scheduled_on_a_matching_node_and_runs(
         },
     }
     # The namespace's default ServiceAccount arrives asynchronously.
-    assert _wait(lambda: cluster.kubectl("apply", "-f", "-", input=json.dumps(pod),
-                                         check=False).returncode == 0, 30)
+    await eventually(lambda: cluster.kubectl("apply", "-f", "-", input=json.dumps(pod),
+                                             check=False).returncode == 0, 30,
+                     what="the pod created", blocking=True)
 
     def running() -> dict | None:  # type: ignore[type-arg]
         p = json.loads(cluster.kubectl("get", "pod", "vllm-tp4", "-n", namespace,
                                        "-o", "json").stdout)
         return p if p.get("status", {}).get("phase") == "Running" else None
 
-    p = _wait(running, 60)
-    assert p, "GPU pod never reached Running"
+    p = await eventually(running, 60, what="the GPU pod Running", blocking=True)
     node = json.loads(cluster.kubectl("get", "node", p["spec"]["nodeName"], "-o", "json").stdout)
     assert node["metadata"]["labels"]["amd.com/gpu.device-id"] == "74a1"
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])
 
 
-def test_pod_asking_more_gpus_than_any_node_has_stays_pending(
+async def test_pod_asking_more_gpus_than_any_node_has_stays_pending(
         cluster: LocalCluster, namespace: str) -> None:
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "too-big", "namespace": namespace},
            "spec": {"containers": [{"name": "c", "image": "x",
                                     "resources": {"limits": {"amd.com/gpu": "16"}}}]}}
-    assert _wait(lambda: cluster.kubectl("apply", "-f", "-", input=json.dumps(pod),
-                                         check=False).returncode == 0, 30)
+    await eventually(lambda: cluster.kubectl("apply", "-f", "-", input=json.dumps(pod),
+                                             check=False).returncode == 0, 30,
+                     what="the pod created", blocking=True)
 
     def unschedulable() -> bool:
         p = json.loads(cluster.kubectl("get", "pod", "too-big", "-n", namespace,
@@ -103,7 +95,7 @@ def test_pod_asking_more_gpus_than_any_node_has_stays_pending(
         return any(c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable"
                    for c in p.get("status", {}).get("conditions", []))
 
-    assert _wait(unschedulable, 60)
+    await eventually(unschedulable, 60, what="the pod marked Unschedulable", blocking=True)
 
 
 def test_teardown_leaves_no_process_behind(make_cluster) -> None:  # type: ignore[no-untyped-def]

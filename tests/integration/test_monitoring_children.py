@@ -9,7 +9,6 @@ monitoring is turned off."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,13 +18,15 @@ import pytest
 from localcluster import LocalCluster, monitoring_crds  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
     GROUP,
-    RequestLog,
+    ReconcileLog,
     apply,
     endpoint,
-    eventually,
     get_json,
     running_operator,
+    settled,
 )
+from support import eventually
+from support.kube import RequestLog
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
 
@@ -70,7 +71,7 @@ async def test_monitoring_children_pass_the_upstream_schemas_and_follow_the_spec
 ) -> None:
     c, ns = monitored_cluster, "mon"
     async with running_operator(c) as app:
-        log = RequestLog(app)
+        log, reconciles = RequestLog(app.api_client), ReconcileLog(app)
         apply(c, endpoint("watched", monitoring=MONITORED), ns)
 
         def children() -> Any:
@@ -79,7 +80,8 @@ async def test_monitoring_children_pass_the_upstream_schemas_and_follow_the_spec
             dash = get_json(c, "-n", ns, "configmap/watched-dashboard")
             return (sm, pr, dash) if sm and pr and dash else None
 
-        sm, pr, dash = await eventually(children, 60, what="ServiceMonitor, rule, dashboard")
+        sm, pr, dash = await eventually(children, 60, what="ServiceMonitor, rule, dashboard",
+                                        blocking=True)
         for obj in (sm, pr, dash):
             assert owner_kind(obj) == "AIMEndpoint", obj["metadata"]
         assert sm["spec"]["endpoints"][0]["interval"] == "15s"
@@ -90,14 +92,15 @@ async def test_monitoring_children_pass_the_upstream_schemas_and_follow_the_spec
         resources = next(x for x in status["conditions"] if x["type"] == "ResourcesReady")
         assert resources["status"] == "True", resources  # no apply was refused
 
-        # Applied once, then quiet: the schemas' defaulting leaves nothing to re-apply.
-        await asyncio.sleep(3)
+        # Applied once, then quiet: the schemas' defaulting leaves nothing to re-apply,
+        # neither when the operator sees its own writes come back nor on a resync.
+        await settled(app, c, ns)
         before = log.writes(ns)
         monitoring = [u.split("?")[0] for m, u in before
                       if m == "PATCH" and "monitoring.coreos.com" in u]
         assert len(monitoring) == 2 and len(set(monitoring)) == 2, monitoring
-        app.controllers[0].queue.add(f"{ns}/watched")
-        await asyncio.sleep(3)
+        assert await reconciles.reconcile(f"{ns}/watched") == "success"
+        await settled(app, c, ns)
         assert log.writes(ns) == before
 
         # Monitoring off: the ServiceMonitor and the rule are pruned, the dashboard too.
@@ -110,7 +113,7 @@ async def test_monitoring_children_pass_the_upstream_schemas_and_follow_the_spec
                 "prometheusrules.monitoring.coreos.com/watched",
                 "configmap/watched-dashboard"))
 
-        await eventually(pruned, 60, what="monitoring children pruned")
+        await eventually(pruned, 60, what="monitoring children pruned", blocking=True)
 
 
 async def test_prometheus_operator_installed_later_is_picked_up_without_a_restart(
@@ -120,7 +123,7 @@ async def test_prometheus_operator_installed_later_is_picked_up_without_a_restar
     async with running_operator(c):
         apply(c, endpoint("later", monitoring=MONITORED), ns)
         await eventually(lambda: get_json(c, "-n", ns, "deployment/later"), 60,
-                         what="the endpoint's Deployment")
+                         what="the endpoint's Deployment", blocking=True)
         # No Prometheus Operator yet: no ServiceMonitor kind to write.
         assert get_json(c, "-n", ns, "configmap/later-dashboard") is not None
         install(c, monitoring_crds(), *MONITORING_CRDS)
@@ -131,5 +134,6 @@ async def test_prometheus_operator_installed_later_is_picked_up_without_a_restar
             return (sm, pr) if sm and pr else None
 
         sm, pr = await eventually(monitoring_children, 60,
-                                  what="ServiceMonitor and rule after the CRDs appeared")
+                                  what="ServiceMonitor and rule after the CRDs appeared",
+                                  blocking=True)
         assert owner_kind(sm) == owner_kind(pr) == "AIMEndpoint"

@@ -9,16 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from localcluster import LocalCluster  # type: ignore[import-not-found]
+from support import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
 
@@ -73,16 +72,6 @@ class Proc:
         self.log.close()
 
 
-def wait_for(fn: Any, within: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.3)
-    raise AssertionError(f"timed out: {what}")
-
-
 def holder(cluster: LocalCluster) -> str:
     res = cluster.kubectl("get", "lease", "-n", "default", LEASE, "-o", "json", check=False)
     if res.returncode != 0:
@@ -98,18 +87,18 @@ def procs(crds: LocalCluster, tmp_path: Path) -> Iterator[list[Proc]]:
         p.stop()
 
 
-def test_two_replicas_hand_over_on_sigterm(
+async def test_two_replicas_hand_over_on_sigterm(
     crds: LocalCluster, namespace: str, procs: list[Proc], tmp_path: Path
 ) -> None:
     a = Proc(crds, "replica-a", tmp_path)
     procs.append(a)
-    wait_for(lambda: a.get(a.health, "/readyz")[0] == 200, what="a ready")
+    await eventually(lambda: a.get(a.health, "/readyz")[0] == 200, what="a ready", blocking=True)
     assert a.get(a.health, "/healthz")[0] == 200
-    wait_for(lambda: holder(crds) == "replica-a", what="a leads")
+    await eventually(lambda: holder(crds) == "replica-a", what="a leads", blocking=True)
     b = Proc(crds, "replica-b", tmp_path)
     procs.append(b)
     # The standby is ready (warm caches) but does not lead or reconcile.
-    wait_for(lambda: b.get(b.health, "/readyz")[0] == 200, what="b ready")
+    await eventually(lambda: b.get(b.health, "/readyz")[0] == 200, what="b ready", blocking=True)
 
     ep = {"apiVersion": "aim.engine.amd.com/v1alpha1", "kind": "AIMEndpoint",
           "metadata": {"name": "ha", "namespace": namespace},
@@ -124,7 +113,7 @@ def test_two_replicas_hand_over_on_sigterm(
     a.p.send_signal(signal.SIGTERM)
     assert a.p.wait(timeout=60) == 0
     # A released the lease on the way out, so b takes over on its next retry.
-    wait_for(lambda: holder(crds) == "replica-b", what="b leads")
+    await eventually(lambda: holder(crds) == "replica-b", what="b leads", blocking=True)
     ep["spec"]["scaling"] = {"minReplicas": 1, "maxReplicas": 3}
     crds.kubectl("apply", "-f", "-", input=yaml.safe_dump(ep))
 
@@ -133,23 +122,25 @@ def test_two_replicas_hand_over_on_sigterm(
                                     "-o", "json").stdout)
         return bool(o["status"].get("observedGeneration") == o["metadata"]["generation"])
 
-    wait_for(observed, what="b reconciled the change")
+    await eventually(observed, what="b reconciled the change", blocking=True)
     assert b.reconciles() > 0
     assert crds.kubectl("get", "-n", namespace, "hpa", "ha", check=False).returncode == 0
 
     # kill -9: no release; the standby takes over once the lease (6 s) expires.
     c = Proc(crds, "replica-c", tmp_path)
     procs.append(c)
-    wait_for(lambda: c.get(c.health, "/readyz")[0] == 200, what="c ready")
+    await eventually(lambda: c.get(c.health, "/readyz")[0] == 200, what="c ready", blocking=True)
     assert holder(crds) == "replica-b"
     b.p.kill()
     b.p.wait(timeout=30)
-    wait_for(lambda: holder(crds) == "replica-c", within=60, what="c leads after kill -9")
+    await eventually(lambda: holder(crds) == "replica-c", 60, what="c leads after kill -9",
+                     blocking=True)
     ep["spec"]["scaling"] = {"minReplicas": 1, "maxReplicas": 1}
     crds.kubectl("apply", "-f", "-", input=yaml.safe_dump(ep))
-    wait_for(observed, what="c reconciled the change")
-    wait_for(lambda: crds.kubectl("get", "-n", namespace, "hpa", "ha",
-                                  check=False).returncode != 0, what="HPA pruned by c")
+    await eventually(observed, what="c reconciled the change", blocking=True)
+    await eventually(lambda: crds.kubectl("get", "-n", namespace, "hpa", "ha",
+                                          check=False).returncode != 0,
+                     what="HPA pruned by c", blocking=True)
     assert c.reconciles() > 0
 
     c.p.send_signal(signal.SIGTERM)

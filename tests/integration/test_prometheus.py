@@ -27,10 +27,10 @@ from operator_harness import (  # type: ignore[import-not-found]
     apply,
     cond_is,
     endpoint,
-    eventually,
     running_operator,
     wait_ready,
 )
+from support import eventually
 
 from aim_controller.api.v1alpha1 import AIMEndpoint
 from aim_controller.builders import OperatorSettings, build_prometheus_rule
@@ -340,18 +340,19 @@ async def test_real_prometheus_scrapes_the_operator_and_evaluates_its_alert(
     rules = write_rules(tmp_path / "rules.yaml", monitored_endpoint("scraped", namespace),
                         monitored_endpoint("nosuch", namespace))
     prom = prometheus_server(port, [rules])
-    await eventually(prom.ready, 60, 0.2, what=f"prometheus ready\n{prom.log_tail()}")
+    await eventually(prom.ready, 60, interval=0.2, what=f"prometheus ready\n{prom.log_tail()}",
+                     blocking=True)
 
     apply(crds, endpoint("scraped"), namespace)
     apply(crds, endpoint("nosuch", "acme/mystery-model"), namespace)
     await wait_ready(crds, namespace, "scraped")
     await eventually(lambda: cond_is(crds, namespace, "nosuch", "RecipeSelected", "False",
-                                     "NoRecipe"), 30, what="nosuch has no recipe")
+                                     "NoRecipe"), 30, what="nosuch has no recipe", blocking=True)
 
     ready = (f'aim_endpoint_condition{{namespace="{namespace}",aimendpoint="scraped",'
              'condition="Ready",status="true"}')
-    await eventually(lambda: prom.value(ready) == 1.0, 30, 0.5,
-                     what=f"{ready} == 1 in prometheus")
+    await eventually(lambda: prom.value(ready) == 1.0, 30, interval=0.5,
+                     what=f"{ready} == 1 in prometheus", blocking=True)
 
     assert prom.value(f'up{{job="{JOB}"}}') == 1.0
     reconciles = prom.value(
@@ -371,8 +372,8 @@ async def test_real_prometheus_scrapes_the_operator_and_evaluates_its_alert(
     health = {(r["name"], g["name"]): r["health"]
               for g in rule_state["groups"] for r in g["rules"]}
     assert len(health) == 10 and set(health.values()) <= {"ok", "unknown"}, health
-    pending = await eventually(lambda: prom.alerts(RECIPE_ALERT), 30, 0.5,
-                               what=f"{RECIPE_ALERT} pending")
+    pending = await eventually(lambda: prom.alerts(RECIPE_ALERT), 30, interval=0.5,
+                               what=f"{RECIPE_ALERT} pending", blocking=True)
     assert [(a["labels"]["aimendpoint"], a["labels"]["namespace"], a["state"])
             for a in pending] == [("nosuch", namespace, "pending")]
     assert pending[0]["labels"]["severity"] == "critical"

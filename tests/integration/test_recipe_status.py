@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from kubernetes_asyncio import config as kubeconfig
 from kubernetes_asyncio.client import ApiClient, Configuration
 from localcluster import LocalCluster, inventory_nodes  # type: ignore[import-not-found]
 from prometheus_client import CollectorRegistry
+from support import eventually
 
 from aim_controller.builders.settings import OperatorSettings
 from aim_controller.machinery.controller import Controller
@@ -118,25 +118,6 @@ async def status_controller(cluster: LocalCluster, namespace: str) -> AsyncItera
         await api.close()
 
 
-async def eventually(fn: Callable[[], Any], what: str, within: float = 60.0) -> Any:
-    """Poll ``fn`` (sync, or async) until it returns something truthy; return that.
-
-    Sleeps with asyncio so the controller under test keeps running meanwhile.
-    """
-    last: Any = None
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                last = fn()
-                if inspect.isawaitable(last):
-                    last = await last
-                if last:
-                    return last
-                await asyncio.sleep(0.2)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}; last: {last!r}")
-
-
 async def kubectl(cluster: LocalCluster, *args: str, input: str | None = None,
                   check: bool = True) -> Any:  # fmt: skip
     return await asyncio.to_thread(cluster.kubectl, *args, input=input, check=check)
@@ -197,7 +178,7 @@ async def test_status_shows_the_fit_and_follows_gpu_usage_without_idle_writes(
             s = await status(good)
             return s if fits(s) == {1: 8, 4: 2, 8: 1} else None
 
-        s = await eventually(initial, "the initial fit")
+        s = await eventually(initial, what="the initial fit")
         assert s["valid"] is True
         assert s["summary"] == "3/3 configs fit (8x1 GPU, 2x4 GPU, 1x8 GPU)"
         assert all(c["nodes"] == [private_node] and c["gpuModels"] == ["MI355X"]
@@ -210,7 +191,7 @@ async def test_status_shows_the_fit_and_follows_gpu_usage_without_idle_writes(
             s = await status(bad)
             return s if s.get("valid") is False else None
 
-        s = await eventually(invalid, "the invalid recipe's status")
+        s = await eventually(invalid, what="the invalid recipe's status")
         valid = condition(s, "Valid")
         assert (valid["status"], valid["reason"]) == ("False", "InvalidRecipe")
         assert "args use 2 GPUs (--tensor-parallel-size 2) but gpuCount is 4" in valid["message"]
@@ -222,13 +203,13 @@ async def test_status_shows_the_fit_and_follows_gpu_usage_without_idle_writes(
             return any(e["reason"] == "InvalidRecipe" and e["type"] == "Warning"
                        for e in json.loads(out)["items"])  # fmt: skip
 
-        await eventually(warning_event, "the InvalidRecipe Warning event")
+        await eventually(warning_event, what="the InvalidRecipe Warning event")
 
         table = (await kubectl(cluster, "get", "aimrecipe", good, "-n", namespace)).stdout
         assert "3/3 configs fit (8x1 GPU, 2x4 GPU, 1x8 GPU)" in table and "true" in table
 
         # 2. Steady state: reconciling unchanged recipes again writes nothing.
-        await eventually(h.idle, "an idle queue")
+        await eventually(h.idle, what="an idle queue")
         writes, patches, reconciles = len(h.writer.status_writes), h.patches(), h.reconciles()
         assert writes >= 2 and patches >= 2
         for name in (good, bad):  # metadata-only changes: no reconcile (generation filter)
@@ -241,11 +222,11 @@ async def test_status_shows_the_fit_and_follows_gpu_usage_without_idle_writes(
 
         # (No reconcile is due to them, but a GPU refresh caused by other tests on the
         # shared cluster may run one: only the writes are asserted.)
-        await eventually(labelled, "the label changes in the cache")
+        await eventually(labelled, what="the label changes in the cache")
         for key in h.keys:  # a plain resync
             h.controller.queue.add(key)
         await eventually(lambda: h.reconciles() >= reconciles + 2 and h.idle(),
-                         "the resync reconciles")  # fmt: skip
+                         what="the resync reconciles")  # fmt: skip
         assert h.writer.status_writes[writes:] == []
         assert h.patches() == patches
 
@@ -262,13 +243,13 @@ async def test_status_shows_the_fit_and_follows_gpu_usage_without_idle_writes(
             res = await kubectl(cluster, "apply", "-f", "-", input=json.dumps(pod), check=False)
             return bool(res.returncode == 0)
 
-        await eventually(created, "the pod to be created")
+        await eventually(created, what="the pod to be created")
 
         async def fewer() -> dict[str, Any] | None:
             s = await status(good)
             return s if fits(s) == {1: 4, 4: 1, 8: 0} else None
 
-        s = await eventually(fewer, "the fit after the pod took 4 GPUs")
+        s = await eventually(fewer, what="the fit after the pod took 4 GPUs")
         bound = json.loads((await kubectl(cluster, "get", "pod", "gpu-user", "-n", namespace,
                                           "-o", "json")).stdout)  # fmt: skip
         assert bound["spec"]["nodeName"] == private_node
@@ -284,7 +265,7 @@ async def test_status_shows_the_fit_and_follows_gpu_usage_without_idle_writes(
             s = await status(good)
             return s if fits(s) == {1: 8, 4: 2, 8: 1} else None
 
-        await eventually(back, "the fit after the pod left")
+        await eventually(back, what="the fit after the pod left")
 
 
 async def test_catalog_manifest_applies_cleanly(
