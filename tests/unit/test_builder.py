@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
 from kubernetes_asyncio.client import ApiClient
+from support import eventually
 
 from aim_controller.machinery.builder import (
     ControllerBuilder,
@@ -213,15 +213,6 @@ async def test_read_caches_trigger_nothing_but_are_waited_for() -> None:
 
 
 # -- the controller's sources ------------------------------------------------------
-async def until(predicate: Callable[[], bool], what: str) -> None:
-    """Yield to the loop until ``predicate`` holds (the bound only guards liveness)."""
-    for _ in range(5000):
-        if predicate():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError(f"never happened: {what}")
-
-
 async def test_the_controller_waits_for_its_own_sources_and_no_others() -> None:
     f = factory()
     unrelated = f.informer(CONFIGMAPS)  # another controller's, never synced here
@@ -241,7 +232,7 @@ async def test_the_controller_waits_for_its_own_sources_and_no_others() -> None:
     await asyncio.sleep(0)
     assert seen == []  # the owned kind has not synced yet
     await listed(parts)
-    await until(lambda: seen == ["ns/a"], "a reconcile once the own sources synced")
+    await eventually(lambda: seen == ["ns/a"], what="a reconcile once the own sources synced")
     assert not unrelated.has_synced()
     await controller.stop()
     await task
@@ -303,7 +294,7 @@ async def test_optional_kinds_served_at_start_are_owned_and_synced_before_the_fi
     for _ in range(50):  # room for workers that (wrongly) started to reconcile
         await asyncio.sleep(0)
     await listed(b.owned["Widget"][1])
-    await until(lambda: bool(at_reconcile), "the first reconcile")
+    await eventually(lambda: bool(at_reconcile), what="the first reconcile")
     assert at_reconcile == [({"Widget"}, True)]
     await controller.stop()
     await task
