@@ -255,7 +255,8 @@ async def test_status_shows_the_fit_and_follows_gpu_usage_without_idle_writes(
         assert bound["spec"]["nodeName"] == private_node
         eight = next(c for c in s["configurations"] if c["gpuCount"] == 8)
         assert eight["nodes"] == []
-        assert eight["message"].startswith("InsufficientFreeGPUs: no MI355X node has 8 free GPUs")
+        assert eight["message"].startswith(
+            "InsufficientFreeGPUs: needs 1x8=8 free MI355X GPUs (8 per node)")
         assert s["summary"] == "2/3 configs fit (4x1 GPU, 1x4 GPU)"
 
         # 4. The pod goes away: the fit comes back.
