@@ -31,6 +31,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from aim_controller.api.v1alpha1 import DEFAULT_BACKEND, GPU_RESOURCE
+
 from . import gpus
 from .inventory import GpuInventory
 from .perfmodel import estimate_performance
@@ -140,10 +142,10 @@ def _resources(gpu_n: int, weights_gib: float) -> MappingProxyType[str, MappingP
     return MappingProxyType(
         {
             "requests": MappingProxyType(
-                {"amd.com/gpu": str(gpu_n), "cpu": str(cpu), "memory": f"{mem}Gi"}
+                {GPU_RESOURCE: str(gpu_n), "cpu": str(cpu), "memory": f"{mem}Gi"}
             ),
             "limits": MappingProxyType(
-                {"amd.com/gpu": str(gpu_n), "cpu": str(2 * cpu), "memory": f"{2 * mem}Gi"}
+                {GPU_RESOURCE: str(gpu_n), "cpu": str(2 * cpu), "memory": f"{2 * mem}Gi"}
             ),
         }
     )
@@ -207,7 +209,7 @@ def estimate_options(
             model_id=model_id,
             hardware=hw,
             precision=prec,
-            backend="vllm",
+            backend=DEFAULT_BACKEND,
             gpu_count=chosen,
             enabled=True,
             args=_args(model_id, chosen, prec, prequantized),

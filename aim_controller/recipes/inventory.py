@@ -43,6 +43,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from aim_controller.api.v1alpha1 import GPU_RESOURCE
+
 from . import gpus
 from .quantity import gpu_count
 
@@ -61,7 +63,6 @@ __all__ = [
     "pod_device_requests",
 ]
 
-GPU_RESOURCE = "amd.com/gpu"
 PARTITION_RESOURCE_RE = re.compile(r"^amd\.com/(spx|dpx|tpx|qpx|cpx)_nps[0-9]+$")
 PARTITION_LABEL = "amd.com/compute-memory-partition"
 DEFAULT_TOLERATED_TAINT_PREFIXES: tuple[str, ...] = ("amd.com/",)

@@ -16,11 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aim_controller.api.v1alpha1 import GPU_RESOURCE
+
 from .quantity import parse_quantity
 
 __all__ = ["GpuQuota", "gpu_quota"]
 
-_KEYS = ("requests.amd.com/gpu", "amd.com/gpu")
+_KEYS = (f"requests.{GPU_RESOURCE}", GPU_RESOURCE)
 _MATCHING_SCOPES = frozenset({"NotTerminating", "NotBestEffort"})
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from aim_controller.api.v1alpha1 import AIMRecipe, AIMRecipeSpec, validation_message
+from aim_controller.api.v1alpha1 import GPU_RESOURCE, AIMRecipe, AIMRecipeSpec, validation_message
 
 from . import gpus
 from .identity import SOURCE_BUILTIN, SOURCE_ESTIMATED, SOURCE_NAMESPACE, SOURCE_RANK, ConfigId
@@ -118,7 +118,6 @@ _PARALLEL_FLAGS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "data": ("--data-parallel-size", "--dp-size"),
     },
 }
-_GPU = "amd.com/gpu"
 
 
 def normalize_precision(value: str) -> str:
@@ -252,7 +251,7 @@ def _validate_config(
         gpus_word = "GPU" if used == 1 else "GPUs"
         return f"args use {used} {gpus_word} ({how}) but gpuCount is {gpu_n}"
     for part in ("requests", "limits"):
-        v = resources.get(part, {}).get(_GPU)
+        v = resources.get(part, {}).get(GPU_RESOURCE)
         if v is not None and gpu_count(v) != gpu_n:
             return f"resources.{part}[amd.com/gpu]={v} but gpuCount is {gpu_n}"
     dtype = arg_value(args, "--dtype")
