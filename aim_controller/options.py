@@ -3,17 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .builders.durations import parse_duration
 from .builders.settings import DEFAULT_IMAGES
 from .recipes.selection import DEFAULT_RESELECT_AFTER
 
 
 def _positive_float(s: str) -> float:
     v = float(s)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+    return v
+
+
+def _seconds(s: str) -> float:
+    """Plain seconds (``20``, ``2.5``) or a Kubernetes/Go duration (``20s``, ``5m``,
+    ``1h30m``, ``500ms``), as controller-runtime's flags take them."""
+    try:
+        v = float(s)
+    except ValueError:
+        try:
+            v = float(parse_duration(s))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a duration such as 20s, 5m, 1h30m, 500ms or plain seconds, got {s!r}"
+            ) from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite duration >= 0, got {s}")
+    return v
+
+
+def _positive_duration(s: str) -> float:
+    v = _seconds(s)
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
     return v
@@ -57,6 +83,9 @@ class Options:
     kube_api_burst: int = 100
 
 
+_DURATIONS = "A duration such as 20s, 5m, 1h30m or 500ms, or plain seconds."
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aim-controller",
@@ -79,11 +108,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--leader-election-namespace", default=None,
                    help="Namespace of the Lease (default: --operator-namespace).")
     p.add_argument("--leader-elect-lease-duration", dest="lease_duration",
-                   type=_positive_float, default=15.0, help="Lease duration in seconds.")
+                   metavar="DURATION", type=_positive_duration, default=15.0,
+                   help=f"Lease duration (default 15s). {_DURATIONS}")
     p.add_argument("--leader-elect-renew-deadline", dest="renew_deadline",
-                   type=_positive_float, default=10.0, help="Renew deadline in seconds.")
+                   metavar="DURATION", type=_positive_duration, default=10.0,
+                   help=f"Renew deadline (default 10s). {_DURATIONS}")
     p.add_argument("--leader-elect-retry-period", dest="retry_period",
-                   type=_positive_float, default=2.0, help="Retry period in seconds.")
+                   metavar="DURATION", type=_positive_duration, default=2.0,
+                   help=f"Retry period (default 2s). {_DURATIONS}")
     p.add_argument("--max-concurrent-reconciles", type=_positive_int, default=10,
                    help="Workers per controller.")
     p.add_argument("--log-level", default="info",
@@ -95,12 +127,12 @@ def parser() -> argparse.ArgumentParser:
                    type=_backend_image, default=[],
                    help="Container image per backend, BACKEND=IMAGE (repeatable). Defaults: "
                         + ", ".join(f"{k}={v}" for k, v in sorted(DEFAULT_IMAGES.items())))
-    p.add_argument("--unschedulable-grace", type=_positive_float,
+    p.add_argument("--unschedulable-grace", metavar="DURATION", type=_positive_duration,
                    default=DEFAULT_RESELECT_AFTER.total_seconds(),
-                   help="Seconds an endpoint's pods may stay unschedulable before the recipe "
-                        "is re-selected.")
-    p.add_argument("--resync-period", type=float, default=0.0,
-                   help="Seconds between full resyncs of the caches (0: none).")
+                   help="How long an endpoint's pods may stay unschedulable before the recipe "
+                        f"is re-selected (default 5m). {_DURATIONS}")
+    p.add_argument("--resync-period", metavar="DURATION", type=_seconds, default=0.0,
+                   help=f"Time between full resyncs of the caches (default 0: none). {_DURATIONS}")
     p.add_argument("--kube-api-qps", type=_positive_float, default=50.0,
                    help="Sustained requests per second to the API server.")
     p.add_argument("--kube-api-burst", type=_positive_int, default=100,
