@@ -19,6 +19,9 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     # Feasible candidates that were not chosen.
     OUTSCORED = "Outscored"
+    # Scores better than the chosen one, but precedence (namespace recipes before the
+    # catalog, untainted pools before tainted) put it behind.
+    OUTRANKED = "Outranked"
     PREVIOUS_KEPT = "PreviousKept"
     # Rejections.
     SHADOWED = "ShadowedByNamespaceRecipe"

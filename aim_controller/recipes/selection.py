@@ -361,6 +361,61 @@ def _metric(e: _Eval, optimize_for: str, replicas: int) -> str:
     return f"~{(e.tps or 0) / g:.0f} tokens/s per GPU"
 
 
+# Every scored sort key starts with the precedence terms (source rank, tainted pool);
+# the score terms follow (see _evaluate).
+_PRECEDENCE_TERMS = 2
+_SOURCE_WORDS = {SOURCE_NAMESPACE: "namespace recipe", SOURCE_BUILTIN: "the catalog",
+                 SOURCE_ESTIMATED: "an estimate"}
+
+
+def _lost_on_precedence(loser: _Eval, winner: _Eval) -> bool:
+    """``loser`` ranks ahead of ``winner`` on score alone; precedence put it behind."""
+    n = _PRECEDENCE_TERMS
+    return (loser.sort_key[:n] > winner.sort_key[:n]
+            and loser.sort_key[n:] < winner.sort_key[n:])
+
+
+def _precedence(winner: _Eval, loser: _Eval, inventory: GpuInventory) -> str:
+    """Which precedence rule put ``winner`` before ``loser``, in words."""
+    w, lo = winner.config, loser.config
+    if w.source != lo.source:
+        return (f"{_SOURCE_WORDS.get(w.source, w.source)} before "
+                f"{_SOURCE_WORDS.get(lo.source, lo.source)}")
+    pool = inventory.pool(lo.hardware)
+    taints = ", ".join(f"{t.key}:{t.effect}" for t in pool.tolerations) if pool else ""
+    return f"untainted GPU pools before tainted ones ({lo.hardware} nodes carry {taints})"
+
+
+def _preferred_over(
+    chosen: _Eval,
+    feasible: list[_Eval],
+    prev: PreviousChoice | None,
+    req: EndpointRequest,
+    inventory: GpuInventory,
+) -> str:
+    """The chosen message's note on the best-scoring feasible candidate it was preferred
+    over by precedence ("" when none scores better)."""
+    n = _PRECEDENCE_TERMS
+    rivals = sorted(
+        (e for e in feasible
+         if e is not chosen and (prev is None or e.config.id != prev.id)
+         and _lost_on_precedence(e, chosen)),
+        key=lambda e: e.sort_key[n:],
+    )
+    if not rivals:
+        return ""
+    best = rivals[0]
+    better = ("better-scoring" if (best.score or 0) > (chosen.score or 0)
+              else "equally scoring")
+    more = f" and {len(rivals) - 1} more" if len(rivals) > 1 else ""
+    return (
+        f"; preferred over {better} {best.config.id.ref} "
+        f"({plural(best.config.gpu_count, 'GPU')}: "
+        f"{_metric(best, req.optimize_for, req.replicas)}){more}: "
+        f"{_precedence(chosen, best, inventory)}"
+    )
+
+
 def _describe(e: _Eval, replicas: int) -> str:
     c = e.config
     return (
@@ -411,6 +466,7 @@ def select(
     unschedulable_since: datetime | None = None,
     reselect_after: timedelta = DEFAULT_RESELECT_AFTER,
     owned_quota_gpus: int = 0,
+    namespace_quota_gpus: int | None = None,
 ) -> Decision:
     """Choose the configuration for one endpoint.
 
@@ -423,6 +479,9 @@ def select(
     the current time; the two only matter together. ``owned_quota_gpus`` is
     the GPUs the endpoint's own pods currently charge to the quota: they are
     given back when judging other candidates, which would replace them.
+    ``namespace_quota_gpus`` is the ``amd.com/gpu`` requests of the namespace's
+    live pods: the use of a quota's bare ``amd.com/gpu`` key, which Kubernetes
+    does not track (see :func:`.quota.gpu_quota`).
     """
     try:
         spec = (endpoint_spec if isinstance(endpoint_spec, AIMEndpointSpec)
@@ -438,7 +497,7 @@ def select(
     cat_index = _index(catalog, SOURCE_BUILTIN, None)
     ns_recipes = ns_index.lookup(req.model_id)
     cat_recipes = cat_index.lookup(req.model_id)
-    room = gpu_quota(quota, owned=owned_quota_gpus)
+    room = gpu_quota(quota, owned=owned_quota_gpus, namespace_used=namespace_quota_gpus)
     size = model_size(req.model_id, req.size_hint)
     prev = PreviousChoice.from_record(previous)
 
@@ -550,22 +609,35 @@ def select(
                 f"{metric}; {len(feasible)} of {plural(len(evals), 'candidate')} feasible"
             )
 
+    if not kept_previous:
+        message += _preferred_over(chosen, feasible, prev, req, inventory)
+        if room is not None and not room.enforced:
+            message += "; " + room.caveat()
+
     chosen_c = _candidate(chosen, Verdict.SELECTED, reason, message)
     others_reason = Reason.PREVIOUS_KEPT if kept_previous else Reason.OUTSCORED
     cands = [chosen_c]
     for e in feasible:
         if e is chosen:
             continue
+        why_reason = others_reason
         if kept_previous:
             why = f"previous choice {chosen.config.id.ref} is kept"
         elif prev is not None and e.config.id == prev.id:
             why = "previous choice; its pods stayed unschedulable"
+        elif _lost_on_precedence(e, chosen):
+            why_reason = Reason.OUTRANKED
+            why = (
+                f"outranked by precedence: {_precedence(chosen, e, inventory)}; "
+                f"{_metric(e, req.optimize_for, req.replicas)} against "
+                f"{_metric(chosen, req.optimize_for, req.replicas)} of {chosen.config.id.ref}"
+            )
         else:
             why = (
                 f"ranks below {chosen.config.id.ref} for {req.optimize_for}: "
                 f"{_metric(e, req.optimize_for, req.replicas)}"
             )
-        cands.append(_candidate(e, Verdict.FEASIBLE, others_reason, why))
+        cands.append(_candidate(e, Verdict.FEASIBLE, why_reason, why))
     cands += [_candidate(e, Verdict.REJECTED) for e in rejected]
     return decision(reason, message, chosen_c, cands)
 

@@ -105,7 +105,7 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta) -> Plan
     decision = select(
         spec, o.namespace, o.recipes, o.catalog, o.inventory, o.quotas, previous,
         now=o.now, unschedulable_since=o.pods.unschedulable_since, reselect_after=grace,
-        owned_quota_gpus=o.pods.gpus_in_use,
+        owned_quota_gpus=o.pods.gpus_in_use, namespace_quota_gpus=o.namespace_gpus,
     )
     record = selection_record(decision, previous, o.now)
     url = service_url(o.name, o.namespace, spec.service.port)

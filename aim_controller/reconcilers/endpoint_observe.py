@@ -21,8 +21,10 @@ from aim_controller.builders.meta import MANAGED_BY
 from aim_controller.machinery.handlers import KubeObject, split_key
 from aim_controller.machinery.informer import InformerLike
 from aim_controller.machinery.mutationcache import MutationCache
+from aim_controller.machinery.store import NAMESPACE_INDEX
 from aim_controller.recipes import GpuInventory, RecipeIndex
 from aim_controller.recipes.inventory import pod_device_requests
+from aim_controller.recipes.quota import namespace_gpu_requests, needs_pod_count
 
 from .endpoint_status import PodsState
 
@@ -128,6 +130,9 @@ class Observed:
     catalog: RecipeIndex
     inventory: GpuInventory
     quotas: tuple[Mapping[str, Any], ...]
+    # The amd.com/gpu requests of the namespace's live pods: counted only when a quota
+    # uses the bare amd.com/gpu key, which Kubernetes does not track (else None).
+    namespace_gpus: int | None
     children: Mapping[ChildKey, KubeObject]
     owned: frozenset[ChildKey]
     monitoring_available: bool
@@ -184,6 +189,10 @@ class EndpointCaches:
                 endpoint = None
         pods = pods_state(self.pods.store.by_index(INDEX_ENDPOINT_PODS, key))
         children, owned = self._children(namespace, name, str(meta.get("uid") or ""))
+        quotas = tuple(self.quotas.store.by_index(NAMESPACE_INDEX, namespace))
+        namespace_gpus = (
+            namespace_gpu_requests(self.pods.store.by_index(NAMESPACE_INDEX, namespace))
+            if needs_pod_count(quotas) else None)
         return Observed(
             key=key,
             namespace=namespace,
@@ -197,7 +206,8 @@ class EndpointCaches:
             recipes=self.namespace_recipes(namespace),
             catalog=self.catalog,
             inventory=self.inventory().give_back(pods.held),
-            quotas=tuple(self.quotas.store.by_index("namespace", namespace)),
+            quotas=quotas,
+            namespace_gpus=namespace_gpus,
             children=children,
             owned=owned,
             monitoring_available=self.monitoring_available(),

@@ -54,6 +54,7 @@ def observed(
         pods=pods or PodsState(),
         recipes=RecipeIndex.build(recipes, "namespace", NS), catalog=builtin_index(),
         inventory=build_inventory([gpu_node("n0", "MI300X", gpus)], []), quotas=(),
+        namespace_gpus=None,
         children=children or {}, owned=frozenset(children or {}),
         monitoring_available=False, now=NOW,
     )

@@ -133,7 +133,8 @@ def test_quota_exceeded_from_resource_quota_objects() -> None:
 
 
 def test_quota_keys_scopes_and_tightest() -> None:
-    assert gpu_quota([quota(8, 2, key="amd.com/gpu")]) == GpuQuota(8, 2, "gpu-quota")
+    # Without the namespace's pod count the bare key falls back to status.used.
+    assert gpu_quota([quota(8, 2, key="amd.com/gpu")]) == GpuQuota(8, 2, "gpu-quota", False)
     assert gpu_quota([quota(8, 2, scopes=["Terminating"])]) is None
     assert gpu_quota([quota(8, 2, scopes=["NotTerminating"])]) == GpuQuota(8, 2, "gpu-quota")
     tight = gpu_quota([quota(16, 0, name="a"), quota(8, 6, name="b")])
@@ -678,7 +679,25 @@ def test_namespace_recipe_wins_over_a_faster_catalog_recipe() -> None:
     catalog = [recipe("fast", hardware="MI325X", tps=9000, namespace=None)]
     d = run(endpoint(), cluster(MI300X=[8], MI325X=[8]), mine, catalog)
     assert d.chosen is not None and d.chosen.config.name == "mine"
-    assert verdicts(d)[("fast", 1)] == (Verdict.FEASIBLE, Reason.OUTSCORED)
+    assert verdicts(d)[("fast", 1)] == (Verdict.FEASIBLE, Reason.OUTRANKED)
+    assert message_of(d, "fast", 1) == (
+        "outranked by precedence: namespace recipe before the catalog; "
+        "~9000 tokens/s per GPU against ~1000 tokens/s per GPU of aim/mine"
+    )
+    assert d.chosen.message.endswith(
+        "; preferred over better-scoring builtin/fast (1 GPU: ~9000 tokens/s per GPU): "
+        "namespace recipe before the catalog"
+    )
+    assert d.message == d.chosen.message
+
+
+def test_a_slower_catalog_recipe_just_ranks_below() -> None:
+    mine = [recipe("mine", hardware="MI300X", tps=1000)]
+    catalog = [recipe("slow", hardware="MI325X", tps=500, namespace=None)]
+    d = run(endpoint(), cluster(MI300X=[8], MI325X=[8]), mine, catalog)
+    assert verdicts(d)[("slow", 1)] == (Verdict.FEASIBLE, Reason.OUTSCORED)
+    assert message_of(d, "slow", 1).startswith("ranks below aim/mine for throughput")
+    assert d.chosen is not None and "preferred over" not in d.chosen.message
 
 
 def test_untainted_pool_wins_and_tainted_pool_serves_when_nothing_else_can() -> None:
@@ -688,6 +707,11 @@ def test_untainted_pool_wins_and_tainted_pool_serves_when_nothing_else_can() -> 
     nodes = [gpu_node("a", "MI300X"), gpu_node("b", "MI325X", taints=taint)]
     d = select(endpoint(), NS, recipes, [], build_inventory(nodes, []))
     assert d.chosen is not None and d.chosen.config.name == "r300"
+    assert verdicts(d)[("r325", 1)] == (Verdict.FEASIBLE, Reason.OUTRANKED)
+    assert message_of(d, "r325", 1).startswith(
+        "outranked by precedence: untainted GPU pools before tainted ones "
+        "(MI325X nodes carry amd.com/gpu:NoSchedule)")
+    assert "preferred over better-scoring aim/r325" in d.chosen.message
     # The untainted pool is full: the tainted one is used, with its toleration.
     full = pod("p", "a", gpus=8)
     d = select(endpoint(), NS, recipes, [], build_inventory(nodes, [full]))
