@@ -19,15 +19,27 @@ Resources (per replica; recipe first, ``spec.resources`` overrides):
   new request (a limit below the request is invalid), otherwise dropped.
 
 Node placement: a required node affinity on the AMD node labeller's device-id
-label, ``amd.com/gpu.device-id`` or ``beta.amd.com/gpu.device-id``, ``In`` the
-recipe hardware's PCI ids. Both are written only on nodes with a single GPU model;
-nodes with several models carry only the count-encoded ``amd.com/gpu.device-id.<id>
-=<count>`` labels and are deliberately *not* targeted: the device plugin hands out
-any ``amd.com/gpu`` on a node, so a pod cannot ask for one model there (the recipe
-engine treats those nodes as unusable too). Nodes identified only by product name
-are not targeted either. Nodes whose GPUs are partitioned (``amd.com/compute-memory
--partition`` other than SPX) are excluded: there ``amd.com/gpu`` counts partitions,
-not GPUs.
+labels, in either form, with the same rules as the recipe engine
+(:mod:`aim_controller.recipes.inventory`). Its terms are ORed:
+
+* ``amd.com/gpu.device-id`` or ``beta.amd.com/gpu.device-id`` ``In`` the recipe
+  hardware's PCI ids (the labeller writes these on nodes with one GPU model);
+* per id, the count-encoded ``amd.com/gpu.device-id.<id>`` ``Exists`` (what the
+  labeller writes on nodes with several models, and what some nodes carry
+  alone). For a multi-GPU replica the term also requires that no other known
+  model's count label exists, so it matches a node only when all its GPUs are
+  of the chosen hardware: ``amd.com/gpu`` does not say which GPUs a pod gets,
+  and the AMD device plugin has no per-model resource names, so a tensor-
+  parallel pod on a mixed node could get GPUs of two models. A 1-GPU replica
+  may land on a mixed node (its GPU type is then not guaranteed); a preferred
+  term (weight 100) steers it to nodes whose GPUs are all of the chosen
+  hardware while they have room.
+
+"Known" is :data:`aim_controller.recipes.gpus.DEVICE_IDS`; a GPU of an unknown
+device id on a node does not exclude it (the recipe engine does not count such a
+node). Nodes identified only by product name are not targeted. Nodes whose GPUs
+are partitioned (``amd.com/compute-memory-partition`` other than SPX) are excluded
+from every term: there ``amd.com/gpu`` counts partitions, not GPUs.
 
 Security: the pod security context is ``spec.security.podSecurityContext``; the
 container drops all capabilities and forbids privilege escalation. No seccomp
@@ -45,6 +57,7 @@ from fractions import Fraction
 from typing import Any
 
 from aim_controller.api.v1alpha1 import GPU_RESOURCE, AIMEndpoint
+from aim_controller.recipes.gpus import DEVICE_IDS
 
 from .engine import (
     CONTAINER_NAME,
@@ -69,6 +82,7 @@ from .settings import OperatorSettings
 
 __all__ = [
     "CACHE_VOLUME",
+    "COUNT_LABEL_PREFIX",
     "DEVICE_ID_LABELS",
     "PARTITION_LABEL",
     "PROBE_PERIOD_SECONDS",
@@ -84,6 +98,8 @@ __all__ = [
 SHM_VOLUME = "dshm"
 CACHE_VOLUME = "model-cache"
 DEVICE_ID_LABELS = ("amd.com/gpu.device-id", "beta.amd.com/gpu.device-id")
+# The count-encoded form: amd.com/gpu.device-id.<id>=<GPUs of that id>.
+COUNT_LABEL_PREFIX = "amd.com/gpu.device-id."
 PARTITION_LABEL = "amd.com/compute-memory-partition"
 # Every compute/memory partition mode except SPX (one partition = one whole GPU).
 _PARTITIONED = tuple(
@@ -133,25 +149,46 @@ def shm_size(requests: dict[str, str], settings: OperatorSettings) -> str:
     return format_quantity(max(mib, (size // mib) * mib), binary=True)
 
 
-def gpu_node_affinity(device_ids: tuple[str, ...]) -> dict[str, Any] | None:
-    """Required node affinity for the recipe's GPU model, or None without device ids.
+def gpu_node_affinity(
+    device_ids: tuple[str, ...], *, gpus_per_replica: int
+) -> dict[str, Any] | None:
+    """Node affinity for the recipe's GPU model, or None without device ids (see the
+    module docstring).
 
-    Terms are ORed: either device-id label form matches; each term also excludes
-    partitioned nodes (NotIn also matches nodes without the label).
+    Required terms are ORed: the single-value device-id label in either form, or a
+    count-encoded device-id label (for ``gpus_per_replica`` > 1 only on nodes without
+    another known model's count label); each term also excludes partitioned nodes
+    (NotIn also matches nodes without the label). 1-GPU replicas prefer nodes without
+    another model's count label.
     """
     if not device_ids:
         return None
-    not_partitioned = {"key": PARTITION_LABEL, "operator": "NotIn", "values": list(_PARTITIONED)}
+    ids = sorted(device_ids)
+    not_partitioned: dict[str, Any] = {
+        "key": PARTITION_LABEL, "operator": "NotIn", "values": list(_PARTITIONED),
+    }
+    no_other_model: list[dict[str, Any]] = [
+        {"key": f"{COUNT_LABEL_PREFIX}{d}", "operator": "DoesNotExist"}
+        for d in sorted(DEVICE_IDS)
+        if d not in ids
+    ]
     terms = [
-        {"matchExpressions": [
-            {"key": key, "operator": "In", "values": sorted(device_ids)},
-            not_partitioned,
-        ]}
+        {"matchExpressions": [{"key": key, "operator": "In", "values": ids}, not_partitioned]}
         for key in DEVICE_ID_LABELS
     ]
-    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": terms,
-    }}}
+    for d in ids:
+        counted: list[dict[str, Any]] = [{"key": f"{COUNT_LABEL_PREFIX}{d}", "operator": "Exists"}]
+        if gpus_per_replica > 1:
+            counted += no_other_model
+        terms.append({"matchExpressions": [*counted, not_partitioned]})
+    node_affinity: dict[str, Any] = {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms},
+    }
+    if gpus_per_replica == 1 and no_other_model:
+        node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = [
+            {"weight": 100, "preference": {"matchExpressions": no_other_model}},
+        ]
+    return {"nodeAffinity": node_affinity}
 
 
 def _probe(path: str, *, period: int, failures: int, timeout: int) -> dict[str, Any]:
@@ -262,7 +299,7 @@ def build_deployment(
     psc = _pod_security_context(endpoint)
     if psc is not None:
         pod_spec["securityContext"] = psc
-    affinity = gpu_node_affinity(chosen.device_ids)
+    affinity = gpu_node_affinity(chosen.device_ids, gpus_per_replica=engine.gpu_count)
     if affinity is not None:
         pod_spec["affinity"] = affinity
     if chosen.tolerations:

@@ -16,10 +16,23 @@ Rules (client-go/scheduler semantics where they exist):
   on the node maps to a known model; otherwise the next one is tried. Nodes
   that no source identifies are listed with ``model=None`` and a reason;
   nothing is guessed (see :mod:`.gpus`).
-* Mixed nodes (count-encoded labels with several models) are listed with
-  every model and its count but are not usable for placement: the device
-  plugin hands out any ``amd.com/gpu`` on the node, so a pod cannot ask for
-  one model there.
+* Count-encoded labels (``amd.com/gpu.device-id.<id>=<count>``) give the
+  node's GPUs per model. A node whose labels name one model (or one
+  interchangeable group) is an ordinary node of that model, whichever form
+  the labels take. A *mixed* node (several models, as AMD's labeller writes
+  them) holds several types: it is listed under each with that type's count
+  (:attr:`NodeGpus.gpus_by_hardware`), and it takes **1-GPU replicas only**.
+  The pod asks for ``amd.com/gpu``, which does not say which GPUs it gets:
+  the AMD device plugin has no per-model resource names (its ``mixed``
+  naming strategy names partition styles, ``amd.com/cpx_nps4``) and its
+  allocator picks GPUs by topology, not model. So a multi-GPU (tensor-
+  parallel) replica could get GPUs of two models and never goes there, and
+  a 1-GPU replica may get a GPU of another model of the node: its GPU type
+  is not guaranteed, and the verdicts say so (:mod:`.capacity`). A mixed
+  node's free GPUs are shared by its types: a pod bound there uses the
+  node's total, and a type is never given more free GPUs than
+  ``min(its count, the node's free)``. Mixed labels without counts are not
+  usable.
 * ``free = allocatable - requests`` of pods bound to the node
   (``spec.nodeName``) that have not terminated (phase not Succeeded/Failed).
   A pod's request is the scheduler's: the sum over containers (plus
@@ -108,9 +121,13 @@ class NodeIdentity:
     """GPU model(s) of a node as read from its labels.
 
     ``serves`` is the set of recipe hardware names the node's whole GPUs can
-    run (empty when unidentified or mixed). ``model`` is set only when one
-    exact model is known. ``models`` lists (model or ``A|B`` when ambiguous,
-    count or None when the labels carry no count).
+    run (empty when unidentified; on a mixed node every type's names).
+    ``model`` is set only when one exact model is known. ``models`` lists
+    (model or ``A|B`` when ambiguous, count or None when the labels carry no
+    count). ``mixed`` is true exactly when the GPUs are of several
+    interchangeable groups and every count is known; then
+    ``gpus_by_hardware`` gives (hardware, GPUs of that type) for each name in
+    ``serves`` (empty otherwise: all the node's GPUs serve each name).
     """
 
     model: str | None
@@ -120,6 +137,8 @@ class NodeIdentity:
     vram_gib: int | None
     identified_by: str
     reason: str
+    mixed: bool = False
+    gpus_by_hardware: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +147,9 @@ class NodeGpus:
 
     Invariants: ``0 <= free <= allocatable`` (whole GPUs only); ``usable``
     implies ``serves`` is non-empty, the node is Ready and schedulable, and
-    ``reason`` is empty or an informational note.
+    ``reason`` is empty or an informational note. ``mixed`` nodes hold
+    several GPU types (``gpus_by_hardware``, from the labels' counts) and
+    take 1-GPU replicas only (see the module docstring).
     """
 
     name: str
@@ -146,14 +167,42 @@ class NodeGpus:
     reason: str
     # Device requests of the pods bound here, unclamped: free is derived from them.
     used: tuple[tuple[str, int], ...] = ()
+    mixed: bool = False
+    gpus_by_hardware: tuple[tuple[str, int], ...] = ()
+
+    def gpus_of(self, hardware: str) -> int:
+        """Allocatable GPUs of the node that can run ``hardware`` recipes."""
+        if hardware not in self.serves:
+            return 0
+        if not self.mixed:
+            return self.allocatable
+        return min(dict(self.gpus_by_hardware).get(hardware, 0), self.allocatable)
+
+    def free_for(self, hardware: str, gpus_per_replica: int) -> int:
+        """Free GPUs that replicas of ``gpus_per_replica`` ``hardware`` GPUs may take
+        here: 0 unless usable; on a mixed node 0 for multi-GPU replicas and at
+        most ``min(the type's count, free)`` for 1-GPU ones (the free GPUs are
+        shared by the node's types)."""
+        if not self.usable or gpus_per_replica <= 0 or hardware not in self.serves:
+            return 0
+        if not self.mixed:
+            return self.free
+        return min(self.gpus_of(hardware), self.free) if gpus_per_replica == 1 else 0
 
 
 @dataclass(frozen=True, slots=True)
 class HardwarePool:
     """Usable nodes that serve one recipe hardware name, with free capacity precomputed.
 
-    ``free_histogram`` is the multiset of per-node free GPUs as (free, nodes)
-    pairs, largest first, so fit checks cost O(distinct free values).
+    ``free_by_node``, ``free_histogram`` and ``max_allocatable`` cover the nodes
+    whose GPUs all serve this hardware (replicas of any size). ``free_histogram``
+    is the multiset of their free GPUs as (free, nodes) pairs, largest first, so
+    fit checks cost O(distinct free values). ``mixed_free_by_node`` lists the
+    usable mixed nodes holding this hardware with the free GPUs 1-GPU replicas
+    of it may take there (``min(type count, node free)``), and
+    ``mixed_max_allocatable`` is the largest such type count (at most the node's
+    allocatable). The totals cover both kinds of node, each mixed node with its
+    count of this type only.
     """
 
     hardware: str
@@ -163,25 +212,56 @@ class HardwarePool:
     total_allocatable: int
     total_free: int
     tolerations: tuple[Taint, ...]  # (key, effect) of tolerated taints on these nodes; value ""
+    mixed_free_by_node: tuple[tuple[str, int], ...] = ()  # sorted by (-free, name)
+    mixed_max_allocatable: int = 0
 
     @property
     def node_count(self) -> int:
-        return len(self.free_by_node)
+        return len(self.free_by_node) + len(self.mixed_free_by_node)
+
+    @property
+    def mixed_nodes(self) -> tuple[str, ...]:
+        return tuple(sorted(n for n, _ in self.mixed_free_by_node))
+
+    def largest_node(self, gpus_per_replica: int) -> int:
+        """The most GPUs of this hardware one node offers a replica of this size."""
+        if gpus_per_replica == 1:
+            return max(self.max_allocatable, self.mixed_max_allocatable)
+        return self.max_allocatable
 
     def replicas_that_fit(self, gpus_per_replica: int) -> int:
         """Replicas of ``gpus_per_replica`` GPUs (each on one node) that fit in free capacity.
 
         With equal-sized replicas first-fit decreasing is optimal and reduces
-        to the sum of ``free // size`` over nodes.
+        to the sum of ``free // size`` over nodes; mixed nodes add their free
+        GPUs of this type to 1-GPU replicas only.
         """
         if gpus_per_replica <= 0:
             return 0
-        return sum(n * (f // gpus_per_replica) for f, n in self.free_histogram)
+        fit = sum(n * (f // gpus_per_replica) for f, n in self.free_histogram)
+        if gpus_per_replica == 1:
+            fit += sum(f for _, f in self.mixed_free_by_node)
+        return fit
 
-    def free_summary(self, limit: int = 8) -> str:
+    def nodes_with_room(self, gpus_per_replica: int) -> tuple[str, ...]:
+        """Names of the nodes where one replica of ``gpus_per_replica`` GPUs fits now, sorted."""
+        if gpus_per_replica <= 0:
+            return ()
+        mixed = self.mixed_free_by_node if gpus_per_replica == 1 else ()
+        return tuple(sorted(n for n, f in (*self.free_by_node, *mixed) if f >= gpus_per_replica))
+
+    def free_summary(self, limit: int = 8, gpus_per_replica: int = 1) -> str:
+        """Free GPUs per node, largest first; for 1-GPU replicas the mixed nodes
+        follow a ``mixed, 1-GPU replicas only:`` tag, with their free GPUs of this type."""
         shown = ", ".join(f"{n}={f}" for n, f in self.free_by_node[:limit])
         more = len(self.free_by_node) - limit
-        return shown + (f", ... {more} more nodes" if more > 0 else "")
+        out = shown + (f", ... {more} more nodes" if more > 0 else "")
+        if self.mixed_free_by_node and gpus_per_replica == 1:
+            mixed = ", ".join(f"{n}={f}" for n, f in self.mixed_free_by_node[:limit])
+            more = len(self.mixed_free_by_node) - limit
+            mixed += f", ... {more} more mixed nodes" if more > 0 else ""
+            out += ("; " if out else "") + f"mixed, 1-GPU replicas only: {mixed}"
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,14 +313,15 @@ class GpuInventory:
         return tuple(n for n in self.nodes if not n.present)
 
     def unusable_with(self, hardware: str) -> tuple[NodeGpus, ...]:
-        """Nodes that carry ``hardware`` GPUs but cannot be used (cordoned, mixed, ...)."""
+        """Nodes that carry ``hardware`` GPUs but cannot be used (cordoned, tainted, ...)."""
         return self.unusable.get(hardware, ())
 
     def summary(self) -> str:
         if not self.pools:
             return "no usable AMD GPU nodes"
         return "; ".join(
-            f"{h}: {p.node_count} node{'' if p.node_count == 1 else 's'}, "
+            f"{h}: {p.node_count} node{'' if p.node_count == 1 else 's'}"
+            f"{f' ({len(p.mixed_free_by_node)} mixed)' if p.mixed_free_by_node else ''}, "
             f"{p.total_free}/{p.total_allocatable} GPUs free"
             for h, p in ((h, self.pools[h]) for h in self.hardware)
         )
@@ -333,8 +414,18 @@ def _identify_entries(
     models_t = tuple(sorted(rows, key=lambda r: r[0]))
     if len(groups) > 1:
         listing = ", ".join(f"{n}x{c}" if c is not None else n for n, c in models_t)
-        why = f"mixed GPU models ({listing}): the device plugin cannot be asked for one model"
-        return NodeIdentity(None, frozenset(), present, models_t, None, "", why)
+        if uncounted:
+            why = (f"mixed GPU models ({listing}) without per-model counts in the labels: "
+                   "not used")
+            return NodeIdentity(None, frozenset(), present, models_t, None, "", why)
+        by_hardware: Counter[str] = Counter()
+        for models, count, _ in resolved:
+            for hw in gpus.serves(models):
+                by_hardware[hw] += count or 0
+        why = (f"mixed GPU models ({listing}): 1-GPU replicas only, GPU type not guaranteed "
+               "(amd.com/gpu does not say which GPUs a pod gets)")
+        return NodeIdentity(None, present, present, models_t, None, "", why, mixed=True,
+                            gpus_by_hardware=tuple(sorted(by_hardware.items())))
     serves = next(iter(groups))
     all_exact = len(exact) == 1 and all(len(m) == 1 for m, _, _ in resolved)
     model = next(iter(exact)) if all_exact else None
@@ -544,6 +635,8 @@ def _finish_node(
         usable=usable,
         reason="; ".join(notes),
         used=tuple(sorted((k, v) for k, v in used.items() if v)),
+        mixed=ident.mixed,
+        gpus_by_hardware=ident.gpus_by_hardware,
     )
 
 
@@ -562,31 +655,35 @@ def _returned(node: NodeGpus, back: Mapping[str, int]) -> NodeGpus:
 def _pools(
     nodes: Sequence[NodeGpus], tolerated_prefixes: tuple[str, ...]
 ) -> dict[str, HardwarePool]:
-    members: dict[str, list[NodeGpus]] = {}
+    whole: dict[str, list[NodeGpus]] = {}
+    mixed: dict[str, list[NodeGpus]] = {}
     for n in nodes:
         if n.usable:
             for hw in n.serves:
-                members.setdefault(hw, []).append(n)
+                (mixed if n.mixed else whole).setdefault(hw, []).append(n)
     pools: dict[str, HardwarePool] = {}
-    for hw in sorted(members):
-        ns = members[hw]
-        hist = Counter(n.free for n in ns)
+    for hw in sorted(whole.keys() | mixed.keys()):
+        ws, ms = whole.get(hw, []), mixed.get(hw, [])
+        hist = Counter(n.free for n in ws)
+        mixed_free = [(n.name, n.free_for(hw, 1)) for n in ms]
         tol = sorted(
             {
                 Taint(t.key, "", t.effect)
-                for n in ns
+                for n in (*ws, *ms)
                 for t in n.taints
                 if t.key.startswith(tolerated_prefixes)
             }
         )
         pools[hw] = HardwarePool(
             hardware=hw,
-            free_by_node=tuple(sorted(((n.name, n.free) for n in ns), key=lambda x: (-x[1], x[0]))),
+            free_by_node=tuple(sorted(((n.name, n.free) for n in ws), key=lambda x: (-x[1], x[0]))),
             free_histogram=tuple(sorted(hist.items(), reverse=True)),
-            max_allocatable=max(n.allocatable for n in ns),
-            total_allocatable=sum(n.allocatable for n in ns),
-            total_free=sum(n.free for n in ns),
+            max_allocatable=max((n.allocatable for n in ws), default=0),
+            total_allocatable=sum(n.allocatable for n in ws) + sum(n.gpus_of(hw) for n in ms),
+            total_free=sum(n.free for n in ws) + sum(f for _, f in mixed_free),
             tolerations=tuple(tol),
+            mixed_free_by_node=tuple(sorted(mixed_free, key=lambda x: (-x[1], x[0]))),
+            mixed_max_allocatable=max((n.gpus_of(hw) for n in ms), default=0),
         )
     return pools
 

@@ -1,10 +1,14 @@
 """Builders of Kubernetes-shaped dicts for the recipe engine tests.
 
 Label sets follow what the AMD node labeller (ROCm/k8s-device-plugin
-``cmd/k8s-node-labeller``) writes: on a single-type node the plain
-``amd.com/gpu.<kind>=<value>`` form plus ``beta.amd.com/gpu.<kind>=<value>``
-and ``beta.amd.com/gpu.<kind>.<value>=<count>``; on a mixed node only the
-count-encoded forms.
+``cmd/k8s-node-labeller``, ``createLabels``) writes for each property: the
+count-encoded ``beta.amd.com/gpu.<kind>.<value>=<count>`` always; when the
+node's GPUs share one value, ``beta.amd.com/gpu.<kind>=<value>`` and the plain
+``amd.com/gpu.<kind>=<value>``; when they have several values, the plain
+count-encoded ``amd.com/gpu.<kind>.<value>=<count>`` instead. So a node with
+MI300X and MI325X GPUs has count-encoded device-id, product-name and vram
+labels but single-value family and cu-count labels (both models are ``AI``
+with 304 CUs).
 """
 
 from __future__ import annotations
@@ -44,15 +48,22 @@ def labeller_labels(
 
 
 def mixed_labels(counts: Mapping[str, int]) -> dict[str, str]:
-    """Labels of a node with several GPU models: count-encoded forms only."""
-    labels: dict[str, str] = {}
-    for model, n in counts.items():
-        dev, product, _family, _, _ = LABELLER[model]
-        for kind, value in (("device-id", dev), ("product-name", product)):
-            labels[f"amd.com/gpu.{kind}.{value}"] = str(n)
+    """Labels the labeller writes on a node with ``counts`` GPUs per model (any number
+    of models; see the module docstring)."""
+    labels: dict[str, str] = {"amd.com/gpu.driver-version": "6.8.5"}
+    kinds = ("device-id", "product-name", "family", "vram", "cu-count")
+    for i, kind in enumerate(kinds):
+        per_value: dict[str, int] = {}
+        for model, n in counts.items():
+            value = LABELLER[model][i]
+            per_value[value] = per_value.get(value, 0) + n
+        for value, n in per_value.items():
             labels[f"beta.amd.com/gpu.{kind}.{value}"] = str(n)
-    labels["amd.com/gpu.family"] = "AI"
-    labels["beta.amd.com/gpu.family.AI"] = str(sum(counts.values()))
+            if len(per_value) == 1:
+                labels[f"beta.amd.com/gpu.{kind}"] = value
+                labels[f"amd.com/gpu.{kind}"] = value
+            else:
+                labels[f"amd.com/gpu.{kind}.{value}"] = str(n)
     return labels
 
 

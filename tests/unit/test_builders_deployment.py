@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from recipes_fixtures import labeller_labels, mixed_labels
 from test_builders_support import (
     GPU_TOLERATION,
     SETTINGS,
@@ -24,7 +25,27 @@ from aim_controller.builders import (
     deployment_replicas,
     selector_labels,
 )
-from aim_controller.builders.deployment import shm_size
+from aim_controller.builders.deployment import gpu_node_affinity, shm_size
+
+
+def selects(exprs: list[dict[str, Any]], labels: dict[str, str]) -> bool:
+    """A nodeSelectorTerm's matchExpressions on node labels, as the scheduler reads them."""
+    def one(r: dict[str, Any]) -> bool:
+        key, op = r["key"], r["operator"]
+        if op == "In":
+            return key in labels and labels[key] in r["values"]
+        if op == "NotIn":
+            return key not in labels or labels[key] not in r["values"]
+        if op == "Exists":
+            return key in labels
+        assert op == "DoesNotExist", op
+        return key not in labels
+    return all(one(r) for r in exprs)
+
+
+def node_matches(node_affinity: dict[str, Any], labels: dict[str, str]) -> bool:
+    required = node_affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+    return any(selects(t["matchExpressions"], labels) for t in required["nodeSelectorTerms"])
 
 
 def deploy(spec: dict[str, Any] | None = None, settings: OperatorSettings = SETTINGS,
@@ -101,14 +122,63 @@ class TestPlacement:
         aff = pod_spec(deploy())["affinity"]["nodeAffinity"]
         terms = aff["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
         keys = [t["matchExpressions"][0]["key"] for t in terms]
-        assert keys == ["amd.com/gpu.device-id", "beta.amd.com/gpu.device-id"]
-        for t in terms:
+        assert keys == ["amd.com/gpu.device-id", "beta.amd.com/gpu.device-id",
+                        "amd.com/gpu.device-id.74a1", "amd.com/gpu.device-id.74b5"]
+        for t in terms[:2]:
             device, partition = t["matchExpressions"]
             assert device["operator"] == "In" and device["values"] == ["74a1", "74b5"]
+        for t in terms:
+            partition = t["matchExpressions"][-1]
             assert partition["key"] == "amd.com/compute-memory-partition"
             assert partition["operator"] == "NotIn"
             assert "cpx_nps4" in partition["values"]
             assert not any(v.startswith("spx") for v in partition["values"])
+        for t in terms[2:]:
+            counted, *others, _ = t["matchExpressions"]
+            assert counted["operator"] == "Exists"
+            # A 4-GPU pod only where no other known model's GPUs are.
+            assert {"key": "amd.com/gpu.device-id.74a5", "operator": "DoesNotExist"} in others
+            assert not any(o["key"].endswith(("74a1", "74b5")) for o in others)
+        assert "preferredDuringSchedulingIgnoredDuringExecution" not in aff
+
+    @pytest.mark.parametrize(("labels", "one_gpu", "four_gpus"), [
+        (labeller_labels("MI300X"), True, True),
+        (labeller_labels("MI300X", plain=False), True, True),
+        ({"amd.com/gpu.device-id.74a1": "8"}, True, True),
+        ({"amd.com/gpu.device-id.74a1": "4", "amd.com/gpu.device-id.74b5": "4"}, True, True),
+        (mixed_labels({"MI300X": 4, "MI325X": 4}), True, False),
+        ({"amd.com/gpu.device-id.74a1": "4", "amd.com/gpu.device-id.74a5": "4"}, True, False),
+        (labeller_labels("MI325X"), False, False),
+        (mixed_labels({"MI325X": 4, "MI355X": 4}), False, False),
+        (labeller_labels("MI300X") | {"amd.com/compute-memory-partition": "cpx_nps4"},
+         False, False),
+        ({"amd.com/gpu.device-id.74a1": "8", "amd.com/compute-memory-partition": "cpx_nps4"},
+         False, False),
+        (labeller_labels("MI300X") | {"amd.com/compute-memory-partition": "spx_nps1"},
+         True, True),
+        ({}, False, False),
+    ], ids=["labeller", "beta-only", "count-only", "pf-and-vf", "mixed-labeller",
+            "mixed-issue", "other-model", "other-mixed", "partitioned",
+            "partitioned-count-only", "spx", "no-labels"])
+    def test_node_affinity_matches_either_label_form(
+        self, labels: dict[str, str], one_gpu: bool, four_gpus: bool
+    ) -> None:
+        """The scheduler's verdict on real label sets (AMD's labeller, and the
+        count-encoded form alone): mixed nodes take 1-GPU pods, never 4-GPU ones."""
+        for gpus, expected in ((1, one_gpu), (4, four_gpus)):
+            aff = gpu_node_affinity(("74a1", "74b5"), gpus_per_replica=gpus)
+            assert aff is not None
+            assert node_matches(aff["nodeAffinity"], labels) is expected, gpus
+
+    def test_one_gpu_pods_prefer_nodes_with_only_the_chosen_model(self) -> None:
+        aff = pod_spec(deploy(gpu_count=1, args=(), requests={}, limits={}))["affinity"]
+        preferred = aff["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert [p["weight"] for p in preferred] == [100]
+        prefers = preferred[0]["preference"]["matchExpressions"]
+        assert all(r["operator"] == "DoesNotExist" for r in prefers)
+        assert selects(prefers, labeller_labels("MI300X"))
+        assert selects(prefers, {"amd.com/gpu.device-id.74a1": "8"})
+        assert not selects(prefers, mixed_labels({"MI300X": 4, "MI325X": 4}))
 
     def test_no_affinity_without_device_ids(self) -> None:
         assert "affinity" not in pod_spec(deploy(device_ids=()))

@@ -7,7 +7,15 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from recipes_fixtures import container, gpu_node, labeller_labels, mixed_labels, node, pod
+from recipes_fixtures import (
+    LABELLER,
+    container,
+    gpu_node,
+    labeller_labels,
+    mixed_labels,
+    node,
+    pod,
+)
 
 from aim_controller.recipes import gpus
 from aim_controller.recipes.inventory import (
@@ -97,16 +105,192 @@ def test_beta_count_encoded_form_alone() -> None:
     assert ident.model == "MI355X"
 
 
-def test_mixed_node_lists_every_model_and_is_not_placeable() -> None:
-    inv = build_inventory([node("mix", mixed_labels({"MI300X": 4, "MI325X": 4}))], [])
+# --- mixed-GPU nodes ----------------------------------------------------------------
+
+# What AMD's labeller (ROCm/k8s-device-plugin cmd/k8s-node-labeller, createLabels)
+# writes on a node with 4 MI300X and 4 MI325X: count-encoded labels where the GPUs
+# differ (device-id, product-name, vram), single values where they agree (family AI,
+# 304 CUs).
+AMD_MIXED_MI300X_MI325X = {
+    "amd.com/gpu.cu-count": "304",
+    "amd.com/gpu.device-id.74a1": "4",
+    "amd.com/gpu.device-id.74a5": "4",
+    "amd.com/gpu.driver-version": "6.8.5",
+    "amd.com/gpu.family": "AI",
+    "amd.com/gpu.product-name.AMD_Instinct_MI300X_OAM": "4",
+    "amd.com/gpu.product-name.AMD_Instinct_MI325_OAM": "4",
+    "amd.com/gpu.vram.192G": "4",
+    "amd.com/gpu.vram.256G": "4",
+    "beta.amd.com/gpu.cu-count": "304",
+    "beta.amd.com/gpu.cu-count.304": "8",
+    "beta.amd.com/gpu.device-id.74a1": "4",
+    "beta.amd.com/gpu.device-id.74a5": "4",
+    "beta.amd.com/gpu.family": "AI",
+    "beta.amd.com/gpu.family.AI": "8",
+    "beta.amd.com/gpu.product-name.AMD_Instinct_MI300X_OAM": "4",
+    "beta.amd.com/gpu.product-name.AMD_Instinct_MI325_OAM": "4",
+    "beta.amd.com/gpu.vram.192G": "4",
+    "beta.amd.com/gpu.vram.256G": "4",
+}
+# The issue's node: the count-encoded device-id form alone.
+ISSUE_MIXED = {"amd.com/gpu.device-id.74a1": "4", "amd.com/gpu.device-id.74a5": "4"}
+
+
+def test_fixture_writes_what_the_labeller_writes() -> None:
+    assert mixed_labels({"MI300X": 4, "MI325X": 4}) == AMD_MIXED_MI300X_MI325X
+    assert mixed_labels({"MI300X": 8}) == labeller_labels("MI300X", 8)
+
+
+@pytest.mark.parametrize("labels", [AMD_MIXED_MI300X_MI325X, ISSUE_MIXED],
+                         ids=["labeller", "device-id-only"])
+def test_mixed_node_holds_each_type_with_its_count(labels: dict[str, str]) -> None:
+    inv = build_inventory([node("mix", labels)], [])
     n = only(inv)
-    assert n.model is None
+    assert n.mixed and n.usable and n.model is None and n.vram_gib is None
+    assert n.identified_by == "amd.com/gpu.device-id"
     assert n.models == (("MI300X", 4), ("MI325X", 4))
-    assert n.present == {"MI300X", "MI325X"}
-    assert not n.usable
-    assert "mixed GPU models" in n.reason
+    assert n.serves == n.present == {"MI300X", "MI325X"}
+    assert n.gpus_by_hardware == (("MI300X", 4), ("MI325X", 4))
+    assert "mixed GPU models (MI300Xx4, MI325Xx4)" in n.reason
+    assert "GPU type not guaranteed" in n.reason
+    for hw in ("MI300X", "MI325X"):
+        pool = inv.pool(hw)
+        assert pool is not None
+        assert pool.free_by_node == () and pool.mixed_free_by_node == (("mix", 4),)
+        assert (pool.total_free, pool.total_allocatable, pool.node_count) == (4, 4, 1)
+        # Only 1-GPU replicas go there: a tensor-parallel pod could get both models.
+        assert pool.replicas_that_fit(1) == 4
+        assert [pool.replicas_that_fit(g) for g in (2, 4, 8)] == [0, 0, 0]
+        assert (pool.largest_node(1), pool.largest_node(2)) == (4, 0)
+        assert pool.nodes_with_room(1) == ("mix",) and pool.nodes_with_room(2) == ()
+    assert inv.unusable_with("MI325X") == ()
+    assert inv.summary() == ("MI325X: 1 node (1 mixed), 4/4 GPUs free; "
+                             "MI300X: 1 node (1 mixed), 4/4 GPUs free")
+
+
+@pytest.mark.parametrize("labels", [
+    {"amd.com/gpu.device-id.74a1": "8"},
+    {"beta.amd.com/gpu.device-id.74a1": "8"},
+    mixed_labels({"MI300X": 8}),
+], ids=["plain-count-only", "beta-count-only", "labeller"])
+def test_count_encoded_labels_of_one_type_are_an_ordinary_node(labels: dict[str, str]) -> None:
+    inv = build_inventory([node("n", labels)], [pod("p", "n", 2)])
+    n = only(inv)
+    assert (n.model, n.mixed, n.usable, n.gpus_by_hardware) == ("MI300X", False, True, ())
+    pool = inv.pool("MI300X")
+    assert pool is not None and pool.free_by_node == (("n", 6),)
+    assert pool.mixed_free_by_node == () and pool.replicas_that_fit(6) == 1
+
+
+def test_mixed_node_free_gpus_are_shared_by_its_types() -> None:
+    # 5 of 8 GPUs are taken, of whichever models: 3 are free in all, so neither type may
+    # be given more than 3, though each has 4 on the node.
+    labels = mixed_labels({"MI300X": 4, "MI325X": 4})
+    inv = build_inventory([node("mix", labels)], [pod("a", "mix", 1), pod("b", "mix", 4)])
+    n = only(inv)
+    assert (n.allocatable, n.free) == (8, 3)
+    assert n.free_for("MI300X", 1) == n.free_for("MI325X", 1) == 3
+    assert n.free_for("MI300X", 2) == 0 and n.free_for("MI210", 1) == 0
+    for hw in ("MI300X", "MI325X"):
+        pool = inv.pool(hw)
+        assert pool is not None and pool.replicas_that_fit(1) == 3 and pool.total_free == 3
+    # With 1 free GPU on the node, the smaller type's count is not the bound any more.
+    inv = build_inventory([node("mix", mixed_labels({"MI300X": 6, "MI325X": 2}))],
+                          [pod("a", "mix", 7)])
+    assert [inv.pools[h].replicas_that_fit(1) for h in ("MI300X", "MI325X")] == [1, 1]
+    inv = build_inventory([node("mix", mixed_labels({"MI300X": 6, "MI325X": 2}))], [])
+    assert [inv.pools[h].replicas_that_fit(1) for h in ("MI300X", "MI325X")] == [6, 2]
+
+
+def test_mixed_node_counts_beside_whole_nodes() -> None:
+    nodes = [gpu_node("whole", "MI300X", 8),
+             node("mix", mixed_labels({"MI300X": 4, "MI325X": 4}))]
+    inv = build_inventory(nodes, [pod("p", "whole", 6)])
+    pool = inv.pool("MI300X")
+    assert pool is not None
+    assert pool.free_by_node == (("whole", 2),) and pool.mixed_free_by_node == (("mix", 4),)
+    assert pool.max_allocatable == 8 and pool.largest_node(1) == 8
+    assert pool.replicas_that_fit(1) == 6 and pool.replicas_that_fit(2) == 1
+    assert pool.nodes_with_room(1) == ("mix", "whole") and pool.nodes_with_room(2) == ("whole",)
+    assert pool.free_summary() == "whole=2; mixed, 1-GPU replicas only: mix=4"
+    assert pool.free_summary(gpus_per_replica=2) == "whole=2"
+    assert (pool.total_free, pool.total_allocatable) == (6, 12)
+    # An endpoint's own pods on the mixed node are given back like anywhere else.
+    back = build_inventory(nodes, [pod("p", "mix", 3)]).give_back([("mix", {"amd.com/gpu": 3})])
+    assert back.pools == inv.give_back([("whole", {"amd.com/gpu": 6})]).pools
+
+
+def test_mixed_node_of_interchangeable_models_is_not_mixed() -> None:
+    # MI250X (7408) and MI250-class (740c) GPUs run the same recipes.
+    n = only(build_inventory(
+        [node("n", {"amd.com/gpu.device-id.7408": "4", "amd.com/gpu.device-id.740c": "4"})], []))
+    assert not n.mixed and n.usable and n.serves == {"MI250", "MI250X"}
+
+
+def test_mixed_labels_without_counts_are_not_used() -> None:
+    inv = build_inventory(
+        [node("mix", {"amd.com/gpu.device-id.74a1": "four", "amd.com/gpu.device-id.74a5": "4"})],
+        [])
+    n = only(inv)
+    assert not n.usable and not n.mixed and "without per-model counts" in n.reason
+    assert inv.pools == {} and inv.unusable_with("MI325X") == (n,)
+
+
+def test_cordoned_mixed_node_is_listed_under_each_type() -> None:
+    inv = build_inventory([node("mix", ISSUE_MIXED, unschedulable=True)], [])
+    n = only(inv)
+    assert not n.usable and n.reason.startswith("cordoned")
     assert inv.pools == {}
-    assert inv.unusable_with("MI325X") == (n,)
+    assert inv.unusable_with("MI300X") == inv.unusable_with("MI325X") == (n,)
+
+
+# Labels a node may carry: a single model in the labeller's forms, count-encoded only,
+# several models (with or without counts), partitioned GPUs, nothing.
+_LABELS = st.one_of(
+    st.builds(labeller_labels, st.sampled_from(sorted(LABELLER)), st.integers(1, 8)),
+    st.builds(lambda m, n: {f"amd.com/gpu.device-id.{LABELLER[m][0]}": str(n)},
+              st.sampled_from(sorted(LABELLER)), st.integers(0, 16)),
+    st.builds(mixed_labels, st.dictionaries(st.sampled_from(sorted(LABELLER)),
+                                            st.integers(0, 16), min_size=2, max_size=3)),
+    st.builds(lambda labels, p: {**labels, "amd.com/compute-memory-partition": p},
+              st.builds(mixed_labels, st.dictionaries(st.sampled_from(sorted(LABELLER)),
+                                                      st.integers(1, 8), min_size=1)),
+              st.sampled_from(["spx_nps1", "cpx_nps4"])),
+    st.just({}),
+)
+
+
+@given(labels=_LABELS, allocatable=st.integers(0, 16),
+       pods=st.lists(st.integers(0, 9), max_size=6), ready=st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_replicas_never_take_more_gpus_than_a_node_has(
+    labels: dict[str, str], allocatable: int, pods: list[int], ready: bool
+) -> None:
+    """On any node, for any hardware and replica size, the GPUs the inventory lets
+    replicas take there are at most the node's free GPUs (so at most its allocatable),
+    a mixed node never takes a multi-GPU replica, and each pool's count is the sum."""
+    inv = build_inventory([node("n", labels, gpus=allocatable, ready=ready)],
+                          [pod(f"p{i}", "n", g) for i, g in enumerate(pods)])
+    if not inv.nodes:  # no GPU labels, no GPUs: not a GPU node
+        assert not allocatable and inv.pools == {}
+        return
+    n = only(inv)
+    assert 0 <= n.free <= n.allocatable <= allocatable
+    assert n.free == max(0, n.allocatable - sum(pods)) or not n.allocatable
+    for hw in gpus.MODELS:
+        pool = inv.pool(hw)
+        for g in range(1, 9):
+            taken = g * (n.free_for(hw, g) // g)
+            assert taken <= n.free <= n.allocatable
+            if n.mixed and g > 1:
+                assert taken == 0
+            if n.mixed:
+                assert n.free_for(hw, 1) <= dict(n.gpus_by_hardware).get(hw, 0)
+            fit = pool.replicas_that_fit(g) if pool is not None else 0
+            assert fit == n.free_for(hw, g) // g
+            assert fit * g <= n.free
+        if pool is not None:
+            assert pool.total_free <= n.free and pool.total_allocatable <= n.allocatable
 
 
 def test_mi250_class_device_without_cu_count_serves_both_names() -> None:
