@@ -303,6 +303,25 @@ class GpuInventory:
             tolerated_prefixes=self.tolerated_prefixes,
         )
 
+    def take(self, usages: Iterable[tuple[str, Mapping[str, int]]]) -> GpuInventory:
+        """This snapshot with the devices of ``usages`` ((node, requests)) in use as
+        well: GPUs promised to pods that are not bound yet (reservations). Returns
+        ``self`` when nothing changes."""
+        more: dict[str, dict[str, int]] = {}
+        for node, req in usages:
+            acc = more.setdefault(node, {})
+            for k, v in req.items():
+                acc[k] = acc.get(k, 0) + v
+        if not more:
+            return self
+        nodes = tuple(_taken(n, more[n.name]) if n.name in more else n for n in self.nodes)
+        return GpuInventory(
+            nodes=nodes,
+            pools=MappingProxyType(_pools(nodes, self.tolerated_prefixes)),
+            unusable=self.unusable,
+            tolerated_prefixes=self.tolerated_prefixes,
+        )
+
     @property
     def hardware(self) -> tuple[str, ...]:
         """Hardware names with at least one usable node, newest first."""
@@ -643,7 +662,18 @@ def _finish_node(
 def _returned(node: NodeGpus, back: Mapping[str, int]) -> NodeGpus:
     """``node`` as if the pods holding ``back`` were not bound to it (same formulas
     as :func:`_finish_node`, on the unclamped requests)."""
-    used = {k: max(0, v - back.get(k, 0)) for k, v in node.used}
+    return _with_used(node, {k: max(0, v - back.get(k, 0)) for k, v in node.used})
+
+
+def _taken(node: NodeGpus, more: Mapping[str, int]) -> NodeGpus:
+    """``node`` with the devices of ``more`` in use as well."""
+    used = dict(node.used)
+    for k, v in more.items():
+        used[k] = used.get(k, 0) + v
+    return _with_used(node, used)
+
+
+def _with_used(node: NodeGpus, used: Mapping[str, int]) -> NodeGpus:
     parts = tuple(
         replace(p, free=max(0, p.allocatable - used.get(p.resource, 0))) for p in node.partitions
     )

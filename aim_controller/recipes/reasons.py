@@ -28,6 +28,7 @@ class Reason(StrEnum):
     GPU_COUNT_MISMATCH = "GpuCountMismatch"
     PRECISION_MISMATCH = "PrecisionMismatch"
     BACKEND_MISMATCH = "BackendMismatch"
+    HARDWARE_MISMATCH = "HardwareMismatch"
     DISABLED = "Disabled"
     INVALID_RECIPE = "InvalidRecipe"
     INSUFFICIENT_GPU_MEMORY = "InsufficientGpuMemory"
@@ -35,6 +36,8 @@ class Reason(StrEnum):
     DOES_NOT_FIT_ON_ONE_NODE = "DoesNotFitOnOneNode"
     INSUFFICIENT_FREE_GPUS = "InsufficientFreeGPUs"
     QUOTA_EXCEEDED = "QuotaExceeded"
+    # Moved away from when its pods stayed unschedulable; kept out for a backoff.
+    UNSCHEDULABLE_BACKOFF = "UnschedulableBackoff"
     # AIMRecipe status: a configuration that fits now.
     FITS = "Fits"
 
@@ -46,6 +49,7 @@ STATIC_REJECTIONS = frozenset(
         Reason.GPU_COUNT_MISMATCH,
         Reason.PRECISION_MISMATCH,
         Reason.BACKEND_MISMATCH,
+        Reason.HARDWARE_MISMATCH,
         Reason.DISABLED,
         Reason.INVALID_RECIPE,
         Reason.INSUFFICIENT_GPU_MEMORY,
@@ -53,6 +57,7 @@ STATIC_REJECTIONS = frozenset(
 )
 # Which rejection best explains "nothing fits" (most actionable first).
 CLOSEST = (
+    Reason.UNSCHEDULABLE_BACKOFF,
     Reason.QUOTA_EXCEEDED,
     Reason.INSUFFICIENT_FREE_GPUS,
     Reason.DOES_NOT_FIT_ON_ONE_NODE,
@@ -61,6 +66,7 @@ CLOSEST = (
     Reason.GPU_COUNT_MISMATCH,
     Reason.PRECISION_MISMATCH,
     Reason.BACKEND_MISMATCH,
+    Reason.HARDWARE_MISMATCH,
     Reason.INVALID_RECIPE,
     Reason.DISABLED,
     Reason.SHADOWED,

@@ -176,6 +176,8 @@ class RecipeConfig:
     index: int | None = None  # position in spec.configurations; None for estimates
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     image: str | None = None
+    # The gpuCount of the configuration this one was scaled from (:mod:`.derive`).
+    derived_from: int | None = None
 
     @property
     def id(self) -> ConfigId:

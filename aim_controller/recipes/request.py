@@ -15,10 +15,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aim_controller.api.v1alpha1 import AIMEndpointSpec
 
+from .backoff import Abandoned, parse_abandoned, parse_time
 from .identity import ConfigId
 
 __all__ = ["EndpointRequest", "PreviousChoice", "inputs_hash"]
@@ -54,6 +56,7 @@ class EndpointRequest:
     gpu_count: int | None
     precision: str | None
     backend: str
+    hardware: str | None
     optimize_for: str
     replicas: int
     inputs_hash: str
@@ -75,6 +78,7 @@ class EndpointRequest:
             gpu_count=override or recipe.gpu_count,
             precision=recipe.precision,
             backend=recipe.backend,
+            hardware=recipe.hardware,
             optimize_for=recipe.optimize_for,
             replicas=max(1, spec.scaling.min_replicas),
             inputs_hash=inputs_hash(spec),
@@ -84,13 +88,16 @@ class EndpointRequest:
 @dataclass(frozen=True, slots=True)
 class PreviousChoice:
     """The chosen configuration of the previous decision (from ``status.recipe``), with
-    what it was chosen as (hardware, precision, backend) and for (``inputs_hash``)."""
+    what it was chosen as (hardware, precision, backend), for (``inputs_hash``) and when
+    (``selected_at``), and the configurations abandoned so far."""
 
     id: ConfigId
     hardware: str
     precision: str
     backend: str
     inputs_hash: str
+    selected_at: datetime | None = None
+    abandoned: tuple[Abandoned, ...] = ()
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | None) -> PreviousChoice | None:
@@ -104,4 +111,6 @@ class PreviousChoice:
             precision=str(record.get("precision") or ""),
             backend=str(record.get("backend") or ""),
             inputs_hash=str(record.get("inputsHash") or ""),
+            selected_at=parse_time(record.get("selectedAt")),
+            abandoned=parse_abandoned(record),
         )

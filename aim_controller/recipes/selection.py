@@ -70,11 +70,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from aim_controller.api.v1alpha1 import AIMEndpointSpec, validation_message
+from aim_controller.api.v1alpha1 import MAX_CANDIDATES, AIMEndpointSpec, validation_message
 
 from . import gpus
+from .backoff import Abandoned, abandon
 from .capacity import capacity_verdict
 from .catalog import builtin_index
+from .derive import derive_configs
 from .estimate import ModelSize, estimate_options, model_size
 from .identity import SOURCE_BUILTIN, SOURCE_ESTIMATED, SOURCE_NAMESPACE, SOURCE_RANK, ConfigId
 from .inventory import GpuInventory
@@ -96,7 +98,6 @@ __all__ = [
 
 # How long an endpoint's pods may stay unschedulable before it moves (--unschedulable-grace).
 DEFAULT_RESELECT_AFTER = timedelta(minutes=5)
-STATUS_MAX_CANDIDATES = 32
 
 
 class Verdict(StrEnum):
@@ -171,6 +172,10 @@ class Decision:
     optimize_for: str
     replicas: int
     tolerations: tuple[Mapping[str, str], ...] = ()
+    abandoned: tuple[Abandoned, ...] = ()
+    # Sticky although its pods are unschedulable past the grace (nothing else is
+    # feasible): worth recording, unlike a plain sticky decision.
+    held_unschedulable: bool = False
 
     @property
     def args(self) -> list[str]:
@@ -195,7 +200,7 @@ class Decision:
         """PCI device ids of the GPUs that can run the chosen hardware (node affinity)."""
         return gpus.device_ids_for(self.chosen.config.hardware) if self.chosen else ()
 
-    def to_status(self, max_candidates: int = STATUS_MAX_CANDIDATES) -> dict[str, Any]:
+    def to_status(self, max_candidates: int = MAX_CANDIDATES) -> dict[str, Any]:
         """The ``status.recipe`` record (the API's RecipeSelection); also the
         ``previous`` input of the next selection.
 
@@ -227,6 +232,8 @@ class Decision:
         }
         if len(self.candidates) > max_candidates:
             out["candidatesOmitted"] = len(self.candidates) - max_candidates
+        if self.abandoned:
+            out["abandoned"] = [a.to_record() for a in self.abandoned]
         return out
 
 
@@ -242,6 +249,8 @@ class _Eval:
     latency: float | None = None
     sort_key: SortKey = ()
     score: float | None = None
+    # Manual mode: why the chosen configuration's pods may wait (it does not fit now).
+    waits: str = ""
 
 
 def _static_rejection(
@@ -264,6 +273,11 @@ def _static_rejection(
         )
     if req.backend is not None and c.backend != req.backend:
         return Reason.BACKEND_MISMATCH, f"backend {c.backend}; the endpoint asks for {req.backend}"
+    if req.hardware is not None and c.hardware != req.hardware:
+        return (
+            Reason.HARDWARE_MISMATCH,
+            f"hardware {c.hardware}; the endpoint asks for {req.hardware}",
+        )
     if not c.enabled:
         return Reason.DISABLED, "configuration is disabled (enabled: false)"
     if c.invalid:
@@ -343,7 +357,31 @@ def _evaluate(
     pool = inventory.pool(c.hardware)
     key = (SOURCE_RANK.get(c.source, 9), bool(pool and pool.tolerations), *key)
     rej = _capacity_rejection(c, req.replicas, inventory, quota)
+    if rej is not None and not req.auto_select and rej[0] in _TRANSIENT:
+        # Manual means manual: the configuration asked for is chosen even when the GPUs
+        # are busy now; its pods wait for them, and the status says so.
+        return _Eval(c, None, False, tps, lat, key, score, waits=f"{rej[0]}: {rej[1]}")
     return _Eval(c, rej, False, tps, lat, key, score)
+
+
+def _matches(e: _Eval) -> bool:
+    """Whether the configuration is of the hardware, precision and backend asked for."""
+    return e.rejection is None or e.rejection[0] not in _OTHER_KIND
+
+
+_OTHER_KIND = frozenset({Reason.SHADOWED, Reason.PRECISION_MISMATCH, Reason.BACKEND_MISMATCH,
+                         Reason.HARDWARE_MISMATCH})
+# Capacity rejections that pass with time (GPUs freed, quota released).
+_TRANSIENT = frozenset({Reason.INSUFFICIENT_FREE_GPUS, Reason.QUOTA_EXCEEDED})
+
+
+def _backed_off(e: _Eval, entry: Abandoned) -> _Eval:
+    until = entry.until.strftime("%Y-%m-%dT%H:%M:%SZ")
+    times = "once" if entry.count == 1 else f"{entry.count} times"
+    msg = (f"left {times} because its pods stayed unschedulable; not chosen again "
+           f"before {until}")
+    return _Eval(e.config, (Reason.UNSCHEDULABLE_BACKOFF, msg), False, e.tps, e.latency,
+                 e.sort_key, e.score)
 
 
 def _rejected_order(e: _Eval) -> tuple[int, str, str, int, str, str]:
@@ -418,9 +456,11 @@ def _preferred_over(
 
 def _describe(e: _Eval, replicas: int) -> str:
     c = e.config
+    derived = (f", derived from its {plural(c.derived_from, 'GPU')} configuration"
+               if c.derived_from else "")
     return (
         f"{c.id.ref} ({c.hardware}, {c.precision}, {c.backend}, "
-        f"{plural(c.gpu_count, 'GPU')} x {plural(replicas, 'replica')})"
+        f"{plural(c.gpu_count, 'GPU')} x {plural(replicas, 'replica')}{derived})"
     )
 
 
@@ -517,9 +557,13 @@ def select(
             req.optimize_for,
             req.replicas,
             tol,
+            abandoned,
+            held,
         )
 
     evals: list[_Eval] = []
+    abandoned = abandon(prev.abandoned, now) if prev is not None and now is not None else ()
+    held = False
     estimating = not ns_recipes and not cat_recipes
     if estimating:
         if size is None:
@@ -559,6 +603,25 @@ def select(
             by = shadows.get(r.shadow_key)
             for c in r.configs:
                 evals.append(_evaluate(c, req, inventory, room, size, by))
+        if req.gpu_count is not None and not any(
+                e.config.gpu_count == req.gpu_count and _matches(e) for e in evals):
+            # No recipe of the asked-for kind has the count asked for: scale the recipes'
+            # nearest configuration.
+            unshadowed = [*ns_recipes, *(r for r in cat_recipes if r.shadow_key not in shadows)]
+            for c in derive_configs(unshadowed, req.gpu_count):
+                evals.append(_evaluate(c, req, inventory, room, size, None))
+
+    if not req.auto_select:
+        unschedulable_since = None  # manual: never moved by the operator
+    elif unschedulable_since is not None and prev is not None and prev.selected_at is not None:
+        # The grace of a choice counts from when it was made: pods left over from the
+        # previous choice cannot make a new one look "already past the grace".
+        unschedulable_since = max(unschedulable_since, prev.selected_at)
+    backoffs = {a.id: a for a in (prev.abandoned if prev else ()) if now and a.active(now)}
+    if backoffs:
+        evals = [_backed_off(e, backoffs[e.config.id])
+                 if e.rejection is None and e.config.id in backoffs
+                 and (prev is None or e.config.id != prev.id) else e for e in evals]
 
     feasible = sorted((e for e in evals if e.rejection is None), key=lambda e: e.sort_key)
     by_key = {e.config.id: e for e in evals if not e.static}
@@ -577,6 +640,10 @@ def select(
                 chosen, reason, message, kept_previous = _keep_or_move(
                     sticky, prev, feasible, now, unschedulable_since, reselect_after, req.replicas
                 )
+                if reason is Reason.RESELECTED and now is not None:
+                    abandoned = abandon(abandoned, now, prev.id)
+                held = (kept_previous and now is not None and unschedulable_since is not None
+                        and now - unschedulable_since >= reselect_after)
             else:
                 reason, note = Reason.RESELECTED, why_not + "; "
 
@@ -608,6 +675,9 @@ def select(
                 f"{note}selected {_describe(chosen, req.replicas)} for {req.optimize_for}: "
                 f"{metric}; {len(feasible)} of {plural(len(evals), 'candidate')} feasible"
             )
+        if chosen.waits:
+            message += (f"; manual selection (autoSelect: false) kept although it does not "
+                        f"fit now, its pods wait for GPUs ({chosen.waits})")
 
     if not kept_previous:
         message += _preferred_over(chosen, feasible, prev, req, inventory)
@@ -723,11 +793,14 @@ def _keep_or_move(
                 f"(grace {_duration(grace)}); moved to {_describe(best, replicas)}",
                 False,
             )
+        # No duration in the words: this message is recorded in the status, and must
+        # not change with every reconcile while nothing else does.
         return (
             sticky,
             Reason.STICKY,
-            f"kept {_describe(sticky, replicas)}: pods unschedulable for {waited} but no other "
-            f"candidate is feasible{capacity}",
+            f"kept {_describe(sticky, replicas)}: its pods are unschedulable since "
+            f"{since.strftime('%Y-%m-%dT%H:%M:%SZ')}, past the grace of {_duration(grace)}, "
+            f"but no other candidate is feasible{capacity}",
             True,
         )
     return (

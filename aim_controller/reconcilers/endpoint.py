@@ -57,6 +57,7 @@ from .endpoint_observe import (
 )
 from .endpoint_report import ApplyResult, desired_status, invalid_status, status_events
 from .endpoint_status import ApplyOutcome, status_equal
+from .reservations import ReservationBook
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +83,8 @@ class EndpointReconciler:
         # Endpoints whose selection waits for capacity: re-evaluated on capacity changes.
         # (Set before any watch: a started informer replays its store at once.)
         self._waiting: set[str] = set()
+        # GPUs promised to chosen configurations whose pods are not bound yet.
+        self.reservations = ReservationBook()
         self._catalog = builtin_index()
         self._ns_index: dict[str, tuple[tuple[tuple[str, str], ...], RecipeIndex]] = {}
         # Read-your-writes: a reconcile that runs before our own write's watch event
@@ -121,6 +124,7 @@ class EndpointReconciler:
             quotas=self.quotas, inventory=self.gpus.inventory,
             namespace_recipes=self._namespace_recipes, catalog=self._catalog,
             monitoring_available=lambda: self.monitoring_available,
+            reservations=self.reservations,
         )
 
     @property
@@ -157,7 +161,9 @@ class EndpointReconciler:
         status = pod.get("status") or {}
         unsched = any(c.get("reason") == "Unschedulable"
                       for c in status.get("conditions") or ())
-        return keys if unsched or keys[0] in self._waiting else []
+        if unsched or keys[0] in self._waiting or self.reservations.has_pending(keys[0]):
+            return keys
+        return []
 
     def _capacity_changed(self) -> None:
         for key in self._waiting:
@@ -182,10 +188,22 @@ class EndpointReconciler:
         observed = self.caches.observe(key, datetime.now(UTC))
         if observed is None:
             self._waiting.discard(key)
+            self.reservations.forget(key)
             return None
         plan = decide(observed, settings=self.ctx.settings, grace=self.ctx.unschedulable_grace)
+        # Before any await: a reconcile that runs next must see what this one promised.
+        self._reserve(observed, plan)
         applied = await self._apply(observed, plan) if plan.chosen else None
         return await self._report(observed, plan, applied)
+
+    def _reserve(self, o: Observed, plan: Plan) -> None:
+        chosen = plan.decision.chosen if plan.decision is not None else None
+        if chosen is None:
+            self.reservations.forget(o.key)
+            return
+        c = chosen.config
+        self.reservations.record(o.key, c.hardware, c.gpu_count, plan.desired_replicas,
+                                 o.pods.bound)
 
     async def _apply(self, o: Observed, plan: Plan) -> ApplyResult:
         """Step 3: the planned applies, then the prunes. 4xx answers (bad input, missing

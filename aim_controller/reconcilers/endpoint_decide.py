@@ -24,6 +24,7 @@ from aim_controller.builders import (
 )
 from aim_controller.machinery.handlers import KubeObject
 from aim_controller.recipes import Decision, Reason, select
+from aim_controller.recipes.request import PreviousChoice
 
 from .endpoint_observe import ChildKey, Observed
 from .endpoint_status import service_url, status_record
@@ -62,12 +63,18 @@ def selection_record(decision: Decision, previous: Any, now: datetime) -> dict[s
     A sticky decision is not a new selection: the previous record stays as is, so
     the status does not churn as other workloads take or free GPUs.
     """
-    if (decision.reason is Reason.STICKY and isinstance(previous, Mapping)
-            and previous.get("recipeName")):
-        return dict(previous)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    kept = previous if isinstance(previous, Mapping) and previous.get("recipeName") else None
+    if decision.reason is Reason.STICKY and kept is not None:
+        if not decision.held_unschedulable:
+            return dict(kept)
+        # Kept although its pods cannot be placed: the status says why, but the choice
+        # (and the time its grace counts from) is the same one.
+        return status_record(decision.to_status()) | {
+            "selectedAt": kept.get("selectedAt") or stamp}
     record = status_record(decision.to_status())
     if decision.chosen is not None:
-        record["selectedAt"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        record["selectedAt"] = stamp
     return record
 
 
@@ -104,7 +111,10 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta) -> Plan
     previous = o.status.get("recipe")
     decision = select(
         spec, o.namespace, o.recipes, o.catalog, o.inventory, o.quotas, previous,
-        now=o.now, unschedulable_since=o.pods.unschedulable_since, reselect_after=grace,
+        # Only GPU-placement reasons can move the endpoint; a PVC or CPU shortage
+        # would follow it to any recipe.
+        now=o.now, reselect_after=grace,
+        unschedulable_since=o.pods.unschedulable_since if o.pods.unschedulable_fixable else None,
         owned_quota_gpus=o.pods.gpus_in_use, namespace_quota_gpus=o.namespace_gpus,
     )
     record = selection_record(decision, previous, o.now)
@@ -124,7 +134,10 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta) -> Plan
     to_prune = tuple(o.children[k] for k in sorted(o.owned - wanted))
     recheck = None
     since = o.pods.unschedulable_since
-    if since is not None:
-        left = since + grace - o.now
-        recheck = max(left.total_seconds(), 0.0) + 1.0
+    if since is not None and o.pods.unschedulable_fixable and spec.recipe.auto_select:
+        # The grace counts from the later of the pods' trouble and the choice itself.
+        chosen_at = PreviousChoice.from_record(record)
+        if chosen_at is not None and chosen_at.selected_at is not None:
+            since = max(since, chosen_at.selected_at)
+        recheck = max((since + grace - o.now).total_seconds(), 0.0) + 1.0
     return Plan(decision, record, desired, to_apply, to_prune, replicas, url, recheck)

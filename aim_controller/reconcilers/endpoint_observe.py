@@ -9,14 +9,19 @@ cache, so what a reconcile saw is exactly this value.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from aim_controller.api.v1alpha1 import AIMEndpoint, validation_message
-from aim_controller.builders import LABEL_ENDPOINT, LABEL_MANAGED_BY, endpoint_name_problem
+from aim_controller.builders import (
+    ANNOTATION_CONFIG_CHECKSUM,
+    LABEL_ENDPOINT,
+    LABEL_MANAGED_BY,
+    endpoint_name_problem,
+)
 from aim_controller.builders.meta import MANAGED_BY
 from aim_controller.machinery.handlers import KubeObject, split_key
 from aim_controller.machinery.informer import InformerLike
@@ -27,6 +32,8 @@ from aim_controller.recipes.inventory import pod_device_requests
 from aim_controller.recipes.quota import namespace_gpu_requests, needs_pod_count
 
 from .endpoint_status import PodsState
+from .reservations import ReservationBook
+from .unschedulable import gpu_fixable
 
 __all__ = [
     "INDEX_ENDPOINT_PODS",
@@ -79,12 +86,27 @@ def _parse_time(s: object) -> datetime | None:
         return None
 
 
-def pods_state(pods: list[Mapping[str, Any]]) -> PodsState:
+def _template_of(obj: Mapping[str, Any] | None) -> str | None:
+    """The config checksum a pod (or a Deployment's pod template) was made from."""
+    value = (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(
+        ANNOTATION_CONFIG_CHECKSUM)
+    return str(value) if value is not None else None
+
+
+def pods_state(
+    pods: list[Mapping[str, Any]], deployment: Mapping[str, Any] | None = None
+) -> PodsState:
     """What the endpoint's own pods say: since when some are unschedulable, and the
-    GPUs they hold (bound ones, by node) or charge to the quota (every live one)."""
+    GPUs they hold (bound ones, by node) or charge to the quota (every live one).
+
+    Only pods of the Deployment's current pod template count as unschedulable: a
+    pending pod of the previous choice's ReplicaSet says nothing about this one.
+    """
+    template = _template_of(((deployment or {}).get("spec") or {}).get("template"))
     since: datetime | None = None
     message = ""
     gpus = 0
+    bound = 0
     held: list[tuple[str, Mapping[str, int]]] = []
     for pod in pods:
         status = pod.get("status") or {}
@@ -96,13 +118,18 @@ def pods_state(pods: list[Mapping[str, Any]]) -> PodsState:
             gpus += sum(usage[1].values())
             if usage[0]:
                 held.append(usage)
+        if template is not None and _template_of(pod) != template:
+            continue
+        if (pod.get("spec") or {}).get("nodeName"):
+            bound += 1
         for c in status.get("conditions") or ():
             if (c.get("type") == "PodScheduled" and c.get("status") == "False"
                     and c.get("reason") == "Unschedulable"):
                 t = _parse_time(c.get("lastTransitionTime"))
                 if t is not None and (since is None or t < since):
                     since, message = t, str(c.get("message") or "")
-    return PodsState(since, message, gpus, tuple(held))
+    return PodsState(since, message, gpus, tuple(held),
+                     gpu_fixable(message) if since is not None else False, bound)
 
 
 @dataclass(frozen=True)
@@ -163,6 +190,7 @@ class EndpointCaches:
     namespace_recipes: Callable[[str], RecipeIndex]
     catalog: RecipeIndex
     monitoring_available: Callable[[], bool]
+    reservations: ReservationBook = field(default_factory=ReservationBook)
 
     def endpoint(self, key: str) -> KubeObject | None:
         return self.written[self.endpoint_kind].get(key)
@@ -187,8 +215,9 @@ class EndpointCaches:
             invalid = endpoint_name_problem(name)
             if invalid is not None:
                 endpoint = None
-        pods = pods_state(self.pods.store.by_index(INDEX_ENDPOINT_PODS, key))
         children, owned = self._children(namespace, name, str(meta.get("uid") or ""))
+        pods = pods_state(self.pods.store.by_index(INDEX_ENDPOINT_PODS, key),
+                          children.get(("Deployment", name)))
         quotas = tuple(self.quotas.store.by_index(NAMESPACE_INDEX, namespace))
         namespace_gpus = (
             namespace_gpu_requests(self.pods.store.by_index(NAMESPACE_INDEX, namespace))
@@ -205,7 +234,10 @@ class EndpointCaches:
             pods=pods,
             recipes=self.namespace_recipes(namespace),
             catalog=self.catalog,
-            inventory=self.inventory().give_back(pods.held),
+            # Less what other endpoints' pending pods were promised; its own pods' GPUs
+            # count as free: the same choice whether or not they are bound yet.
+            inventory=self.reservations.inventory_for(key, self.inventory()).give_back(
+                pods.held),
             quotas=quotas,
             namespace_gpus=namespace_gpus,
             children=children,

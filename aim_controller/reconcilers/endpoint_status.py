@@ -57,6 +57,10 @@ class PodsState:
     gpus_in_use: int = 0
     # (node, device requests) of the bound ones: given back to their endpoint's selection.
     held: tuple[tuple[str, Mapping[str, int]], ...] = ()
+    # Whether another recipe could place them (GPU reasons, not a PVC or CPU/memory).
+    unschedulable_fixable: bool = False
+    # Live pods of the current template that are bound to a node.
+    bound: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ def endpoint_conditions(
     if outcome is not None and outcome.errors:
         problems.append(("ApplyFailed", res.message))
     if pods.unschedulable_since is not None:
-        problems.append(("PodsUnschedulable",
+        problems.append(("Unschedulable",
                          pods.unschedulable_message or "pods cannot be scheduled"))
     stuck = _progress_stuck(deployment)
     if stuck:

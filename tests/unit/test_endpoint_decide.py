@@ -131,10 +131,35 @@ def test_an_invalid_spec_plans_nothing() -> None:
     assert plan.decision is None and plan.desired == () and plan.record is None
 
 
+GPU_SHORT = "0/3 nodes are available: 3 Insufficient amd.com/gpu. preemption: ..."
+PVC_UNBOUND = ("0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims. "
+               "preemption: 0/3 nodes are available: 3 Preemption is not helpful.")
+
+
 def test_unschedulable_pods_schedule_a_recheck_at_the_end_of_the_grace() -> None:
-    since = NOW - timedelta(minutes=2)
-    plan = plan_of(observed(pods=PodsState(since, "0/1 nodes are available")))
-    assert plan.recheck_after == 181.0
+    pods = PodsState(NOW - timedelta(minutes=2), GPU_SHORT, unschedulable_fixable=True)
+    # A fresh choice: its grace counts from the choice itself.
+    assert plan_of(observed(pods=pods)).recheck_after == 301.0
+    first = plan_of(observed())
+    status = desired_status(observed(), first, None, "2026-01-01T00:00:00Z", "sel")
+    pods = PodsState(NOW + timedelta(minutes=8), GPU_SHORT, unschedulable_fixable=True)
+    o = observed(endpoint_obj(status=status), pods=pods)
+    o = Observed(**{**o.__dict__, "now": NOW + timedelta(minutes=10)})
+    assert plan_of(o).recheck_after == 181.0
+
+
+def test_a_cause_no_recipe_can_fix_never_moves_the_endpoint() -> None:
+    first = plan_of(observed())
+    status = desired_status(observed(), first, None, "2026-01-01T00:00:00Z", "sel")
+    pods = PodsState(NOW - timedelta(hours=1), PVC_UNBOUND, unschedulable_fixable=False)
+    o = observed(endpoint_obj(status=status), gpus=4, pods=pods)
+    o = Observed(**{**o.__dict__, "now": NOW + timedelta(hours=2)})
+    plan = plan_of(o)
+    assert plan.decision is not None and plan.decision.reason is Reason.STICKY
+    assert plan.recheck_after is None
+    conds = {c["type"]: c for c in desired_status(o, plan, None, "t", "sel")["conditions"]}
+    assert conds["Degraded"]["reason"] == "Unschedulable"
+    assert "PersistentVolumeClaims" in conds["Degraded"]["message"]
 
 
 def test_the_same_observation_gives_the_same_plan() -> None:

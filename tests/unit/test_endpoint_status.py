@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -142,3 +143,45 @@ def test_status_record_is_what_the_api_server_returns() -> None:
     assert record == {"score": 11100, "candidates": [{"score": 1758.5}, {"score": 2}],
                       "gpuCount": 1}
     assert isinstance(record["score"], int)
+
+
+SCHEDULER_MESSAGES = {
+    # Real kube-scheduler wordings (v1.36 default profile).
+    "0/4 nodes are available: 1 Insufficient amd.com/gpu, 3 node(s) didn't match Pod's "
+    "node affinity/selector. preemption: 0/4 nodes are available: 1 No preemption victims "
+    "found for incoming pod, 3 Preemption is not helpful for scheduling.": True,
+    "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) didn't match Pod's "
+    "node affinity/selector.": True,
+    "0/2 nodes are available: 2 node(s) had untolerated taint {dedicated: llm}.": True,
+    "0/5 nodes are available: 5 node(s) didn't match Pod's node affinity/selector.": True,
+    "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims. "
+    "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.": False,
+    "0/4 nodes are available: 1 Insufficient cpu, 3 node(s) didn't match Pod's node "
+    "affinity/selector.": False,
+    "0/4 nodes are available: 1 Insufficient memory, 3 node(s) didn't match Pod's node "
+    "affinity/selector.": False,
+}
+
+
+@pytest.mark.parametrize(("message", "fixable"), SCHEDULER_MESSAGES.items())
+def test_only_gpu_placement_reasons_can_be_fixed_by_another_recipe(
+    message: str, fixable: bool
+) -> None:
+    from aim_controller.reconcilers.unschedulable import gpu_fixable
+
+    assert gpu_fixable(message) is fixable
+
+
+def test_only_pods_of_the_current_template_count_as_unschedulable() -> None:
+    def pod(checksum: str, since: str) -> dict[str, Any]:
+        p = _pod("Unschedulable", since, "4")
+        p["metadata"]["annotations"] = {"aim.engine.amd.com/config-checksum": checksum}
+        return p
+
+    deployment = {"spec": {"template": {"metadata": {"annotations": {
+        "aim.engine.amd.com/config-checksum": "new"}}}}}
+    old, new = pod("old", "2026-01-01T00:00:00Z"), pod("new", "2026-01-01T00:10:00Z")
+    s = pods_state([old, new], deployment)
+    assert s.unschedulable_since == datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+    assert s.gpus_in_use == 8  # both still charge the quota
+    assert pods_state([old], deployment).unschedulable_since is None

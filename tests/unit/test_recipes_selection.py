@@ -414,7 +414,7 @@ def test_reselected_after_grace_period_of_unschedulable_pods() -> None:
     )
     assert after.reason is Reason.RESELECTED
     assert after.chosen is not None and after.chosen.config.name == "r325"
-    assert "unschedulable for 12m00s (grace 10m00s)" in after.message
+    assert "unschedulable for 12m00s (grace 10m00s)" in after.message, after.message
     assert verdicts(after)[("r300", 4)] == (Verdict.REJECTED, Reason.INSUFFICIENT_FREE_GPUS)
 
 
@@ -630,11 +630,13 @@ def test_to_status_is_json_and_feeds_back_as_previous() -> None:
 
 
 def test_status_omits_chosen_fields_without_a_choice_and_caps_candidates() -> None:
-    many = [recipe(f"r{i:02d}", hardware="MI355X") for i in range(40)]
+    many = [recipe(f"r{i:02d}", hardware="MI355X") for i in range(70)]
     d = run(endpoint(), cluster(MI300X=[8]), many)
     status = d.to_status()
     assert "recipeName" not in status and status["estimated"] is False
-    assert len(status["candidates"]) == 32 and status["candidatesOmitted"] == 8
+    # As many as the API admits (RecipeSelection.candidates max_length: 64).
+    assert len(status["candidates"]) == 64 and status["candidatesOmitted"] == 6
+    RecipeSelection.model_validate(status)
 
 
 def test_prebuilt_index_and_raw_list_agree() -> None:

@@ -19,6 +19,7 @@ from .common import (
     Conditions,
     Duration,
     GpuCount,
+    Hardware,
     IntOrPercent,
     ObjectMeta,
     Precision,
@@ -45,6 +46,8 @@ CANDIDATE_VERDICTS: tuple[CandidateVerdict, ...] = get_args(CandidateVerdict)
 DEFAULT_GPU_UTILIZATION_METRIC = "gpu_gfx_activity"
 DEFAULT_SERVICE_PORT = 8000
 MAX_REPLICAS = 1000
+MAX_CANDIDATES = 64
+MAX_ABANDONED = 16
 
 Percent = Annotated[int, Field(ge=1, le=100)]
 ShortString = Annotated[str, StringConstraints(min_length=1, max_length=253)]
@@ -102,6 +105,9 @@ class RecipeSelector(APIModel):
     """Weight precision / quantization of the recipe. Unset means any."""
     backend: Backend = DEFAULT_BACKEND
     """Inference engine."""
+    hardware: Hardware | None = None
+    """Added by aim-controller: GPU model the recipe must be for, e.g. MI300X. Unset
+    means any. Narrows the candidates in both modes."""
     optimize_for: OptimizeFor = "throughput"
     """Added by aim-controller: what automatic selection optimizes among fitting recipes:
     throughput (tokens/s per replica), latency (time per token) or cost (fewest GPUs)."""
@@ -425,6 +431,25 @@ class RecipeCandidate(APIModel):
     """Human-readable explanation of the verdict."""
 
 
+class AbandonedChoice(APIModel):
+    """A configuration the endpoint moved away from because its pods stayed
+    unschedulable: not chosen again before its until time (a backoff that doubles with each
+    abandonment: 5 min, 10, 20, ... capped at 1 h)."""
+
+    recipe: ShortString
+    """Name of the recipe."""
+    recipe_namespace: ShortString | None = None
+    """Namespace of the AIMRecipe; unset for built-in and estimated recipes."""
+    source: RecipeSource
+    """Where the recipe came from."""
+    gpu_count: int = Field(ge=0, le=MAX_GPUS_PER_REPLICA)
+    """GPUs per replica of the configuration."""
+    count: int = Field(1, ge=1, le=1000)
+    """How many times the endpoint moved away from it."""
+    until: datetime
+    """Not chosen again before this time."""
+
+
 class RecipeSelection(APIModel):
     """The record of the last recipe selection: what was chosen, from where, and why."""
 
@@ -463,11 +488,18 @@ class RecipeSelection(APIModel):
     candidates_omitted: int | None = Field(None, ge=0)
     """Candidates considered but not listed, beyond the list's bound."""
     candidates: list[RecipeCandidate] = Field(
-        default_factory=list, max_length=64, json_schema_extra={"x-kubernetes-list-type": "atomic"}
+        default_factory=list, max_length=MAX_CANDIDATES,
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
     """Every configuration considered, best first (truncated to 64)."""
     selected_at: datetime | None = None
-    """When this selection was made."""
+    """When this selection was made. The unschedulable grace of a choice counts from
+    here, so an endpoint moves at most once per grace period."""
+    abandoned: list[AbandonedChoice] = Field(
+        default_factory=list, max_length=MAX_ABANDONED,
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+    """Configurations moved away from for unschedulable pods, with their backoff."""
 
 
 class AIMEndpointStatus(APIModel):
