@@ -177,13 +177,16 @@ def estimate_options(
         return f"cannot estimate memory for precision {prec!r}"
     weights = size.params * bpp
     out: list[EstimateOption] = []
-    seen_node_sets: set[frozenset[str]] = set()
+    seen_node_sets: set[tuple[frozenset[str], frozenset[str]]] = set()
     extra = sorted({h for h in also if h in gpus.MODELS})
     # Newest first, so MI250X wins over MI250 on shared nodes.
     for hw in [*inventory.hardware, *(h for h in extra if h not in inventory.pools)]:
         pool = inventory.pools.get(hw)
         if pool is not None and hw not in extra:
-            nodes = frozenset(n for n, _ in pool.free_by_node)
+            # One option per set of nodes for interchangeable models (MI250/MI250X);
+            # different models on the same (mixed) nodes are each an option.
+            nodes = (frozenset(n for n, _ in (*pool.free_by_node, *pool.mixed_free_by_node)),
+                     gpus.INTERCHANGEABLE.get(hw, frozenset({hw})))
             if nodes in seen_node_sets:
                 continue
             seen_node_sets.add(nodes)

@@ -54,7 +54,7 @@ def config_fit(
     if verdict.rejection is not None or verdict.pool is None:
         return ConfigFit(0, (), (), verdict.rejection)
     n = cfg.gpu_count
-    nodes = sorted(name for name, free in verdict.pool.free_by_node if free >= n)
+    nodes = list(verdict.pool.nodes_with_room(n))
     if by_name is None:
         by_name = {node.name: node for node in inventory.nodes}
     models = sorted({m for name in nodes for m in _node_models(by_name[name])})

@@ -51,22 +51,34 @@ def _best_fit(buckets: dict[int, list[str]], free: dict[str, int], g: int) -> st
     return None
 
 
+def _buckets(entries: Iterable[tuple[str, int]], free: dict[str, int]) -> dict[int, list[str]]:
+    buckets: dict[int, list[str]] = {}
+    for node, f in sorted(entries):
+        free.setdefault(node, f)  # a node in two pools shares one budget
+        buckets.setdefault(free[node], []).append(node)
+    return buckets
+
+
 def place(inventory: GpuInventory, reservations: Iterable[Reservation]) -> dict[str, Placement]:
-    """Where the pending replicas go, by reservation key (deterministic: in key order)."""
+    """Where the pending replicas go, by reservation key (deterministic: in key order).
+
+    Nodes whose GPUs are all of the hardware come first; 1-GPU replicas may then go
+    to mixed nodes (as the selection allows), within the node's shared free GPUs.
+    """
     free: dict[str, int] = {}
-    pools: dict[str, dict[int, list[str]]] = {}
+    pools: dict[str, tuple[dict[int, list[str]], dict[int, list[str]]]] = {}
     out: dict[str, Placement] = {}
     for r in sorted(reservations, key=lambda r: r.key):
-        buckets = pools.get(r.hardware)
-        if buckets is None:
-            buckets = pools[r.hardware] = {}
+        if r.hardware not in pools:
             pool = inventory.pool(r.hardware)
-            for node, f in sorted(pool.free_by_node if pool else ()):
-                free.setdefault(node, f)
-                buckets.setdefault(free[node], []).append(node)
+            pools[r.hardware] = (_buckets(pool.free_by_node if pool else (), free),
+                                 _buckets(pool.mixed_free_by_node if pool else (), free))
+        whole, mixed = pools[r.hardware]
         placed: list[tuple[str, int]] = []
         for _ in range(r.replicas):
-            chosen = _best_fit(buckets, free, r.gpu_count)
+            chosen = _best_fit(whole, free, r.gpu_count)
+            if chosen is None and r.gpu_count == 1:
+                chosen = _best_fit(mixed, free, 1)
             if chosen is None:
                 break
             placed.append((chosen, r.gpu_count))

@@ -251,6 +251,8 @@ class _Eval:
     score: float | None = None
     # Manual mode: why the chosen configuration's pods may wait (it does not fit now).
     waits: str = ""
+    # What a feasible candidate should know (the capacity verdict's note).
+    note: str = ""
 
 
 def _static_rejection(
@@ -289,17 +291,19 @@ def _static_rejection(
 
 def _capacity_rejection(
     c: RecipeConfig, replicas: int, inventory: GpuInventory, quota: GpuQuota | None
-) -> tuple[Reason, str] | None:
+) -> tuple[tuple[Reason, str] | None, str]:
+    """The capacity or quota rejection, if any, and the capacity verdict's note (e.g.
+    that a mixed node does not guarantee the GPU type)."""
     verdict = capacity_verdict(c.hardware, c.gpu_count, replicas, inventory)
     if verdict.rejection is not None:
-        return verdict.rejection
+        return verdict.rejection, ""
     g = c.gpu_count
     if quota is not None and replicas * g > quota.room:
         return (
             Reason.QUOTA_EXCEEDED,
             f"needs {replicas}x{g}={replicas * g} amd.com/gpu; {quota.describe()}",
-        )
-    return None
+        ), ""
+    return None, verdict.note
 
 
 def _performance(c: RecipeConfig, size: ModelSize | None) -> tuple[float, float]:
@@ -356,12 +360,12 @@ def _evaluate(
     # it is tolerated only when nothing untainted can serve).
     pool = inventory.pool(c.hardware)
     key = (SOURCE_RANK.get(c.source, 9), bool(pool and pool.tolerations), *key)
-    rej = _capacity_rejection(c, req.replicas, inventory, quota)
+    rej, note = _capacity_rejection(c, req.replicas, inventory, quota)
     if rej is not None and not req.auto_select and rej[0] in _TRANSIENT:
         # Manual means manual: the configuration asked for is chosen even when the GPUs
         # are busy now; its pods wait for them, and the status says so.
         return _Eval(c, None, False, tps, lat, key, score, waits=f"{rej[0]}: {rej[1]}")
-    return _Eval(c, rej, False, tps, lat, key, score)
+    return _Eval(c, rej, False, tps, lat, key, score, note=note)
 
 
 def _matches(e: _Eval) -> bool:
@@ -675,6 +679,8 @@ def select(
                 f"{note}selected {_describe(chosen, req.replicas)} for {req.optimize_for}: "
                 f"{metric}; {len(feasible)} of {plural(len(evals), 'candidate')} feasible"
             )
+        if chosen.note:
+            message += f"; {chosen.note}"
         if chosen.waits:
             message += (f"; manual selection (autoSelect: false) kept although it does not "
                         f"fit now, its pods wait for GPUs ({chosen.waits})")
@@ -707,7 +713,8 @@ def select(
                 f"ranks below {chosen.config.id.ref} for {req.optimize_for}: "
                 f"{_metric(e, req.optimize_for, req.replicas)}"
             )
-        cands.append(_candidate(e, Verdict.FEASIBLE, why_reason, why))
+        cands.append(_candidate(e, Verdict.FEASIBLE, why_reason,
+                                f"{why}; {e.note}" if e.note else why))
     cands += [_candidate(e, Verdict.REJECTED) for e in rejected]
     return decision(reason, message, chosen_c, cands)
 

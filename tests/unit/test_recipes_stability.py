@@ -167,3 +167,25 @@ def test_a_count_of_another_hardware_does_not_stop_the_derivation() -> None:
     d = run(spec, cluster(MI300X=[8], MI325X=[8]), recipes, now=T0)
     assert d.chosen is not None and d.chosen.config.name == "flex"
     assert (d.chosen.config.gpu_count, d.chosen.config.derived_from) == (2, 1)
+
+
+def test_a_choice_served_by_a_mixed_node_says_the_gpu_type_is_not_guaranteed() -> None:
+    from recipes_fixtures import mixed_labels, node
+
+    inv = build_inventory([node("mixed", mixed_labels({"MI300X": 4, "MI325X": 4}), gpus=8)], [])
+    d = run(endpoint(gpu_count=1), inv, [recipe("r", hardware="MI300X", counts=(1,))], now=T0)
+    assert d.chosen is not None and "GPU type not guaranteed on mixed GPU node mixed" in (
+        d.message), d.message
+
+
+def test_estimates_offer_every_model_of_a_mixed_node() -> None:
+    from recipes_fixtures import mixed_labels, node
+
+    from aim_controller.recipes.estimate import estimate_options, model_size
+
+    inv = build_inventory([node("mixed", mixed_labels({"MI300X": 4, "MI325X": 4}), gpus=8)], [])
+    size = model_size("acme/Tiny-1B", None)
+    assert size is not None
+    options = estimate_options("acme/Tiny-1B", size, inv)
+    assert not isinstance(options, str)
+    assert {o.config.hardware for o in options} == {"MI300X", "MI325X"}
