@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{sel['selectionRawListUs']:.0f} us (raw list); inventory build "
               f"{sel['inventoryBuildMs']:.1f} ms cold, "
               f"{sel['inventoryCachedBuildMs']:.1f} ms cached")
+        if "selectionWithReservationsUs" in sel:
+            print(f"  with {sel['pendingReservations']} pending reservations (a burst): "
+                  f"{sel['selectionWithReservationsUs']:.0f} us per selection, "
+                  f"{sel['reservationPlacementMs']:.1f} ms to place them again after a "
+                  f"change of the book")
     print("\ngoals:")
     for g in data["goals"]:  # type: ignore[union-attr]
         print(f"  [{'met' if g['met'] else 'MISSED'}] {g['goal']}: {g['value']}")

@@ -19,6 +19,9 @@ from aim_controller.recipes import (
     select,
 )
 from aim_controller.recipes.catalog import builtin_index
+from aim_controller.reconcilers.reservations import ReservationBook
+
+PENDING = 200  # endpoints of a burst whose pods are not bound yet
 
 
 def selection_cost(*, quick: bool = False) -> dict[str, Any]:
@@ -40,6 +43,25 @@ def selection_cost(*, quick: bool = False) -> dict[str, Any]:
     indexed = bs.per_call(lambda: select(spec, "aim", index, catalog, inventory), 2000 // scale)
     raw = bs.per_call(lambda: select(spec, "aim", recipes, catalog, inventory), 500 // scale)
     decision = select(spec, "aim", index, catalog, inventory)
+
+    # A burst: PENDING endpoints chose configurations whose pods are not bound yet.
+    book = ReservationBook()
+    hardware = [hw for _, _, hw in bs.HARDWARE]
+    for i in range(PENDING):
+        book.record(f"aim/ep-{i}", hardware[i % len(hardware)], rng.choice([1, 2, 4]), 1, 0)
+
+    def reserved_select() -> None:
+        select(spec, "aim", index, catalog, book.inventory_for("aim/new", inventory))
+
+    reserved = bs.per_call(reserved_select, 2000 // scale)
+    flip = [0]
+
+    def recompute() -> None:  # each call changes the book, so the placement is redone
+        flip[0] ^= 1
+        book.record("aim/ep-0", hardware[0], 1 + flip[0], 1, 0)
+        book.inventory_for("aim/new", inventory)
+
+    placement = bs.per_call(recompute, max(5, 100 // scale))
     return {
         "nodes": bs.NODES, "pods": bs.PODS, "recipes": bs.RECIPES,
         "selectionIndexedUs": round(indexed * 1e6, 1),
@@ -47,4 +69,7 @@ def selection_cost(*, quick: bool = False) -> dict[str, Any]:
         "inventoryBuildMs": round(build * 1e3, 2),
         "inventoryCachedBuildMs": round(warm * 1e3, 2),
         "decision": f"{decision.reason}: {decision.message}",
+        "pendingReservations": PENDING,
+        "selectionWithReservationsUs": round(reserved * 1e6, 1),
+        "reservationPlacementMs": round(placement * 1e3, 2),
     }
