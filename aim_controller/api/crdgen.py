@@ -85,6 +85,8 @@ SOURCES: tuple[CRDSource, ...] = (
         printer_columns=(
             {"name": "Model", "type": "string", "jsonPath": ".spec.model.id"},
             {"name": "Recipe", "type": "string", "jsonPath": ".status.recipe.recipeName"},
+            {"name": "Hardware", "type": "string", "jsonPath": ".status.recipe.hardware",
+             "description": "GPU model of the selected recipe"},
             {"name": "GPUs", "type": "integer", "jsonPath": ".status.recipe.gpuCount",
              "description": "GPUs per replica of the selected recipe"},
             {"name": "Ready", "type": "string",

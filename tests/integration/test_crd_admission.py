@@ -254,7 +254,8 @@ def endpoint_status() -> dict[str, Any]:
 
 STATUSES: list[Any] = [
     pytest.param("AIMEndpoint", {"model": {"id": "Qwen/Qwen3-32B"}}, endpoint_status(),
-                 ["Qwen/Qwen3-32B", "qwen-32b-mi300x-bf16", "4", "True", "2"], id="endpoint"),
+                 ["Qwen/Qwen3-32B", "qwen-32b-mi300x-bf16", "MI300X", "4", "True", "2"],
+                 id="endpoint"),
     pytest.param(
         "AIMRecipe",
         {"modelId": "Qwen/Qwen3-32B", "hardware": "MI300X", "configurations": [{"gpuCount": 4}]},
