@@ -49,11 +49,8 @@ up: venv binaries ## Start the local control plane with simulated AMD GPU nodes 
 down: ## Stop the local control plane
 	-$(PY) hack/localcluster.py down --state-dir $(STATE_DIR)
 
-install: ## Install the CRDs and the built-in recipe catalog into the current cluster
-	$(KUBECTL) apply --server-side -f manifests/crd
-	$(KUBECTL) wait --for=condition=Established --timeout=60s -f manifests/crd
-	$(KUBECTL) create namespace $(OPERATOR_NAMESPACE) --dry-run=client -o yaml | $(KUBECTL) apply -f -
-	$(KUBECTL) apply --server-side -n $(OPERATOR_NAMESPACE) -f manifests/catalog
+install: ## Install the CRDs and the built-in recipe catalog into the local cluster
+	KUBECTL="$(KUBECTL)" OPERATOR_NAMESPACE=$(OPERATOR_NAMESPACE) bash hack/apply-manifests.sh install
 
 KUBECTL = $$(bash hack/build-binaries.sh)/kubectl --kubeconfig $(KUBECONFIG_LOCAL)
 
@@ -78,11 +75,10 @@ docker-build: ## Build the operator image (needs a Docker engine)
 
 deploy: ## Deploy to the current kube context (e.g. kind): CRDs, RBAC, catalog, operator
 	kind load docker-image $(IMG) 2>/dev/null || true
-	kubectl apply --server-side -f manifests/crd
-	kubectl apply -k manifests/default
+	bash hack/apply-manifests.sh deploy
 
 undeploy: ## Remove the operator from the current kube context
-	kubectl delete -k manifests/default --ignore-not-found
+	kubectl delete -k manifests --ignore-not-found
 
 clean: down ## Remove local state (not the cached binaries)
 	rm -rf _out
