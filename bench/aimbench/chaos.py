@@ -44,7 +44,9 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"  # the endpoint's name, on its pod
 INTRUDER = "chaos-intruder"
 INTRUDER_ANNOTATION = "chaos.aim.engine.amd.com/intruder"
 ALL_SCENARIOS = ("apiserver-restart", "operator-kill", "leader-kill", "conflicting-writes",
-                 "node-delete", "compaction-410")
+                 "node-delete", "compaction-410", "webhook-fault")
+# How long an unreachable admission webhook refuses the endpoints' Deployments.
+WEBHOOK_FAULT_SECONDS = 20.0
 QUICK_SCENARIOS = ("apiserver-restart", "operator-kill")
 
 
@@ -369,6 +371,50 @@ class Chaos:
         await self.finish(run)
         return verdict, info
 
+    async def webhook_fault(self) -> tuple[Verdict, dict[str, Any]]:
+        """A validating webhook for Deployments whose service does not answer
+        (failurePolicy Fail) while the endpoints converge and change: every Deployment
+        write fails with 500 meanwhile; after it is removed, nothing is lost."""
+        run = await self.begin("webhook-fault")
+        await self.until_fraction(run, 0.3)
+        hook = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": f"chaos-unreachable-{run.namespace}"},
+            "webhooks": [{
+                "name": "unreachable.chaos.aim.engine.amd.com",
+                "clientConfig": {"url": "https://127.0.0.1:1/validate"},
+                "rules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                           "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}],
+                "namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": run.namespace}},
+                "failurePolicy": "Fail", "sideEffects": "None",
+                "admissionReviewVersions": ["v1"], "timeoutSeconds": 2,
+            }],
+        }
+        self.opts.log(f"  Deployment writes refused by an unreachable webhook for "
+                      f"{WEBHOOK_FAULT_SECONDS:.0f} s, while half the endpoints change")
+        await self.k.apply(hook, INTRUDER)
+        try:
+            wave = await self.disturb(run, 1)
+            await asyncio.sleep(WEBHOOK_FAULT_SECONDS)
+            api_errors = await self._api_errors(run.namespace)
+        finally:
+            await self.k.delete(object_path(hook))
+        verdict, info = await self.settle(run)
+        if not api_errors:
+            verdict.problems.append("webhook: no endpoint said Degraded ApiError")
+        if await self._api_errors(run.namespace):
+            verdict.problems.append("webhook: ApiError still shown after the fault")
+        info |= {"disturbance": wave, "endpointsShowingApiError": api_errors}
+        await self.finish(run)
+        return verdict, info
+
+    async def _api_errors(self, ns: str) -> int:
+        items, _ = await self.k.list(collection_path(wl.API_VERSION, "AIMEndpoint", ns))
+        return sum(1 for o in items for c in (o.get("status") or {}).get("conditions") or ()
+                   if c.get("type") == "Degraded" and c.get("reason") == "ApiError")
+
     async def _intrude(self, ns: str, name: str) -> None:
         # Server-side apply with force by another manager: takes fields we own.
         await self.k.apply({"apiVersion": "v1", "kind": "Service",
@@ -525,6 +571,7 @@ SCENARIOS: dict[str, Callable[[Chaos], Awaitable[tuple[Verdict, dict[str, Any]]]
     "conflicting-writes": Chaos.conflicting_writes,
     "node-delete": Chaos.node_delete,
     "compaction-410": Chaos.compaction_410,
+    "webhook-fault": Chaos.webhook_fault,
 }
 
 

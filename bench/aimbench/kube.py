@@ -41,6 +41,8 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("aim.engine.amd.com/v1alpha1", "AIMEndpoint"): ("aimendpoints", True),
     ("aim.engine.amd.com/v1alpha1", "AIMRecipe"): ("aimrecipes", True),
     ("aim.engine.amd.com/v1alpha1", "AIMCache"): ("aimcaches", True),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"):
+        ("validatingwebhookconfigurations", False),
 }
 
 
