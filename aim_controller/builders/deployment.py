@@ -9,6 +9,8 @@ Invariants of the built object:
 * ``spec.replicas`` is present iff no autoscaler owns it (see :mod:`.scaling`).
 * The pod template's ``aim.engine.amd.com/config-checksum`` annotation changes iff
   the rendered engine config or the chosen recipe's identity changes.
+* The pod template carries ``spec.podTemplate``'s labels and annotations, except
+  where a key is one the operator sets itself: there the operator's value stands.
 * ``progressDeadlineSeconds`` >= the startup probe's whole window.
 
 Resources (per replica; recipe first, ``spec.resources`` overrides):
@@ -306,13 +308,17 @@ def build_deployment(
         pod_spec["tolerations"] = _tolerations(chosen)
     pod_spec["volumes"] = sorted(volumes, key=lambda v: v["name"])
 
+    extra = endpoint.spec.pod_template
+    # The user's labels and annotations first: ours win (the selector labels above all).
+    labels = (extra.labels if extra else {}) | endpoint_labels(endpoint)
+    annotations = (extra.annotations if extra else {}) | {
+        ANNOTATION_CONFIG_CHECKSUM: config_checksum(engine, chosen),
+        "kubectl.kubernetes.io/default-container": CONTAINER_NAME,
+    }
     template = {
         "metadata": {
-            "labels": endpoint_labels(endpoint),
-            "annotations": {
-                ANNOTATION_CONFIG_CHECKSUM: config_checksum(engine, chosen),
-                "kubectl.kubernetes.io/default-container": CONTAINER_NAME,
-            },
+            "labels": dict(sorted(labels.items())),
+            "annotations": dict(sorted(annotations.items())),
         },
         "spec": pod_spec,
     }

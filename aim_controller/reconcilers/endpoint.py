@@ -13,7 +13,8 @@
 A converged endpoint therefore costs no API request at all.
 
 Watches: the endpoints themselves; every child kind (drift re-enqueues the
-owner); AIMRecipes (re-enqueue the endpoints of that model, by index); GPU
+owner); AIMRecipes (re-enqueue the endpoints of that model, by index); their
+pods when one turns Ready or not, fails or stops failing, or cannot be scheduled; GPU
 capacity changes re-enqueue only endpoints still waiting for capacity (no
 feasible recipe or unschedulable pods), so running endpoints are not disturbed.
 """
@@ -57,6 +58,7 @@ from .endpoint_observe import (
 )
 from .endpoint_report import ApplyResult, desired_status, invalid_status, status_events
 from .endpoint_status import ApplyOutcome, status_equal
+from .pod_failures import reported_on
 from .reservations import ReservationBook
 
 log = structlog.get_logger(__name__)
@@ -153,15 +155,18 @@ class EndpointReconciler:
         return keys
 
     def _endpoint_of_pod(self, pod: Mapping[str, Any]) -> list[str]:
-        # Only pod scheduling problems matter to the owner (Degraded, reselection);
-        # everything else reaches it through the Deployment's status.
+        # What the owner reports from its pods: scheduling problems (Degraded,
+        # reselection), readiness (Available) and failures (Degraded). Both the old and
+        # the new pod are mapped, so a pod that turns Ready, stops being Ready, starts
+        # or stops failing enqueues its endpoint; a pending pod's progress does not.
         keys = index_pod_by_endpoint(pod)
         if not keys:
             return []
         status = pod.get("status") or {}
         unsched = any(c.get("reason") == "Unschedulable"
                       for c in status.get("conditions") or ())
-        if unsched or keys[0] in self._waiting or self.reservations.has_pending(keys[0]):
+        if (unsched or reported_on(pod) or keys[0] in self._waiting
+                or self.reservations.has_pending(keys[0])):
             return keys
         return []
 

@@ -32,6 +32,7 @@ from aim_controller.recipes.inventory import pod_device_requests
 from aim_controller.recipes.quota import namespace_gpu_requests, needs_pod_count
 
 from .endpoint_status import PodsState
+from .pod_failures import first_failure, is_ready, memory_limits
 from .reservations import ReservationBook
 from .unschedulable import gpu_fixable
 
@@ -96,17 +97,21 @@ def _template_of(obj: Mapping[str, Any] | None) -> str | None:
 def pods_state(
     pods: list[Mapping[str, Any]], deployment: Mapping[str, Any] | None = None
 ) -> PodsState:
-    """What the endpoint's own pods say: since when some are unschedulable, and the
-    GPUs they hold (bound ones, by node) or charge to the quota (every live one).
+    """What the endpoint's own pods say: since when some are unschedulable, how many
+    are Ready, why they fail, and the GPUs they hold (bound ones, by node) or charge to
+    the quota (every live one).
 
-    Only pods of the Deployment's current pod template count as unschedulable: a
-    pending pod of the previous choice's ReplicaSet says nothing about this one.
+    Only pods of the Deployment's current pod template count as unschedulable, Ready
+    or failing: a pod of the previous choice's ReplicaSet says nothing about this one.
     """
-    template = _template_of(((deployment or {}).get("spec") or {}).get("template"))
+    pod_template = ((deployment or {}).get("spec") or {}).get("template")
+    template = _template_of(pod_template)
     since: datetime | None = None
     message = ""
     gpus = 0
     bound = 0
+    ready = 0
+    current: list[Mapping[str, Any]] = []
     held: list[tuple[str, Mapping[str, int]]] = []
     for pod in pods:
         status = pod.get("status") or {}
@@ -122,6 +127,10 @@ def pods_state(
             continue
         if (pod.get("spec") or {}).get("nodeName"):
             bound += 1
+        if is_ready(pod):
+            ready += 1
+        elif not (pod.get("metadata") or {}).get("deletionTimestamp"):
+            current.append(pod)
         for c in status.get("conditions") or ():
             if (c.get("type") == "PodScheduled" and c.get("status") == "False"
                     and c.get("reason") == "Unschedulable"):
@@ -129,7 +138,8 @@ def pods_state(
                 if t is not None and (since is None or t < since):
                     since, message = t, str(c.get("message") or "")
     return PodsState(since, message, gpus, tuple(held),
-                     gpu_fixable(message) if since is not None else False, bound)
+                     gpu_fixable(message) if since is not None else False, bound, ready,
+                     first_failure(current, memory_limits(pod_template)))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 from aim_controller.api.v1alpha1 import AIMEndpointSpec
 
 from .conditions import FALSE, TRUE, Cond
+from .pod_failures import PodFailure, replica_failure
 
 RECIPE_SELECTED = "RecipeSelected"
 RESOURCES_READY = "ResourcesReady"
@@ -61,6 +62,10 @@ class PodsState:
     unschedulable_fixable: bool = False
     # Live pods of the current template that are bound to a node.
     bound: int = 0
+    # Pods of the current template that are Ready (and not being deleted).
+    ready: int = 0
+    # Why a pod of the current template cannot serve (the first, by pod_failures' order).
+    failure: PodFailure | None = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,9 @@ def endpoint_conditions(
         res = Cond(RESOURCES_READY, TRUE, "Applied", f"all {n} child objects are applied")
     conds.append(res)
 
-    st = _dep_status(deployment)
-    available = int(st.get("availableReplicas") or 0)
+    # The current template's Ready pods: during a rollout the old ReplicaSet's pods,
+    # which the Deployment counts as available, are not what the endpoint asked for.
+    available = pods.ready
     min_replicas = spec.scaling.min_replicas if spec is not None else 1
     required = min(max(min_replicas, 1), desired_replicas) if desired_replicas > 0 else 0
     if deployment is None:
@@ -127,9 +133,14 @@ def endpoint_conditions(
         problems.append((sel_reason, sel_message))
     if outcome is not None and outcome.errors:
         problems.append(("ApplyFailed", res.message))
+    created = replica_failure(deployment)
+    if created:
+        problems.append(created)
     if pods.unschedulable_since is not None:
         problems.append(("Unschedulable",
                          pods.unschedulable_message or "pods cannot be scheduled"))
+    if pods.failure is not None:
+        problems.append((pods.failure.reason, pods.failure.message))
     stuck = _progress_stuck(deployment)
     if stuck:
         problems.append(("ProgressDeadlineExceeded", stuck))

@@ -337,3 +337,21 @@ def test_pod_template_labels() -> None:
     assert labels["app.kubernetes.io/name"] == "aim-endpoint"
     assert labels["app.kubernetes.io/instance"] == "qwen"
     assert labels["aim.engine.amd.com/model"] == "Qwen_Qwen2.5-7B-Instruct"
+
+
+def test_pod_template_labels_and_annotations_from_the_spec_never_override_ours() -> None:
+    d = deploy({"podTemplate": {
+        "labels": {"team": "ml", "app.kubernetes.io/instance": "hijack",
+                   "aim.engine.amd.com/endpoint": "other"},
+        "annotations": {"sidecar.istio.io/inject": "true",
+                        ANNOTATION_CONFIG_CHECKSUM: "mine"},
+    }})
+    meta = d["spec"]["template"]["metadata"]
+    assert meta["labels"]["team"] == "ml"
+    assert meta["labels"]["app.kubernetes.io/instance"] == "qwen"
+    assert meta["labels"]["aim.engine.amd.com/endpoint"] == "qwen"
+    assert meta["annotations"]["sidecar.istio.io/inject"] == "true"
+    assert meta["annotations"][ANNOTATION_CONFIG_CHECKSUM] == \
+        deploy()["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG_CHECKSUM]
+    assert d["spec"]["selector"] == deploy()["spec"]["selector"]
+    assert structural_problems(d) == []

@@ -43,7 +43,7 @@ def by_type(conds: list[Any]) -> dict[str, Any]:
 def test_all_good_is_ready_and_not_degraded() -> None:
     c = by_type(endpoint_conditions(
         spec=SPEC, selected=(True, "Selected", "chose x"), outcome=ApplyOutcome(2, 6),
-        deployment=dep(1), desired_replicas=1, pods=PodsState(), url="http://u"))
+        deployment=dep(1), desired_replicas=1, pods=PodsState(ready=1), url="http://u"))
     assert [c[t].status for t in ("RecipeSelected", "ResourcesReady", "Available", "Ready")] \
         == ["True"] * 4
     assert c["Degraded"].status == "False"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, StringConstraints
 
@@ -289,6 +289,45 @@ class PodSecurityContextSpec(APIModel):
     """When to change volume ownership to fsGroup: OnRootMismatch or Always."""
 
 
+# A label or annotation key: an optional DNS-subdomain prefix and "/", then a name of at
+# most 63 characters (apimachinery's IsQualifiedName). No backslash: it is also a CEL
+# string literal.
+QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+MAX_POD_METADATA = 64
+
+
+def _qualified_keys(what: str) -> dict[str, Any]:
+    return validations(cel(
+        f"self.all(k, size(k) <= 317 && k.matches('{QUALIFIED_NAME_PATTERN}'))",
+        f"podTemplate.{what} keys must be qualified names (an optional DNS subdomain"
+        " prefix and '/', then at most 63 characters: alphanumerics, '-', '_', '.')",
+        reason="FieldValueInvalid",
+    ))
+
+
+class PodTemplateMetadata(APIModel):
+    """Labels and annotations added to the endpoint's pods, e.g. for a service mesh's
+    sidecar injection or cost allocation. Keys the operator sets on its pods itself
+    (app.kubernetes.io/name, instance, component, part-of and managed-by,
+    aim.engine.amd.com/endpoint and model, the config checksum) keep the operator's
+    values. A change rolls the pods."""
+
+    labels: dict[
+        str, Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN, max_length=63)]
+    ] = Field(default_factory=dict, max_length=MAX_POD_METADATA,
+              json_schema_extra=_qualified_keys("labels"))
+    """Labels of the pods."""
+    annotations: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=MAX_POD_METADATA,
+        json_schema_extra=_qualified_keys("annotations"),
+    )
+    """Annotations of the pods."""
+
+
 class SecuritySpec(APIModel):
     """Identity and security context of the pods."""
 
@@ -404,6 +443,8 @@ class AIMEndpointSpec(APIModel):
     cache: EndpointCacheSpec = nested(EndpointCacheSpec)
     security: SecuritySpec = nested(SecuritySpec)
     deployment: DeploymentSpec = nested(DeploymentSpec)
+    pod_template: PodTemplateMetadata | None = None
+    """Added by aim-controller: labels and annotations of the pods."""
 
 
 class RecipeCandidate(APIModel):
