@@ -55,7 +55,7 @@ from .meta import (
 )
 from .monitoring import build_prometheus_rule, build_service_monitor
 from .pvc import build_cache_pvc, cache_access_mode
-from .scaling import deployment_replicas, hpa_enabled
+from .scaling import deployment_replicas, hpa_enabled, replicas_clamp
 from .service import build_service
 from .serviceaccount import build_service_account
 from .settings import DEFAULT_IMAGES, FIELD_MANAGER, OperatorSettings
@@ -111,6 +111,7 @@ __all__ = [
     "owner_reference",
     "parse_duration_seconds",
     "render_engine",
+    "replicas_clamp",
     "sanitize_label_value",
     "selector_labels",
     "selector_string",

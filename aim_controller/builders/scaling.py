@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from aim_controller.api.v1alpha1 import AIMEndpointSpec
 
-__all__ = ["deployment_replicas", "hpa_bounds", "hpa_enabled"]
+__all__ = ["deployment_replicas", "hpa_bounds", "hpa_enabled", "replicas_clamp"]
 
 
 def hpa_bounds(spec: AIMEndpointSpec) -> tuple[int, int]:
@@ -38,3 +38,23 @@ def deployment_replicas(spec: AIMEndpointSpec) -> int:
         lo, hi = hpa_bounds(spec)
         return min(max(spec.replicas, lo), hi)
     return min(max(spec.replicas, s.min_replicas), s.max_replicas)
+
+
+def replicas_clamp(spec: AIMEndpointSpec) -> str | None:
+    """Why the Deployment does not run ``spec.replicas``, or None when it does.
+
+    Above ``scaling.maxReplicas`` is a request (kubectl scale) that cannot be honoured
+    without a spec change; below the floor is the documented floor.
+    """
+    runs = deployment_replicas(spec)
+    if runs == spec.replicas:
+        return None
+    s = spec.scaling
+    if spec.replicas > runs:
+        bound = f"above scaling.maxReplicas {s.max_replicas}"
+    elif runs > s.min_replicas:  # minReplicas 0 under an autoscaler, which cannot run 0
+        bound = (f"below {runs}, the least an autoscaled endpoint runs "
+                 f"(scaling.minReplicas {s.min_replicas})")
+    else:
+        bound = f"below scaling.minReplicas {s.min_replicas}"
+    return f"spec.replicas {spec.replicas} is {bound}: the Deployment runs {runs}"

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from aim_controller.api.v1alpha1 import AIMEndpointSpec
+from aim_controller.builders import replicas_clamp
 
 from .conditions import FALSE, TRUE, Cond
 from .pod_failures import PodFailure, replica_failure
@@ -126,6 +127,9 @@ def endpoint_conditions(
         avail = Cond(AVAILABLE, FALSE, "MinimumReplicasUnavailable",
                      f"{available} of {desired_replicas} replicas available, "
                      f"at least {required} needed")
+    clamp = replicas_clamp(spec) if spec is not None else None
+    if clamp:  # kubectl scale past the bounds is not silently ignored
+        avail = Cond(avail.type, avail.status, avail.reason, f"{avail.message}; {clamp}")
     conds.append(avail)
 
     problems: list[tuple[str, str]] = []
