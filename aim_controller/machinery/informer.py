@@ -18,7 +18,9 @@ import structlog
 from kubernetes_asyncio.client import ApiClient
 
 from aim_controller.machinery.handlers import EventHandler, KubeObject, split_key
+from aim_controller.machinery.metrics import MachineryMetrics
 from aim_controller.machinery.reflector import (
+    DEFAULT_STALL_TIMEOUT,
     BackoffManager,
     Reflector,
     ReflectorStats,
@@ -77,7 +79,9 @@ class Informer:
         indexers: Mapping[str, IndexFunc] | None = None,
         page_size: int = 500,
         watch_timeout: tuple[float, float] = (300.0, 600.0),
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
         backoff: BackoffManager | None = None,
+        metrics: MachineryMetrics | None = None,
     ) -> None:
         self.resource = resource
         self.namespace = namespace
@@ -90,7 +94,8 @@ class Informer:
             api_client, resource, self._indexer, self._handlers,
             namespace=namespace, label_selector=label_selector, field_selector=field_selector,
             transform=transform, page_size=page_size, watch_timeout=watch_timeout,
-            backoff=backoff,
+            stall_timeout=stall_timeout, backoff=backoff,
+            metrics=metrics.reflector(self.name) if metrics is not None else None,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._log = structlog.get_logger(__name__).bind(
@@ -99,6 +104,11 @@ class Informer:
 
     def __repr__(self) -> str:
         return f"Informer({self.resource}, namespace={self.namespace!r})"
+
+    @property
+    def name(self) -> str:
+        """``pods`` or ``<namespace>/configmaps``: its reflector's name in metrics."""
+        return f"{self.namespace}/{self.resource}" if self.namespace else str(self.resource)
 
     @property
     def store(self) -> ReadOnlyStore:
@@ -271,7 +281,9 @@ class InformerFactory:
 
     Invariants: a (resource, namespace) pair maps to one informer for the
     factory's life; asking again with different selectors is an error
-    (they would silently share a cache filtered for someone else).
+    (they would silently share a cache filtered for someone else). Every informer's watches
+    are dropped and resumed after ``stall_timeout`` seconds without an event
+    or bookmark (see :class:`Reflector`), counted in ``metrics``.
     """
 
     def __init__(
@@ -282,12 +294,16 @@ class InformerFactory:
         transform: Transform | None = strip_managed_fields,
         resync_period: float | None = None,
         watch_timeout: tuple[float, float] = (300.0, 600.0),
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+        metrics: MachineryMetrics | None = None,
     ) -> None:
         self.api_client = api_client
         self.namespaces = list(dict.fromkeys(namespaces)) if namespaces else None
         self.transform = transform
         self.resync_period = resync_period
         self.watch_timeout = watch_timeout
+        self.stall_timeout = stall_timeout
+        self.metrics = metrics
         self._informers: dict[tuple[Resource, str | None], Informer] = {}
         self._started = False
 
@@ -316,6 +332,7 @@ class InformerFactory:
                 label_selector=label_selector, field_selector=field_selector,
                 transform=transform or self.transform, resync_period=self.resync_period,
                 indexers=indexers, watch_timeout=self.watch_timeout,
+                stall_timeout=self.stall_timeout, metrics=self.metrics,
             )
             self._informers[key] = inf
             if self._started:

@@ -162,6 +162,28 @@ class ControllerMetrics(ControllerMetricsRecorder):
             self._terminal.inc()
 
 
+class ReflectorMetricsRecorder:
+    """What a reflector reports; this base class records nothing."""
+
+    def stalled_watch(self) -> None:
+        return None
+
+
+class ReflectorMetrics(ReflectorMetricsRecorder):
+    """Recorder for one named reflector (client-go's ``reflector_*`` family, ``name`` label).
+
+    Invariant: its series exist (at 0) from construction, so ``rate()`` works from
+    the first scrape.
+    """
+
+    def __init__(self, name: str, owner: MachineryMetrics) -> None:
+        self.name = name
+        self._stalled = owner.reflector_stalled_watches.labels(name)
+
+    def stalled_watch(self) -> None:
+        self._stalled.inc()
+
+
 class MachineryMetrics:
     """Every collector of the machinery, registered on one registry.
 
@@ -248,6 +270,13 @@ class MachineryMetrics:
             ["verb", "host"], buckets=REST_LATENCY_BUCKETS, registry=reg,
         )  # fmt: skip
 
+        # Beside client-go's (since removed) reflector_short_watches_total.
+        self.reflector_stalled_watches = Counter(
+            "reflector_stalled_watches_total",
+            "Total number of watches dropped because nothing, not even a bookmark, "
+            "arrived for the stall timeout", ["name"], registry=reg,
+        )  # fmt: skip
+
     def queue(self, name: str) -> QueueMetrics:
         """A recorder for the queue called ``name``."""
         recorder = QueueMetrics(name, self)
@@ -257,6 +286,10 @@ class MachineryMetrics:
     def controller(self, name: str) -> ControllerMetrics:
         """A recorder for the controller called ``name``."""
         return ControllerMetrics(name, self)
+
+    def reflector(self, name: str) -> ReflectorMetrics:
+        """A recorder for the reflector called ``name``."""
+        return ReflectorMetrics(name, self)
 
     def observe_request(self, verb: str, host: str, code: str, seconds: float) -> None:
         """Count one HTTP request to the API server (client-go ``rest_client_*``)."""

@@ -4,7 +4,11 @@ Semantics follow client-go ``tools/cache`` ``Reflector`` (with the
 ``DeltaFIFO``/shared-informer delivery folded in, since everything runs on one
 event loop): list, then watch from the list's resourceVersion; resume a watch
 that closed cleanly from the last resourceVersion seen (events and bookmarks);
-on ``410 Gone`` relist and deliver the difference against the store.
+on ``410 Gone`` relist and deliver the difference against the store. Beyond
+client-go: a watch that delivers nothing, not even a bookmark, for
+``stall_timeout`` is dropped and resumed the same way (a connection a proxy or
+a dead peer left open but silent would otherwise hide every change until the
+watch's own timeout, minutes later).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from aim_controller.machinery.handlers import EventHandler, KubeObject, key_of
+from aim_controller.machinery.metrics import ReflectorMetricsRecorder
 from aim_controller.machinery.resource import (
     Obj,
     ObjectList,
@@ -39,6 +44,11 @@ Transform = Callable[[Obj], Obj]
 
 LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
 YIELD_EVERY: Final = 500  # deliveries between yields to the loop during a big relist
+# kube-apiserver's watch cache sends each watcher that allows them a bookmark about
+# once a minute, so a healthy watch is never silent longer than that.
+APISERVER_BOOKMARK_INTERVAL: Final = 60.0
+# Two missed bookmarks, plus slack for jitter and a busy server.
+DEFAULT_STALL_TIMEOUT: Final = 2.5 * APISERVER_BOOKMARK_INTERVAL
 
 
 def strip_managed_fields(obj: Obj) -> Obj:
@@ -140,6 +150,7 @@ class ReflectorStats:
     expired: int = 0  # 410 Gone seen (list or watch)
     errors: int = 0
     events: int = 0
+    stalls: int = 0  # watches dropped after stall_timeout without an event or bookmark
 
 
 def _is_gone(exc: BaseException) -> bool:
@@ -181,7 +192,12 @@ class Reflector:
     - after an error, the next request waits a backoff: ``watch_backoff``
       before retrying a watch from the same resourceVersion (transport
       errors, 429, 5xx), ``backoff`` before a relist (any other failure, or
-      410); a watch that the server closes on its timeout is resumed at once.
+      410); a watch that the server closes on its timeout is resumed at once;
+    - a watch that delivers nothing (no event, no bookmark) for ``stall_timeout``
+      seconds is closed, counted (``stats.stalls``, ``metrics.stalled_watch()``)
+      and resumed at once from ``last_resource_version`` (no relist: only a 410
+      relists). ``None`` disables it. Set it above the server's bookmark interval
+      (:data:`APISERVER_BOOKMARK_INTERVAL`), or idle watches are cycled needlessly.
     """
 
     def __init__(
@@ -197,7 +213,9 @@ class Reflector:
         transform: Transform | None = strip_managed_fields,
         page_size: int = 500,
         watch_timeout: tuple[float, float] = (300.0, 600.0),
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
         backoff: BackoffManager | None = None,
+        metrics: ReflectorMetricsRecorder | None = None,
     ) -> None:
         if namespace and not resource.namespaced:
             raise ValueError(f"{resource} is cluster-scoped; cannot watch namespace {namespace!r}")
@@ -211,6 +229,8 @@ class Reflector:
         self.transform = transform
         self.page_size = page_size
         self.watch_timeout = watch_timeout
+        self.stall_timeout = stall_timeout
+        self.metrics = metrics or ReflectorMetricsRecorder()
         # Two managers: a streak of failed watch retries while the server is
         # down must not delay the relist it needs once it answers again (410).
         self.backoff = backoff or BackoffManager()
@@ -338,14 +358,34 @@ class Reflector:
             label_selector=self.label_selector, field_selector=self.field_selector,
             resource_version=self._last_rv, timeout_seconds=timeout,
         )
+        stall = self.stall_timeout
+        loop = asyncio.get_running_loop()
+        # One deadline, pushed back by every event and bookmark (and first armed before
+        # the request, so a server that never answers counts as a stall too).
+        deadline = asyncio.timeout(stall)
         async with contextlib.aclosing(stream):
-            async for ev in stream:
-                seen += 1
-                self._handle(ev)
+            try:
+                async with deadline:
+                    async for ev in stream:
+                        seen += 1
+                        self._handle(ev)
+                        if stall is not None:
+                            deadline.reschedule(loop.time() + stall)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # the client's own timeout: a transport error
+                self._stalled(seen)
+                return
         # client-go's "very short watch": closed at once with nothing in it
         # means something is wrong; back off instead of spinning.
         if seen == 0 and time.monotonic() - started < min(1.0, lo / 2):
             raise _ShortWatchError("watch closed immediately without events")
+
+    def _stalled(self, seen: int) -> None:
+        self.stats.stalls += 1
+        self.metrics.stalled_watch()
+        self._log.warning("watch stalled; resuming", idle_seconds=self.stall_timeout,
+                          events=seen, resource_version=self._last_rv)
 
     def _handle(self, ev: WatchEvent) -> None:
         self.stats.events += 1

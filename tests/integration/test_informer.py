@@ -1,5 +1,5 @@
 """Informers on the real local control plane: ordering, resumed watches,
-API server restarts and 410 Gone relists.
+stalled watches, API server restarts and 410 Gone relists.
 
 Partitions are made with a plain TCP relay between the informer and the real
 kube-apiserver (TLS passes through it untouched): cutting it breaks the
@@ -27,6 +27,7 @@ from kubernetes_asyncio.client import (
 )
 from kubernetes_asyncio.client.exceptions import ApiException
 from localcluster import LocalCluster  # type: ignore[import-not-found]
+from prometheus_client import CollectorRegistry
 from support import eventually
 from support.kube import Relay, api_client
 
@@ -37,6 +38,7 @@ from aim_controller.machinery.informer import (
     MultiNamespaceInformer,
     wait_for_cache_sync,
 )
+from aim_controller.machinery.metrics import MachineryMetrics
 from aim_controller.machinery.reflector import BackoffManager
 from aim_controller.machinery.resource import (
     CONFIGMAPS,
@@ -259,6 +261,51 @@ async def test_cut_watches_resume_without_losing_or_duplicating_events(
     # Each change is delivered once: no (key, resourceVersion) twice.
     seen = [(k, rv) for t, k, rv in rec.events]
     assert len(seen) == len(set(seen))
+
+
+async def test_stalled_watch_is_dropped_and_a_change_made_meanwhile_arrives(
+    api_cluster: LocalCluster, api: ApiClient, ns: str
+) -> None:
+    relay = Relay(api_cluster.ports["apiserver"])
+    await relay.start()
+    via_relay = await api_client(api_cluster, relay.url)
+    metrics = MachineryMetrics(CollectorRegistry())
+    # The server would end the silent watch only after 5 to 10 minutes (its timeout):
+    # within the test's bounds, only the 3 s stall timeout can bring the change.
+    inf = Informer(via_relay, CONFIGMAPS, namespace=ns, stall_timeout=3, metrics=metrics)
+    stalls_when_delivered: list[tuple[str, str, int]] = []
+
+    class Stalls(Recorder):
+        def on_update(self, old: KubeObject, new: KubeObject) -> None:
+            super().on_update(old, new)
+            stalls_when_delivered.append((key_of(new), self._rv(new), inf.stats.stalls))
+
+    rec = Stalls()
+    inf.add_event_handler(rec)
+    core = CoreV1Api(api)
+    key = f"{ns}/a"
+    try:
+        async with running(inf):
+            await create_cm(core, ns, "a", v="1")
+            await eventually(lambda: rec.of(key) == ["add"], what="the watch is live")
+            stalls = inf.stats.stalls
+            assert relay.pause() >= 1  # the watch's connection: open, forwarding nothing
+            changed = await patch_cm(core, ns, "a", v="2")
+            await eventually(lambda: (inf.store.get(key) or {}).get("data") == {"v": "2"},
+                             what="the change made during the stall")
+    finally:
+        relay.resume()
+        await via_relay.close()
+        await relay.cut()
+
+    # Delivered once, by a watch that began after the silent one was dropped...
+    assert rec.of(key) == ["add", "update"]
+    assert stalls_when_delivered == [(key, changed, stalls_when_delivered[0][2])]
+    assert stalls_when_delivered[0][2] > stalls
+    # ...which resumed from the last resourceVersion: no relist.
+    assert inf.stats.lists == 1 and inf.stats.expired == 0
+    assert metrics.registry.get_sample_value(
+        "reflector_stalled_watches_total", {"name": f"{ns}/configmaps"}) == inf.stats.stalls
 
 
 async def test_apiserver_restart_recovers_and_converges(

@@ -51,10 +51,11 @@ class RequestLog:
 
 
 class Relay:
-    """A TCP relay to the API server that the test can cut and restore.
+    """A TCP relay to the API server that the test can cut and restore, or pause.
 
     TLS passes through untouched: cutting it breaks the connections of a client
     pointed at :attr:`url` while the test keeps talking to the API server directly.
+    Pausing it leaves those connections open but silent (a stalled peer or proxy).
     """
 
     def __init__(self, target_port: int) -> None:
@@ -62,6 +63,7 @@ class Relay:
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing: set[asyncio.Event] = set()  # one per live connection: set = forwarding
         self.connections = 0
 
     @property
@@ -79,16 +81,33 @@ class Relay:
             w.close()
             return
         self._writers |= {w, uw}
+        flowing = asyncio.Event()
+        flowing.set()
+        self._flowing.add(flowing)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, ConnectionError):
                 while data := await src.read(65536):
+                    await flowing.wait()  # paused: hold the bytes, keep the socket open
                     dst.write(data)
                     await dst.drain()
-            dst.close()
+            dst.close()  # either side closing closes the other, paused or not
 
         await asyncio.gather(pipe(r, uw), pipe(ur, w))
         self._writers -= {w, uw}
+        self._flowing.discard(flowing)
+
+    def pause(self) -> int:
+        """Stops forwarding on every open connection, in both directions, leaving them
+        open; connections made later forward normally. Returns how many it paused."""
+        for f in self._flowing:
+            f.clear()
+        return len(self._flowing)
+
+    def resume(self) -> None:
+        """Paused connections forward again, the bytes they held first."""
+        for f in self._flowing:
+            f.set()
 
     def drop_connections(self) -> None:
         """Resets every relayed connection (the listener stays up)."""
