@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """make bench: N AIMEndpoints applied at once against the real operator on the local
-control plane; convergence, API load, memory, latency, against a bare SSA loop.
+control plane; convergence, API load, memory, latency, against a bare SSA loop; and
+the recipe selection's cost and the pod cache's bytes per pod, measured in-process.
 
     .venv/bin/python bench/run.py                  # N = 100, 300, 1000
     .venv/bin/python bench/run.py --n 50 --quiet-seconds 20
@@ -23,6 +24,7 @@ from pathlib import Path
 import psutil
 from aimbench.benchmark import BenchOptions, goals, run_one
 from aimbench.operator import cli_available
+from aimbench.podcache import PODS, pod_cache_cost
 from aimbench.report import bench_table, plot_convergence, write_json
 from aimbench.selection import selection_cost
 
@@ -49,6 +51,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", default=str(ROOT / "_out" / "bench"))
     ap.add_argument("--no-raw", action="store_true", help="skip the raw SSA baseline")
     ap.add_argument("--no-selection", action="store_true", help="skip the selection bench")
+    ap.add_argument("--no-pod-cache", action="store_true",
+                    help="skip measuring the pod cache's bytes per pod")
     ap.add_argument("--keep-cluster", action="store_true",
                     help="keep each cluster's state directory (logs) after the run")
     ap.add_argument("--strict", action="store_true", help="exit non-zero when a goal is missed")
@@ -92,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_selection:
         log("recipe selection cost (1,000 recipes, 500 nodes)")
         data["selection"] = selection_cost(quick=args.quick)
+    if not args.no_pod_cache:
+        log(f"pod cache cost ({PODS:,} simulated pods)")
+        data["podCache"] = pod_cache_cost()
     results = []
     for n in opts.ns:
         results.append(run_one(n, opts))
@@ -123,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sel['selectionWithReservationsUs']:.0f} us per selection, "
                   f"{sel['reservationPlacementMs']:.1f} ms to place them again after a "
                   f"change of the book")
+    pods = data.get("podCache")
+    if isinstance(pods, dict):
+        print(f"\npod cache, {pods['pods']:,} simulated pods: {pods['bytesPerPodSlim']:,} "
+              f"bytes per pod (slim pods; {pods['bytesPerPodFull']:,} with whole pods, "
+              f"managedFields stripped)")
     print("\ngoals:")
     for g in data["goals"]:  # type: ignore[union-attr]
         print(f"  [{'met' if g['met'] else 'MISSED'}] {g['goal']}: {g['value']}")

@@ -280,8 +280,9 @@ class InformerFactory:
     namespaces. Informers made after ``start()`` are started at once.
 
     Invariants: a (resource, namespace) pair maps to one informer for the
-    factory's life; asking again with different selectors is an error
-    (they would silently share a cache filtered for someone else). Every informer's watches
+    factory's life; asking again with different selectors or another
+    transform (``None``: the factory's) is an error (they would silently share
+    a cache filtered or cut down for someone else). Every informer's watches
     are dropped and resumed after ``stall_timeout`` seconds without an event
     or bookmark (see :class:`Reflector`), counted in ``metrics``.
     """
@@ -319,18 +320,19 @@ class InformerFactory:
     ) -> Informer:
         """The shared informer of ``resource`` in ``namespace`` (``None``: all namespaces).
 
-        ``transform`` replaces the factory's for this informer (made on first ask only),
-        e.g. to keep a sliver of large objects.
+        ``transform`` replaces the factory's for this informer, e.g. to keep a sliver of
+        large objects; every ask must name the same one.
         """
         if not resource.namespaced:
             namespace = None
         key = (resource, namespace)
+        transform = transform or self.transform
         inf = self._informers.get(key)
         if inf is None:
             inf = Informer(
                 self.api_client, resource, namespace=namespace,
                 label_selector=label_selector, field_selector=field_selector,
-                transform=transform or self.transform, resync_period=self.resync_period,
+                transform=transform, resync_period=self.resync_period,
                 indexers=indexers, watch_timeout=self.watch_timeout,
                 stall_timeout=self.stall_timeout, metrics=self.metrics,
             )
@@ -340,6 +342,8 @@ class InformerFactory:
             return inf
         if (inf.label_selector, inf.field_selector) != (label_selector, field_selector):
             raise ValueError(f"{inf!r} already exists with other selectors")
+        if inf.reflector.transform is not transform:
+            raise ValueError(f"{inf!r} already exists with another transform")
         if indexers:
             inf.add_indexers(indexers)
         return inf

@@ -31,6 +31,7 @@ from aim_controller.machinery.writer import ObjectWriter
 from aim_controller.recipes.selection import DEFAULT_RESELECT_AFTER
 
 from .gpu_view import GpuView
+from .pod_slim import slim_pod
 
 AIM_ENDPOINTS = Resource(GROUP, VERSION, PLURAL_AIM_ENDPOINTS, KIND_AIM_ENDPOINT)
 AIM_RECIPES = Resource(GROUP, VERSION, PLURAL_AIM_RECIPES, KIND_AIM_RECIPE)
@@ -60,8 +61,9 @@ class ControllerContext:
 
     def gpu_view(self) -> GpuView:
         """The process's one GPU inventory over the shared Node and Pod informers
-        (selector-free, so every controller can share them)."""
+        (selector-free, so every controller can share them; pods slim, see
+        :mod:`.pod_slim`)."""
         if self._gpu_view is None:
             self._gpu_view = GpuView(self.informers.informer(NODES),
-                                     self.informers.informer(PODS, None))
+                                     self.informers.informer(PODS, None, transform=slim_pod))
         return self._gpu_view

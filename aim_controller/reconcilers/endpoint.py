@@ -59,6 +59,7 @@ from .endpoint_observe import (
 from .endpoint_report import ApplyResult, desired_status, invalid_status, status_events
 from .endpoint_status import ApplyOutcome, status_equal
 from .pod_failures import reported_on
+from .pod_slim import slim_pod
 from .reservations import ReservationBook
 
 log = structlog.get_logger(__name__)
@@ -106,7 +107,7 @@ class EndpointReconciler:
         # All namespaces: the GPU inventory's one Pod informer, indexed by endpoint too.
         self.pods: InformerLike = builder.watches(
             PODS, self._endpoint_of_pod, priority=PRIORITY_LOW, all_namespaces=True,
-            indexers={INDEX_ENDPOINT_PODS: index_pod_by_endpoint})
+            indexers={INDEX_ENDPOINT_PODS: index_pod_by_endpoint}, transform=slim_pod)
         self.gpus = ctx.gpu_view()
         builder.uses(self.gpus)
         self.gpus.on_capacity_change(self._capacity_changed)

@@ -18,7 +18,7 @@ from aim_controller.machinery.builder import (
     spec_first,
 )
 from aim_controller.machinery.controller import Result
-from aim_controller.machinery.crds import crd_name
+from aim_controller.machinery.crds import crd_informer, crd_name
 from aim_controller.machinery.handlers import ResourceEventHandlerFuncs
 from aim_controller.machinery.informer import (
     Informer,
@@ -28,7 +28,6 @@ from aim_controller.machinery.informer import (
 )
 from aim_controller.machinery.resource import (
     CONFIGMAPS,
-    CUSTOM_RESOURCE_DEFINITIONS,
     ObjectList,
     Resource,
     WatchEvent,
@@ -256,7 +255,7 @@ async def test_an_optional_kind_is_owned_once_its_crd_is_established() -> None:
     served: list[tuple[Resource, InformerLike]] = []
     b.on_optional_served(lambda res, inf: served.append((res, inf)))
     b.complete(nothing)
-    crds = f.informer(CUSTOM_RESOURCE_DEFINITIONS)
+    crds = crd_informer(f)
     await listed(crds, crd(WIDGETS, established=False), crd(PARTS))
     assert b.owned == {} and served == []
     assert "schema" not in crds.store.list()[0]["spec"]["versions"][0]  # a lean copy
@@ -290,7 +289,7 @@ async def test_optional_kinds_served_at_start_are_owned_and_synced_before_the_fi
     controller = b.complete(reconcile)
     task = asyncio.create_task(controller.run())
     await listed(things, thing("a"))
-    await listed(f.informer(CUSTOM_RESOURCE_DEFINITIONS), crd(WIDGETS))
+    await listed(crd_informer(f), crd(WIDGETS))
     for _ in range(50):  # room for workers that (wrongly) started to reconcile
         await asyncio.sleep(0)
     await listed(b.owned["Widget"][1])
@@ -302,7 +301,7 @@ async def test_optional_kinds_served_at_start_are_owned_and_synced_before_the_fi
 
 async def test_a_started_crd_informer_replays_served_kinds_at_complete() -> None:
     f = factory()
-    crds = f.informer(CUSTOM_RESOURCE_DEFINITIONS)
+    crds = crd_informer(f)
     f.start()
     try:
         await listed(crds, crd(WIDGETS))  # another controller's CRD informer, synced

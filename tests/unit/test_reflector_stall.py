@@ -23,7 +23,7 @@ from aim_controller.machinery import reflector as reflector_module
 from aim_controller.machinery.handlers import KubeObject, ResourceEventHandlerFuncs
 from aim_controller.machinery.informer import InformerFactory
 from aim_controller.machinery.metrics import MachineryMetrics
-from aim_controller.machinery.reflector import BackoffManager, Reflector
+from aim_controller.machinery.reflector import BackoffManager, Reflector, strip_managed_fields
 from aim_controller.machinery.resource import CONFIGMAPS, PODS, ObjectList, WatchEvent
 from aim_controller.machinery.store import Indexer
 
@@ -172,3 +172,17 @@ def test_factory_informers_share_the_stall_timeout_and_metrics() -> None:
         "reflector_stalled_watches_total", {"name": "d/configmaps"}) == 0
     assert f.informer(PODS).name == "pods"
 
+
+def test_factory_refuses_a_second_ask_with_another_transform() -> None:
+    f = InformerFactory(cast(ApiClient, None))
+
+    def slim(obj: dict[str, Any]) -> dict[str, Any]:
+        return obj
+
+    inf = f.informer(PODS, transform=slim)
+    assert f.informer(PODS, transform=slim) is inf
+    with pytest.raises(ValueError, match="another transform"):
+        f.informer(PODS)  # the factory's default: not what the cache holds
+    assert f.informer(CONFIGMAPS, "d").reflector.transform is strip_managed_fields
+    with pytest.raises(ValueError, match="another transform"):
+        f.informer(CONFIGMAPS, "d", transform=slim)
