@@ -54,7 +54,7 @@ from .meta import (
     selector_string,
 )
 from .monitoring import build_prometheus_rule, build_service_monitor
-from .pvc import build_cache_pvc, cache_access_mode
+from .pvc import build_cache_pvc, cache_access_mode, released_cache_pvc
 from .scaling import deployment_replicas, hpa_enabled, replicas_clamp
 from .service import build_service
 from .serviceaccount import build_service_account
@@ -110,6 +110,7 @@ __all__ = [
     "needs_apply",
     "owner_reference",
     "parse_duration_seconds",
+    "released_cache_pvc",
     "render_engine",
     "replicas_clamp",
     "sanitize_label_value",

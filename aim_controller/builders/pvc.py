@@ -27,7 +27,7 @@ and they are kept; only the size may change (grow).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aim_controller.api.v1alpha1 import AIMEndpoint
@@ -35,7 +35,7 @@ from aim_controller.api.v1alpha1 import AIMEndpoint
 from .deployment import cache_pvc_name
 from .meta import endpoint_ref, object_meta
 
-__all__ = ["build_cache_pvc", "cache_access_mode", "cache_pvc_name"]
+__all__ = ["build_cache_pvc", "cache_access_mode", "cache_pvc_name", "released_cache_pvc"]
 
 
 def cache_access_mode(endpoint: AIMEndpoint) -> str:
@@ -64,4 +64,33 @@ def build_cache_pvc(
             endpoint, cache_pvc_name(endpoint_ref(endpoint).name), owned=not cache.retain_on_delete
         ),
         "spec": spec,
+    }
+
+
+_OUR_LABEL_PREFIXES = ("app.kubernetes.io/", "aim.engine.amd.com/")
+
+
+def released_cache_pvc(observed: Mapping[str, Any]) -> dict[str, Any]:
+    """An apply of the observed cache PVC without the endpoint's ownerReference.
+
+    For the update that turns the cache off while asking to keep it
+    (``cache.enabled: false`` with ``retainOnDelete: true``): the claim keeps the
+    weights and its spec (immutable fields as they are), and garbage collection no
+    longer deletes it with the endpoint.
+    """
+    meta = observed.get("metadata") or {}
+    spec = observed.get("spec") or {}
+    out_spec = {k: spec[k] for k in ("accessModes", "storageClassName", "volumeMode")
+                if k in spec}
+    storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+    if storage is not None:
+        out_spec["resources"] = {"requests": {"storage": storage}}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items()
+              if k.startswith(_OUR_LABEL_PREFIXES)}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
+                     "labels": labels},
+        "spec": out_spec,
     }

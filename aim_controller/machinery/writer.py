@@ -102,6 +102,20 @@ class ObjectWriter:
             raise
         return True
 
+    async def get(self, obj: Obj) -> Obj | None:
+        """The object named like ``obj`` as the server has it now; None when absent.
+
+        For the rare read a writer needs before a create (is the name taken by
+        somebody else?); everything else reads the informer caches.
+        """
+        resource, name, ns = self._target(obj)
+        try:
+            return await request_json(self._api, "GET", resource.object_path(name, ns))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
     async def create(self, obj: Obj) -> Obj:
         resource, _name, ns = self._target(obj)
         return await request_json(self._api, "POST", resource.collection_path(ns), body=obj)

@@ -21,16 +21,18 @@ feasible recipe or unschedulable pods), so running endpoints are not disturbed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from aim_controller.api.v1alpha1.groupversion import KIND_AIM_ENDPOINT
-from aim_controller.builders import LABEL_MANAGED_BY, selector_string
+from aim_controller.builders import LABEL_ENDPOINT, LABEL_MANAGED_BY, selector_string
 from aim_controller.builders.meta import MANAGED_BY
 from aim_controller.machinery.builder import ControllerBuilder, OwnedKinds, spec_first
 from aim_controller.machinery.controller import Controller, Result
@@ -67,6 +69,16 @@ log = structlog.get_logger(__name__)
 CONTROLLER_NAME = "aimendpoint"
 # Requeue for 4xx apply failures (bad input): not hot, not forgotten.
 INVALID_INPUT_RETRY = 300.0
+# Look again at a child whose name somebody else's object holds (its deletion is not
+# watched: it does not carry our labels).
+CONFLICT_RECHECK = 60.0
+# Consecutive server-side failures of one endpoint before its status says ApiError.
+API_ERROR_AFTER = 3
+# A child kind is not applied while one it references is in conflict.
+DEPENDS_ON: dict[str, frozenset[str]] = {
+    "Deployment": frozenset({"ConfigMap", "ServiceAccount", "PersistentVolumeClaim"}),
+    "ServiceMonitor": frozenset({"Service"}),
+}
 
 
 def _api_error(err: ApiException) -> str:
@@ -88,6 +100,7 @@ class EndpointReconciler:
         self._waiting: set[str] = set()
         # GPUs promised to chosen configurations whose pods are not bound yet.
         self.reservations = ReservationBook()
+        self._api_failures: dict[str, int] = {}
         self._catalog = builtin_index()
         self._ns_index: dict[str, tuple[tuple[tuple[str, str], ...], RecipeIndex]] = {}
         # Read-your-writes: a reconcile that runs before our own write's watch event
@@ -103,7 +116,10 @@ class EndpointReconciler:
             enqueue=spec_first(PRIORITY_DEFAULT, PRIORITY_LOW))
         self.recipes: InformerLike = builder.watches(
             AIM_RECIPES, self._endpoints_of_recipe, indexers={INDEX_MODEL: index_recipe_by_model})
-        self.quotas: InformerLike = builder.reads(RESOURCE_QUOTAS)
+        # A quota change (hard limit raised, usage released) may unblock an endpoint
+        # that waits on it; running ones are not disturbed.
+        self.quotas: InformerLike = builder.watches(
+            RESOURCE_QUOTAS, self._waiting_in_namespace, priority=PRIORITY_LOW)
         # All namespaces: the GPU inventory's one Pod informer, indexed by endpoint too.
         self.pods: InformerLike = builder.watches(
             PODS, self._endpoint_of_pod, priority=PRIORITY_LOW, all_namespaces=True,
@@ -171,6 +187,10 @@ class EndpointReconciler:
             return keys
         return []
 
+    def _waiting_in_namespace(self, obj: Mapping[str, Any]) -> list[str]:
+        prefix = f"{(obj.get('metadata') or {}).get('namespace')}/"
+        return sorted(k for k in self._waiting if k.startswith(prefix))
+
     def _capacity_changed(self) -> None:
         for key in self._waiting:
             self.queue.add(key)
@@ -195,12 +215,38 @@ class EndpointReconciler:
         if observed is None:
             self._waiting.discard(key)
             self.reservations.forget(key)
+            self._api_failures.pop(key, None)
             return None
         plan = decide(observed, settings=self.ctx.settings, grace=self.ctx.unschedulable_grace)
         # Before any await: a reconcile that runs next must see what this one promised.
         self._reserve(observed, plan)
-        applied = await self._apply(observed, plan) if plan.chosen else None
-        return await self._report(observed, plan, applied)
+        try:
+            applied = await self._apply(observed, plan) if plan.chosen else None
+            result = await self._report(observed, plan, applied)
+        except (ApiException, TimeoutError, aiohttp.ClientError) as err:
+            if isinstance(err, ApiException) and err.status is not None and err.status < 429:
+                raise
+            await self._api_failed(observed, plan, err)
+            raise  # retried with the per-item backoff
+        self._api_failures.pop(key, None)
+        return result
+
+    async def _api_failed(self, o: Observed, plan: Plan, err: BaseException) -> None:
+        """Counts consecutive server-side failures (429, 5xx, timeouts) of one endpoint;
+        from the third on, says so in its status when the API server takes that write."""
+        n = self._api_failures[o.key] = self._api_failures.get(o.key, 0) + 1
+        if n < API_ERROR_AFTER or plan.decision is None:
+            return
+        if isinstance(err, ApiException):
+            what = f"HTTP {err.status}: {_api_error(err)}"
+        else:
+            what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        message = f"{n} writes in a row failed; retrying with backoff; last: {what}"[:1024]
+        failed = ApplyResult(ApplyOutcome(0, len(plan.desired), (what[:1024],)))
+        status = desired_status(o, plan, failed, now_rfc3339(), selector_string(o.name),
+                                api_error=message)
+        with contextlib.suppress(ApiException, TimeoutError, aiohttp.ClientError):
+            await self._write_status(o, status, plan)
 
     def _reserve(self, o: Observed, plan: Plan) -> None:
         chosen = plan.decision.chosen if plan.decision is not None else None
@@ -213,12 +259,28 @@ class EndpointReconciler:
 
     async def _apply(self, o: Observed, plan: Plan) -> ApplyResult:
         """Step 3: the planned applies, then the prunes. 4xx answers (bad input, missing
-        permission) are reported and retried slowly; anything else raises (backoff)."""
+        permission) are reported and retried slowly; anything else raises (backoff).
+
+        A child the caches do not show as this endpoint's is read first: an object of
+        that name that is somebody else's is never written (no adoption); it is
+        reported as a conflict, nothing that depends on it is applied, and the
+        endpoint looks again a minute later (a deletion of an unlabelled object is
+        not watched).
+        """
         errors: list[str] = []
+        conflicts: list[str] = list(plan.conflicts)
         written: dict[ChildKey, KubeObject] = {}
-        retry_after: float | None = None
+        retry_after: float | None = CONFLICT_RECHECK if conflicts else None
+        blocked = {c.split(" ", 1)[0] for c in conflicts}
         for obj in plan.to_apply:
             kind, cname = obj["kind"], obj["metadata"]["name"]
+            if blocked & DEPENDS_ON.get(kind, frozenset()):
+                continue
+            if (kind, cname) in plan.creates and not await self._name_is_free(o, obj):
+                conflicts.append(f"{kind} {cname}")
+                blocked.add(kind)
+                retry_after = CONFLICT_RECHECK
+                continue
             try:
                 result = await self.ctx.writer.apply(obj)
             except ApiException as err:
@@ -236,8 +298,25 @@ class EndpointReconciler:
             await self.ctx.writer.delete(dict(child))
         if errors:
             self.ctx.recorder.emit(dict(o.obj), "Warning", "ApplyFailed", errors[0])
-        outcome = ApplyOutcome(len(written), len(plan.desired), tuple(errors))
+        outcome = ApplyOutcome(len(written), len(plan.desired), tuple(errors),
+                               tuple(sorted(set(conflicts))))
         return ApplyResult(outcome, written, retry_after)
+
+    async def _name_is_free(self, o: Observed, obj: dict[str, Any]) -> bool:
+        """Whether ``obj`` may be written: nothing has its name, or what has it is this
+        endpoint's (controlled by it, or, for the retained cache PVC, labelled as its)."""
+        existing = await self.ctx.writer.get(obj)
+        if existing is None:
+            return True
+        meta = existing.get("metadata") or {}
+        uid = (o.obj.get("metadata") or {}).get("uid")
+        if any(r.get("controller") and r.get("uid") == uid
+               for r in meta.get("ownerReferences") or ()):
+            return True
+        labels = meta.get("labels") or {}
+        return bool(obj["kind"] == "PersistentVolumeClaim"
+                    and labels.get(LABEL_MANAGED_BY) == MANAGED_BY
+                    and labels.get(LABEL_ENDPOINT) == o.name)
 
     async def _report(self, o: Observed, plan: Plan, applied: ApplyResult | None
                       ) -> Result | None:

@@ -15,18 +15,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aim_controller.builders import (
+    LABEL_ENDPOINT,
+    LABEL_MANAGED_BY,
     ChosenRecipe,
     OperatorSettings,
     deployment_replicas,
     desired_children,
     needs_apply,
+    released_cache_pvc,
     stamp_applied_hash,
 )
+from aim_controller.builders.meta import MANAGED_BY
 from aim_controller.machinery.handlers import KubeObject
 from aim_controller.recipes import Decision, Reason, select
 from aim_controller.recipes.request import PreviousChoice
 
-from .endpoint_observe import ChildKey, Observed
+from .endpoint_observe import CACHE_PVC_SUFFIX, ChildKey, Observed
 from .endpoint_status import service_url, status_record
 
 __all__ = ["Plan", "chosen_recipe", "decide", "selection_record"]
@@ -37,9 +41,14 @@ class Plan:
     """What one reconcile will do.
 
     Invariants: ``decision`` is None exactly when the spec is invalid (then the plan
-    is empty and ``record`` is None); ``to_apply`` is a subset of ``desired`` and
-    ``to_prune`` is disjoint from it; nothing is applied or pruned unless a recipe
-    was chosen (an endpoint waiting for capacity keeps what it has).
+    is empty and ``record`` is None); ``to_prune`` is disjoint from ``desired``;
+    nothing is applied or pruned unless a recipe was chosen (an endpoint waiting for
+    capacity keeps what it has). ``creates`` are the keys of ``to_apply`` the caches
+    do not show as this endpoint's: their name may be taken by somebody else's
+    object, which the apply step must check before it writes. ``conflicts`` are the
+    desired children whose name is already taken by an object the caches show is
+    not this endpoint's. ``to_apply`` is ``desired`` minus what the observed state
+    already carries, plus the release of a cache PVC kept on delete.
     """
 
     decision: Decision | None
@@ -47,6 +56,8 @@ class Plan:
     desired: tuple[dict[str, Any], ...] = ()
     to_apply: tuple[dict[str, Any], ...] = ()
     to_prune: tuple[KubeObject, ...] = ()
+    creates: frozenset[ChildKey] = frozenset()
+    conflicts: tuple[str, ...] = ()
     desired_replicas: int = 0
     url: str | None = None
     # Re-select once the unschedulable grace is over, even if nothing else happens.
@@ -130,8 +141,18 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta) -> Plan
         existing_cache_access_modes=((pvc or {}).get("spec") or {}).get("accessModes"),
     ))
     wanted = {_child_key(d) for d in desired}
-    to_apply = tuple(d for d in desired if needs_apply(d, o.children.get(_child_key(d))))
-    to_prune = tuple(o.children[k] for k in sorted(o.owned - wanted))
+    conflicts = tuple(f"{k[0]} {k[1]}" for k in sorted(wanted)
+                      if k in o.children and k not in o.owned and not _ours(o, o.children[k]))
+    to_apply = [d for d in desired if needs_apply(d, o.children.get(_child_key(d)))]
+    gone = sorted(o.owned - wanted)
+    pvc_key = ("PersistentVolumeClaim", o.name + CACHE_PVC_SUFFIX)
+    if pvc_key in gone and spec.cache.retain_on_delete and pvc is not None:
+        # The cache was turned off in the same update that asks to keep it: let go of
+        # it (drop our ownerReference) instead of deleting the weights.
+        gone.remove(pvc_key)
+        to_apply.append(stamp_applied_hash(released_cache_pvc(pvc)))
+    to_prune = tuple(o.children[k] for k in gone)
+    creates = frozenset(_child_key(d) for d in to_apply) - o.children.keys()
     recheck = None
     since = o.pods.unschedulable_since
     if since is not None and o.pods.unschedulable_fixable and spec.recipe.auto_select:
@@ -140,4 +161,13 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta) -> Plan
         if chosen_at is not None and chosen_at.selected_at is not None:
             since = max(since, chosen_at.selected_at)
         recheck = max((since + grace - o.now).total_seconds(), 0.0) + 1.0
-    return Plan(decision, record, desired, to_apply, to_prune, replicas, url, recheck)
+    return Plan(decision, record, desired, tuple(to_apply), to_prune, creates, conflicts,
+                replicas, url, recheck)
+
+
+def _ours(o: Observed, obj: KubeObject) -> bool:
+    """An object found by name (the cache PVC) is this endpoint's when it carries its
+    labels; one without them is somebody else's, never adopted."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(LABEL_MANAGED_BY) == MANAGED_BY
+                and labels.get(LABEL_ENDPOINT) == o.name)

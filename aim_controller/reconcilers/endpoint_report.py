@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aim_controller.builders import deployment_replicas, replicas_clamp
 from aim_controller.machinery.handlers import KubeObject
 from aim_controller.recipes.identity import ConfigId
 
@@ -18,17 +19,24 @@ from .conditions import merge_conditions
 from .endpoint_decide import Plan
 from .endpoint_observe import ChildKey, Observed
 from .endpoint_status import (
+    AVAILABLE,
+    CHILD_CONFLICT,
+    DEGRADED,
     RECIPE_SELECTED,
+    RESOURCES_READY,
     ApplyOutcome,
     PodsState,
     endpoint_conditions,
     replica_counts,
 )
+from .pod_failures import WORKLOAD_FAILURES
 
 __all__ = ["ApplyResult", "EventNote", "desired_status", "invalid_status", "status_events"]
 
 # Status fields an invalid spec leaves as they were (the last good selection and scale).
 _KEPT_WHEN_INVALID = ("recipe", "replicas", "selector")
+# The Event of a spec.replicas above scaling.maxReplicas (the Deployment runs the maximum).
+REPLICAS_CLAMPED = "ReplicasClamped"
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,11 @@ def _deployment(o: Observed, applied: ApplyResult | None) -> KubeObject | None:
 
 
 def desired_status(
-    o: Observed, plan: Plan, applied: ApplyResult | None, now: str, selector: str
+    o: Observed, plan: Plan, applied: ApplyResult | None, now: str, selector: str,
+    api_error: str | None = None,
 ) -> dict[str, Any]:
-    """The whole status of a valid endpoint."""
+    """The whole status of a valid endpoint. ``api_error``: the API server has failed
+    this endpoint's writes several times in a row (shown as Degraded ApiError)."""
     assert o.endpoint is not None and plan.decision is not None and plan.record is not None
     decision = plan.decision
     if decision.chosen is not None:
@@ -73,6 +83,7 @@ def desired_status(
         spec=o.endpoint.spec, selected=selected,
         outcome=applied.outcome if applied else None, deployment=deployment,
         desired_replicas=plan.desired_replicas, pods=o.pods, url=plan.url,
+        api_error=api_error,
     )
     return {
         "observedGeneration": o.generation,
@@ -100,9 +111,30 @@ def invalid_status(o: Observed, now: str) -> dict[str, Any]:
 
 def status_events(o: Observed, plan: Plan, status: Mapping[str, Any]) -> list[EventNote]:
     """What a status write that changed the status tells as Events: a new choice of
-    configuration, a new reason for having none, or an invalid spec."""
+    configuration, a new reason for having none, an invalid spec, and each new
+    problem a condition reports (see :data:`WARNED_CONDITIONS`)."""
     if o.invalid is not None:
         return [EventNote("Warning", "InvalidSpec", o.invalid)]
+    return [*_selection_events(o, plan, status), *_condition_events(o.status, status),
+            *_clamp_events(o)]
+
+
+def _clamp_events(o: Observed) -> list[EventNote]:
+    """``spec.replicas`` above scaling.maxReplicas (kubectl scale): the Available
+    message says so, and one Event per new count. Below minReplicas is the documented
+    floor (a fresh endpoint's default replicas 1 under minReplicas 2): message only."""
+    assert o.endpoint is not None
+    spec = o.endpoint.spec
+    note = replicas_clamp(spec)
+    if note is None or spec.replicas < deployment_replicas(spec):
+        return []
+    old = _condition(o.status, AVAILABLE)
+    if old is not None and note in str(old.get("message") or ""):
+        return []
+    return [EventNote("Warning", REPLICAS_CLAMPED, note)]
+
+
+def _selection_events(o: Observed, plan: Plan, status: Mapping[str, Any]) -> list[EventNote]:
     decision = plan.decision
     assert decision is not None
     if decision.chosen is not None:
@@ -111,9 +143,37 @@ def status_events(o: Observed, plan: Plan, status: Mapping[str, Any]) -> list[Ev
             return []
         return [EventNote("Normal", str(record.get("reason") or "RecipeSelected"),
                           str(record.get("message") or decision.message))]
-    old = next((c for c in o.status.get("conditions") or ()
-                if c.get("type") == RECIPE_SELECTED), None)
+    old = _condition(o.status, RECIPE_SELECTED)
     if old is not None and old.get("status") == "False" and old.get("reason") == str(
             decision.reason):
         return []
     return [EventNote("Warning", str(decision.reason), decision.message)]
+
+
+# Pods the scheduler cannot place; a rollout past its progressDeadlineSeconds.
+_ROLLOUT_PROBLEMS = ("Unschedulable", "ProgressDeadlineExceeded")
+# (condition type, status) -> the reasons that get a Warning Event when a condition
+# turns to them, or keeps one with a new message: once per change, not per reconcile.
+WARNED_CONDITIONS: dict[tuple[str, str], frozenset[str]] = {
+    (RESOURCES_READY, "False"): frozenset({CHILD_CONFLICT}),
+    # A pod or ReplicaSet failure: once per failure, not per kubelet retry.
+    (DEGRADED, "True"): frozenset({"ApiError", *WORKLOAD_FAILURES, *_ROLLOUT_PROBLEMS}),
+}
+
+
+def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in status.get("conditions") or () if c.get("type") == type_), None)
+
+
+def _condition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[EventNote]:
+    out: list[EventNote] = []
+    for (type_, state), reasons in WARNED_CONDITIONS.items():
+        now = _condition(new, type_)
+        if now is None or now.get("status") != state or now.get("reason") not in reasons:
+            continue
+        before = _condition(old, type_)
+        seen = before is not None and all(
+            before.get(k) == now.get(k) for k in ("status", "reason", "message"))
+        if not seen:
+            out.append(EventNote("Warning", str(now["reason"]), str(now.get("message") or "")))
+    return out

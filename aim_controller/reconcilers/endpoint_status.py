@@ -22,6 +22,7 @@ RESOURCES_READY = "ResourcesReady"
 AVAILABLE = "Available"
 READY = "Ready"
 DEGRADED = "Degraded"
+CHILD_CONFLICT = "ChildConflict"
 
 def status_record(decision_status: Mapping[str, Any]) -> dict[str, Any]:
     """The selection record as the API server will store and return it.
@@ -74,6 +75,8 @@ class ApplyOutcome:
     applied: int = 0
     desired: int = 0
     errors: tuple[str, ...] = ()
+    # Children whose name is taken by an object this endpoint does not own.
+    conflicts: tuple[str, ...] = ()
 
 
 def _dep_status(deployment: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -96,6 +99,7 @@ def endpoint_conditions(
     desired_replicas: int,
     pods: PodsState,
     url: str | None,
+    api_error: str | None = None,
 ) -> list[Cond]:
     """The five conditions, in a fixed order. ``selected`` = (ok, reason, message)."""
     ok, sel_reason, sel_message = selected
@@ -104,6 +108,10 @@ def endpoint_conditions(
     if not ok:
         res = Cond(RESOURCES_READY, FALSE, "RecipeNotSelected",
                    "children are not applied until a recipe is selected")
+    elif outcome is not None and outcome.conflicts:
+        res = Cond(RESOURCES_READY, FALSE, CHILD_CONFLICT,
+                   "; ".join(f"{c} already exists and is not this endpoint's: it is left "
+                             "as it is; delete or rename it" for c in outcome.conflicts))
     elif outcome is not None and outcome.errors:
         res = Cond(RESOURCES_READY, FALSE, "ApplyFailed", "; ".join(outcome.errors))
     else:
@@ -133,8 +141,12 @@ def endpoint_conditions(
     conds.append(avail)
 
     problems: list[tuple[str, str]] = []
+    if api_error is not None:
+        problems.append(("ApiError", api_error))
     if not ok:
         problems.append((sel_reason, sel_message))
+    if outcome is not None and outcome.conflicts:
+        problems.append((CHILD_CONFLICT, res.message))
     if outcome is not None and outcome.errors:
         problems.append(("ApplyFailed", res.message))
     created = replica_failure(deployment)

@@ -164,3 +164,51 @@ def test_a_cause_no_recipe_can_fix_never_moves_the_endpoint() -> None:
 
 def test_the_same_observation_gives_the_same_plan() -> None:
     assert plan_of(observed()) == plan_of(observed())
+
+
+def test_a_cache_pvc_turned_off_but_kept_is_released_not_deleted() -> None:
+    cached = endpoint_obj({**SPEC, "cache": {"enabled": True, "retainOnDelete": False}})
+    first = plan_of(observed(cached))
+    children = as_observed(first.desired)
+    pvc_key = ("PersistentVolumeClaim", "ep-cache")
+    assert pvc_key in children and children[pvc_key]["metadata"].get("ownerReferences")
+    # One update: cache off, and keep it.
+    off = endpoint_obj({**SPEC, "cache": {"enabled": False, "retainOnDelete": True}})
+    plan = plan_of(observed(off, children=children))
+    assert all(p["kind"] != "PersistentVolumeClaim" for p in plan.to_prune)
+    [release] = [a for a in plan.to_apply if a["kind"] == "PersistentVolumeClaim"]
+    assert "ownerReferences" not in release["metadata"]
+    assert release["spec"]["resources"] == children[pvc_key]["spec"]["resources"]
+    # Without retainOnDelete, turning the cache off deletes the PVC it controls.
+    gone = endpoint_obj({**SPEC, "cache": {"enabled": False, "retainOnDelete": False}})
+    assert [p["kind"] for p in plan_of(observed(gone, children=children)).to_prune] == [
+        "PersistentVolumeClaim"]
+
+
+def test_a_pvc_of_the_cache_name_without_the_endpoints_labels_is_a_conflict() -> None:
+    cached = endpoint_obj({**SPEC, "cache": {"enabled": True}})
+    foreign = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "ep-cache", "namespace": NS,
+                            "labels": {"app.kubernetes.io/managed-by": "aim-controller",
+                                       "aim.engine.amd.com/endpoint": "someone-else"}},
+               "spec": {"accessModes": ["ReadWriteOnce"]}}
+    o = observed(cached)
+    o = Observed(**{**o.__dict__, "children": {("PersistentVolumeClaim", "ep-cache"): foreign}})
+    plan = plan_of(o)
+    assert plan.conflicts == ("PersistentVolumeClaim ep-cache",)
+    # New children (not in the caches) are checked by name before they are written.
+    assert ("Deployment", "ep") in plan.creates
+
+
+def test_new_conflicts_and_api_errors_are_told_once() -> None:
+    from aim_controller.reconcilers.endpoint_report import _condition_events
+
+    def status(reason: str, message: str) -> dict[str, Any]:
+        return {"conditions": [{"type": "ResourcesReady", "status": "False",
+                                "reason": reason, "message": message}]}
+
+    new = status("ChildConflict", "ConfigMap ep-config already exists")
+    [event] = _condition_events({}, new)
+    assert (event.type, event.reason) == ("Warning", "ChildConflict")
+    assert _condition_events(new, new) == []
+    assert _condition_events(new, status("ChildConflict", "Service ep already exists"))
