@@ -432,8 +432,9 @@ class AIMEndpointSpec(APIModel):
     image the recipe/backend implies (e.g. a mirrored or pinned AIM image)."""
     replicas: int = Field(1, ge=0, le=MAX_REPLICAS)
     """Desired replicas; the scale subresource (kubectl scale, HorizontalPodAutoscaler)
-    reads and writes this field. The endpoint runs max(replicas, scaling.minReplicas)
-    replicas. With an autoscaler (scaling.maxReplicas > scaling.minReplicas) the
+    reads and writes this field. The endpoint runs replicas clamped to
+    [scaling.minReplicas, scaling.maxReplicas] (the Available condition says so when it
+    clamps). With an autoscaler (scaling.maxReplicas > scaling.minReplicas) the
     autoscaler owns this field."""
     recipe: RecipeSelector = nested(RecipeSelector)
     resources: EndpointResources | None = None
