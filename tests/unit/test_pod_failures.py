@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_endpoint_decide import endpoint_obj, observed, plan_of
 
 from aim_controller.api.v1alpha1 import AIMEndpointSpec
 from aim_controller.reconcilers.endpoint_observe import pods_state
+from aim_controller.reconcilers.endpoint_report import EventNote, desired_status, status_events
 from aim_controller.reconcilers.endpoint_status import (
     ApplyOutcome,
     PodsState,
@@ -203,6 +205,29 @@ def test_a_pod_failure_is_degraded_with_its_reason_and_message() -> None:
     c = conds(PodsState(), stuck)
     assert (c["Degraded"].reason, c["Degraded"].message) == (
         FAILED_CREATE, "the ReplicaSet cannot create pods: forbidden")
+
+
+def test_one_warning_event_per_change_of_failure() -> None:
+    crash = PodFailure(CRASH_LOOP, "container engine of pod p keeps exiting", "p", "engine")
+    oom = PodFailure(OOM_KILLED, "container engine of pod p was killed", "p", "engine")
+
+    def report(pods: PodsState, status: dict[str, Any] | None = None
+               ) -> tuple[dict[str, Any], list[EventNote]]:
+        o = observed(endpoint_obj(status=status), pods=pods)
+        plan = plan_of(o)
+        new = desired_status(o, plan, None, "2026-01-01T00:00:00Z", "sel")
+        return new, [e for e in status_events(o, plan, new) if e.type == "Warning"]
+
+    first, events = report(PodsState(failure=crash))
+    assert events == [EventNote("Warning", CRASH_LOOP, crash.message)]
+    # Written again (something else changed) with the same failure: nothing new to say.
+    again, events = report(PodsState(failure=crash, ready=0, bound=1), first)
+    assert events == []
+    # Another failure is another Event; recovery says nothing.
+    later, events = report(PodsState(failure=oom), again)
+    assert events == [EventNote("Warning", OOM_KILLED, oom.message)]
+    _, events = report(PodsState(), later)
+    assert events == []
 
 
 def test_only_pod_changes_the_endpoint_reports_on_enqueue_it() -> None:
