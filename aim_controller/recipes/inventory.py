@@ -288,33 +288,28 @@ class GpuInventory:
         this, an endpoint re-evaluated after its pods were placed would find its
         GPUs taken by itself. Returns ``self`` when nothing changes.
         """
-        back: dict[str, dict[str, int]] = {}
-        for node, req in usages:
-            acc = back.setdefault(node, {})
-            for k, v in req.items():
-                acc[k] = acc.get(k, 0) + v
-        if not back:
-            return self
-        nodes = tuple(_returned(n, back[n.name]) if n.name in back else n for n in self.nodes)
-        return GpuInventory(
-            nodes=nodes,
-            pools=MappingProxyType(_pools(nodes, self.tolerated_prefixes)),
-            unusable=self.unusable,
-            tolerated_prefixes=self.tolerated_prefixes,
-        )
+        return self._adjusted(usages, _returned)
 
     def take(self, usages: Iterable[tuple[str, Mapping[str, int]]]) -> GpuInventory:
         """This snapshot with the devices of ``usages`` ((node, requests)) in use as
         well: GPUs promised to pods that are not bound yet (reservations). Returns
         ``self`` when nothing changes."""
-        more: dict[str, dict[str, int]] = {}
+        return self._adjusted(usages, _taken)
+
+    def _adjusted(
+        self,
+        usages: Iterable[tuple[str, Mapping[str, int]]],
+        adjust: Callable[[NodeGpus, Mapping[str, int]], NodeGpus],
+    ) -> GpuInventory:
+        per_node: dict[str, dict[str, int]] = {}
         for node, req in usages:
-            acc = more.setdefault(node, {})
+            acc = per_node.setdefault(node, {})
             for k, v in req.items():
                 acc[k] = acc.get(k, 0) + v
-        if not more:
+        if not per_node:
             return self
-        nodes = tuple(_taken(n, more[n.name]) if n.name in more else n for n in self.nodes)
+        nodes = tuple(adjust(n, per_node[n.name]) if n.name in per_node else n
+                      for n in self.nodes)
         return GpuInventory(
             nodes=nodes,
             pools=MappingProxyType(_pools(nodes, self.tolerated_prefixes)),

@@ -28,6 +28,7 @@ from aim_controller.machinery.informer import InformerLike
 from aim_controller.machinery.mutationcache import MutationCache
 from aim_controller.machinery.store import NAMESPACE_INDEX
 from aim_controller.recipes import GpuInventory, RecipeIndex
+from aim_controller.recipes.backoff import parse_time
 from aim_controller.recipes.inventory import pod_device_requests
 from aim_controller.recipes.quota import namespace_gpu_requests, needs_pod_count
 
@@ -78,15 +79,6 @@ def index_pod_by_endpoint(obj: Mapping[str, Any]) -> list[str]:
     return [f"{meta.get('namespace')}/{ep}"]
 
 
-def _parse_time(s: object) -> datetime | None:
-    if not isinstance(s, str):
-        return None
-    try:
-        return datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _template_of(obj: Mapping[str, Any] | None) -> str | None:
     """The config checksum a pod (or a Deployment's pod template) was made from."""
     value = (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(
@@ -134,7 +126,7 @@ def pods_state(
         for c in status.get("conditions") or ():
             if (c.get("type") == "PodScheduled" and c.get("status") == "False"
                     and c.get("reason") == "Unschedulable"):
-                t = _parse_time(c.get("lastTransitionTime"))
+                t = parse_time(c.get("lastTransitionTime"))
                 if t is not None and (since is None or t < since):
                     since, message = t, str(c.get("message") or "")
     return PodsState(since, message, gpus, tuple(held),

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from aim_controller.recipes import GpuInventory, build_inventory
+
 # (device id, product name as labelled, family, vram label, cu-count) per model.
 LABELLER: Mapping[str, tuple[str, str, str, str, str]] = {
     "MI210": ("740f", "AMD_Instinct_MI210", "AI", "64G", "104"),
@@ -293,3 +295,15 @@ def quota(
         "spec": spec,
         "status": {"hard": dict(spec["hard"]), "used": {key: str(used), "cpu": "10"}},
     }
+
+
+def cluster(**free_by_model: list[int]) -> GpuInventory:
+    """8-GPU nodes per model; each list gives the free GPUs of one node."""
+    nodes, pods = [], []
+    for model, frees in free_by_model.items():
+        for i, free in enumerate(frees):
+            name = f"{model.lower()}-{i}"
+            nodes.append(gpu_node(name, model))
+            if free < 8:
+                pods.append(pod(f"busy-{name}", name, 8 - free, namespace="other"))
+    return build_inventory(nodes, pods)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from recipes_fixtures import config, endpoint, gpu_node, pod, quota, recipe
+from recipes_fixtures import cluster, config, endpoint, gpu_node, pod, quota, recipe
 
 from aim_controller.api.v1alpha1.endpoint import RecipeSelection
 from aim_controller.recipes import (
@@ -28,16 +28,6 @@ MODEL = "org/Model-7B"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def cluster(**free_by_model: list[int]) -> GpuInventory:
-    """8-GPU nodes per model; each list gives the free GPUs of one node."""
-    nodes, pods = [], []
-    for model, frees in free_by_model.items():
-        for i, free in enumerate(frees):
-            name = f"{model.lower()}-{i}"
-            nodes.append(gpu_node(name, model))
-            if free < 8:
-                pods.append(pod(f"busy-{name}", name, 8 - free, namespace="other"))
-    return build_inventory(nodes, pods)
 
 
 def run(

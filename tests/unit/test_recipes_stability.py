@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from recipes_fixtures import endpoint, gpu_node, pod, recipe
+from recipes_fixtures import cluster, endpoint, recipe
 
 from aim_controller.recipes import Decision, GpuInventory, Reason, Verdict, build_inventory, select
 from aim_controller.recipes.backoff import BACKOFF_MAX, abandon, backoff, parse_abandoned
@@ -20,15 +20,6 @@ GRACE = timedelta(minutes=5)
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def cluster(**free_by_model: list[int]) -> GpuInventory:
-    nodes, pods = [], []
-    for model, frees in free_by_model.items():
-        for i, free in enumerate(frees):
-            name = f"{model.lower()}-{i}"
-            nodes.append(gpu_node(name, model))
-            if free < 8:
-                pods.append(pod(f"busy-{name}", name, 8 - free, namespace="other"))
-    return build_inventory(nodes, pods)
 
 
 def run(spec: dict[str, Any], inv: GpuInventory, recipes: list[dict[str, Any]],
