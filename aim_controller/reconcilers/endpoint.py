@@ -100,6 +100,9 @@ class EndpointReconciler:
         self._waiting: set[str] = set()
         # GPUs promised to chosen configurations whose pods are not bound yet.
         self.reservations = ReservationBook()
+        # GPUs promised to an endpoint whose pods are now bound are free for the others
+        # again: whoever waits for capacity looks again.
+        self.reservations.on_release(self._capacity_changed)
         self._api_failures: dict[str, int] = {}
         self._catalog = builtin_index()
         self._ns_index: dict[str, tuple[tuple[tuple[str, str], ...], RecipeIndex]] = {}

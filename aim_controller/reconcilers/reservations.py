@@ -11,6 +11,8 @@ inventory is computed once per (inventory snapshot, book version) and shared.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aim_controller.recipes import GpuInventory
 from aim_controller.recipes.reservation import Placement, Reservation, place, placed_usages
 
@@ -19,10 +21,17 @@ __all__ = ["ReservationBook"]
 
 class ReservationBook:
     """Invariant: ``pending`` holds exactly the endpoints whose last reconcile chose a
-    configuration with more desired replicas than bound pods. Single event loop."""
+    configuration with more desired replicas than bound pods. Single event loop.
+
+    A pod is bound (and counted by the inventory) before its endpoint's next reconcile
+    lowers its reservation, so for a moment both count: whoever was told "no room"
+    then must look again once the reservation goes. ``on_release`` listeners are
+    called whenever a reservation shrinks or goes.
+    """
 
     def __init__(self) -> None:
         self._pending: dict[str, Reservation] = {}
+        self._listeners: list[Callable[[], None]] = []
         self._version = 0
         self._cached: tuple[GpuInventory, int, GpuInventory, dict[str, Placement]] | None = None
 
@@ -30,20 +39,32 @@ class ReservationBook:
     def pending(self) -> dict[str, Reservation]:
         return dict(self._pending)
 
+    def on_release(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
     def record(self, key: str, hardware: str, gpu_count: int, desired: int, bound: int) -> None:
         pending = max(0, desired - bound)
         new = Reservation(key, hardware, gpu_count, pending) if pending else None
-        if self._pending.get(key) == new:
+        old = self._pending.get(key)
+        if old == new:
             return
         if new is None:
             del self._pending[key]
         else:
             self._pending[key] = new
         self._version += 1
+        if old is not None and (new is None or new.replicas * new.gpu_count
+                                < old.replicas * old.gpu_count or new.hardware != old.hardware):
+            self._released()
 
     def forget(self, key: str) -> None:
         if self._pending.pop(key, None) is not None:
             self._version += 1
+            self._released()
+
+    def _released(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     def has_pending(self, key: str) -> bool:
         return key in self._pending

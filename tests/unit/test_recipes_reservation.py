@@ -86,3 +86,18 @@ def test_an_endpoints_own_promise_is_free_for_its_own_selection() -> None:
     assert book.inventory_for("ns/a", inv).pool("MI300X").replicas_that_fit(4) == 1  # type: ignore[union-attr]
     book.forget("ns/a")
     assert book.inventory_for("ns/b", inv) is inv
+
+
+def test_whoever_waits_is_told_when_a_promise_shrinks_or_goes() -> None:
+    book = ReservationBook()
+    told: list[int] = []
+    book.on_release(lambda: told.append(1))
+    book.record("ns/a", "MI300X", 4, desired=2, bound=0)
+    book.record("ns/a", "MI300X", 4, desired=3, bound=0)  # grows: nobody gains room
+    assert told == []
+    book.record("ns/a", "MI300X", 4, desired=3, bound=2)  # two pods bound
+    assert told == [1]
+    book.forget("ns/a")
+    assert told == [1, 1]
+    book.forget("ns/a")  # nothing left to release
+    assert told == [1, 1]
