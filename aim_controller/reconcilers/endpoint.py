@@ -32,7 +32,12 @@ import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from aim_controller.api.v1alpha1.groupversion import KIND_AIM_ENDPOINT
-from aim_controller.builders import LABEL_ENDPOINT, LABEL_MANAGED_BY, selector_string
+from aim_controller.builders import (
+    ANNOTATION_CONFIG_CHECKSUM,
+    LABEL_ENDPOINT,
+    LABEL_MANAGED_BY,
+    selector_string,
+)
 from aim_controller.builders.meta import MANAGED_BY
 from aim_controller.machinery.builder import ControllerBuilder, OwnedKinds, spec_first
 from aim_controller.machinery.controller import Controller, Result
@@ -99,7 +104,7 @@ class EndpointReconciler:
         # (Set before any watch: a started informer replays its store at once.)
         self._waiting: set[str] = set()
         # GPUs promised to chosen configurations whose pods are not bound yet.
-        self.reservations = ReservationBook()
+        self.reservations = ReservationBook(bound_now=self._bound_pods)
         # GPUs promised to an endpoint whose pods are now bound are free for the others
         # again: whoever waits for capacity looks again.
         self.reservations.on_release(self._capacity_changed)
@@ -190,6 +195,18 @@ class EndpointReconciler:
             return keys
         return []
 
+    def _bound_pods(self, key: str, template: str | None) -> int:
+        """The endpoint's live pods of ``template`` that are bound to a node now."""
+        n = 0
+        for pod in self.pods.store.by_index(INDEX_ENDPOINT_PODS, key):
+            if not (pod.get("spec") or {}).get("nodeName") or (pod.get("status") or {}).get(
+                    "phase") in ("Succeeded", "Failed"):
+                continue
+            annotations = (pod.get("metadata") or {}).get("annotations") or {}
+            if template is None or annotations.get(ANNOTATION_CONFIG_CHECKSUM) == template:
+                n += 1
+        return n
+
     def _waiting_in_namespace(self, obj: Mapping[str, Any]) -> list[str]:
         prefix = f"{(obj.get('metadata') or {}).get('namespace')}/"
         return sorted(k for k in self._waiting if k.startswith(prefix))
@@ -257,8 +274,11 @@ class EndpointReconciler:
             self.reservations.forget(o.key)
             return
         c = chosen.config
+        template = next((((d["spec"].get("template") or {}).get("metadata") or {}).get(
+            "annotations", {}).get(ANNOTATION_CONFIG_CHECKSUM)
+            for d in plan.desired if d["kind"] == "Deployment"), None)
         self.reservations.record(o.key, c.hardware, c.gpu_count, plan.desired_replicas,
-                                 o.pods.bound)
+                                 o.pods.bound, template)
 
     async def _apply(self, o: Observed, plan: Plan) -> ApplyResult:
         """Step 3: the planned applies, then the prunes. 4xx answers (bad input, missing

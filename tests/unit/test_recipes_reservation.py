@@ -97,7 +97,26 @@ def test_whoever_waits_is_told_when_a_promise_shrinks_or_goes() -> None:
     assert told == []
     book.record("ns/a", "MI300X", 4, desired=3, bound=2)  # two pods bound
     assert told == [1]
+    book.record("ns/a", "MI300X", 4, desired=2, bound=0)
     book.forget("ns/a")
     assert told == [1, 1]
     book.forget("ns/a")  # nothing left to release
     assert told == [1, 1]
+
+
+def test_pods_bound_since_the_last_reconcile_are_not_promised_twice() -> None:
+    """The inventory counts a pod as soon as it is bound; the book asks how many are
+    bound when it places its promises, not what the last reconcile saw."""
+    inv = inventory([4])
+    bound = {"ns/a": 0}
+    book = ReservationBook(bound_now=lambda key, template: bound[key])
+    book.record("ns/a", "MI300X", 4, desired=1, bound=0, template="t1")
+    assert book.inventory_for("ns/b", inv).pool("MI300X").replicas_that_fit(4) == 0  # type: ignore[union-attr]
+    # Its pod is bound: the inventory now counts it (a new snapshot)...
+    bound["ns/a"] = 1
+    taken = inventory([0])
+    # ...and the promise is gone at once, before ns/a reconciles: nothing counted twice.
+    assert book.inventory_for("ns/b", taken) is not None
+    assert book.pending  # the entry stays until ns/a's own reconcile
+    free = dict(book.inventory_for("ns/b", inventory([4])).pool("MI300X").free_by_node)  # type: ignore[union-attr]
+    assert free == {"n0": 4}
