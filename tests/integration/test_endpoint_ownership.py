@@ -79,9 +79,13 @@ async def test_objects_of_a_childs_name_are_never_adopted_or_deleted(
     message = condition(obj, "ResourcesReady")["message"]
     for kind, name in keys:
         assert f"{kind} {name}" in message, message
-    events = get_json(crds, "-n", namespace, "events",
-                      "--field-selector", "involvedObject.name=victim")["items"]
-    assert any(e["reason"] == "ChildConflict" and e["type"] == "Warning" for e in events)
+    def conflict_event() -> bool:
+        events = get_json(crds, "-n", namespace, "events",
+                          "--field-selector", "involvedObject.name=victim")["items"]
+        return any(e["reason"] == "ChildConflict" and e["type"] == "Warning" for e in events)
+
+    # Events are written in the background, after the status.
+    await eventually(conflict_event, 30, what="ChildConflict Event", blocking=True)
     # Nothing that depends on them was created either.
     assert crds.kubectl("get", "-n", namespace, "deployment", "victim",
                         check=False).returncode != 0
@@ -98,6 +102,10 @@ async def test_objects_of_a_childs_name_are_never_adopted_or_deleted(
 async def test_the_default_service_account_is_never_taken_over(
     crds: LocalCluster, namespace: str, operator: App
 ) -> None:
+    # The namespace's default ServiceAccount is made by kube-controller-manager, shortly
+    # after the namespace.
+    await eventually(lambda: get_json(crds, "-n", namespace, "serviceaccount", "default"),
+                     60, what="default ServiceAccount", blocking=True)
     before = snapshot(crds, namespace, "serviceaccount", "default")
     apply(crds, endpoint("usesdefault", security={
         "serviceAccount": {"create": True, "name": "default"}}), namespace)
