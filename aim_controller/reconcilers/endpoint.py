@@ -33,8 +33,6 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from aim_controller.api.v1alpha1.groupversion import KIND_AIM_ENDPOINT
 from aim_controller.builders import (
-    ANNOTATION_CONFIG_CHECKSUM,
-    LABEL_ENDPOINT,
     LABEL_MANAGED_BY,
     selector_string,
 )
@@ -59,9 +57,12 @@ from .endpoint_observe import (
     ChildKey,
     EndpointCaches,
     Observed,
+    bound_pods,
     index_endpoint_by_model,
     index_pod_by_endpoint,
     index_recipe_by_model,
+    labelled_as,
+    template_checksum,
 )
 from .endpoint_report import ApplyResult, desired_status, invalid_status, status_events
 from .endpoint_status import ApplyOutcome, status_equal
@@ -196,16 +197,7 @@ class EndpointReconciler:
         return []
 
     def _bound_pods(self, key: str, template: str | None) -> int:
-        """The endpoint's live pods of ``template`` that are bound to a node now."""
-        n = 0
-        for pod in self.pods.store.by_index(INDEX_ENDPOINT_PODS, key):
-            if not (pod.get("spec") or {}).get("nodeName") or (pod.get("status") or {}).get(
-                    "phase") in ("Succeeded", "Failed"):
-                continue
-            annotations = (pod.get("metadata") or {}).get("annotations") or {}
-            if template is None or annotations.get(ANNOTATION_CONFIG_CHECKSUM) == template:
-                n += 1
-        return n
+        return bound_pods(self.pods.store.by_index(INDEX_ENDPOINT_PODS, key), template)
 
     def _waiting_in_namespace(self, obj: Mapping[str, Any]) -> list[str]:
         prefix = f"{(obj.get('metadata') or {}).get('namespace')}/"
@@ -274,9 +266,8 @@ class EndpointReconciler:
             self.reservations.forget(o.key)
             return
         c = chosen.config
-        template = next((((d["spec"].get("template") or {}).get("metadata") or {}).get(
-            "annotations", {}).get(ANNOTATION_CONFIG_CHECKSUM)
-            for d in plan.desired if d["kind"] == "Deployment"), None)
+        template = next((template_checksum(d["spec"].get("template"))
+                         for d in plan.desired if d["kind"] == "Deployment"), None)
         self.reservations.record(o.key, c.hardware, c.gpu_count, plan.desired_replicas,
                                  o.pods.bound, template)
 
@@ -291,16 +282,16 @@ class EndpointReconciler:
         not watched).
         """
         errors: list[str] = []
-        conflicts: list[str] = list(plan.conflicts)
+        conflicts: list[ChildKey] = list(plan.conflicts)
         written: dict[ChildKey, KubeObject] = {}
         retry_after: float | None = CONFLICT_RECHECK if conflicts else None
-        blocked = {c.split(" ", 1)[0] for c in conflicts}
+        blocked = {kind for kind, _ in conflicts}
         for obj in plan.to_apply:
             kind, cname = obj["kind"], obj["metadata"]["name"]
             if blocked & DEPENDS_ON.get(kind, frozenset()):
                 continue
             if (kind, cname) in plan.creates and not await self._name_is_free(o, obj):
-                conflicts.append(f"{kind} {cname}")
+                conflicts.append((kind, cname))
                 blocked.add(kind)
                 retry_after = CONFLICT_RECHECK
                 continue
@@ -322,7 +313,7 @@ class EndpointReconciler:
         if errors:
             self.ctx.recorder.emit(dict(o.obj), "Warning", "ApplyFailed", errors[0])
         outcome = ApplyOutcome(len(written), len(plan.desired), tuple(errors),
-                               tuple(sorted(set(conflicts))))
+                               tuple(f"{k} {n}" for k, n in sorted(set(conflicts))))
         return ApplyResult(outcome, written, retry_after)
 
     async def _name_is_free(self, o: Observed, obj: dict[str, Any]) -> bool:
@@ -331,15 +322,11 @@ class EndpointReconciler:
         existing = await self.ctx.writer.get(obj)
         if existing is None:
             return True
-        meta = existing.get("metadata") or {}
         uid = (o.obj.get("metadata") or {}).get("uid")
         if any(r.get("controller") and r.get("uid") == uid
-               for r in meta.get("ownerReferences") or ()):
+               for r in (existing.get("metadata") or {}).get("ownerReferences") or ()):
             return True
-        labels = meta.get("labels") or {}
-        return bool(obj["kind"] == "PersistentVolumeClaim"
-                    and labels.get(LABEL_MANAGED_BY) == MANAGED_BY
-                    and labels.get(LABEL_ENDPOINT) == o.name)
+        return obj["kind"] == "PersistentVolumeClaim" and labelled_as(existing, o.name)
 
     async def _report(self, o: Observed, plan: Plan, applied: ApplyResult | None
                       ) -> Result | None:

@@ -15,8 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aim_controller.builders import (
-    LABEL_ENDPOINT,
-    LABEL_MANAGED_BY,
     ChosenRecipe,
     OperatorSettings,
     deployment_replicas,
@@ -25,12 +23,11 @@ from aim_controller.builders import (
     released_cache_pvc,
     stamp_applied_hash,
 )
-from aim_controller.builders.meta import MANAGED_BY
 from aim_controller.machinery.handlers import KubeObject
 from aim_controller.recipes import Decision, Reason, select
 from aim_controller.recipes.request import PreviousChoice
 
-from .endpoint_observe import CACHE_PVC_SUFFIX, ChildKey, Observed
+from .endpoint_observe import CACHE_PVC_SUFFIX, ChildKey, Observed, labelled_as
 from .endpoint_status import service_url, status_record
 
 __all__ = ["Plan", "chosen_recipe", "decide", "selection_record"]
@@ -57,7 +54,7 @@ class Plan:
     to_apply: tuple[dict[str, Any], ...] = ()
     to_prune: tuple[KubeObject, ...] = ()
     creates: frozenset[ChildKey] = frozenset()
-    conflicts: tuple[str, ...] = ()
+    conflicts: tuple[ChildKey, ...] = ()
     desired_replicas: int = 0
     url: str | None = None
     # Re-select once the unschedulable grace is over, even if nothing else happens.
@@ -141,8 +138,8 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta) -> Plan
         existing_cache_access_modes=((pvc or {}).get("spec") or {}).get("accessModes"),
     ))
     wanted = {_child_key(d) for d in desired}
-    conflicts = tuple(f"{k[0]} {k[1]}" for k in sorted(wanted)
-                      if k in o.children and k not in o.owned and not _ours(o, o.children[k]))
+    conflicts = tuple(k for k in sorted(wanted) if k in o.children and k not in o.owned
+                      and not labelled_as(o.children[k], o.name))
     to_apply = [d for d in desired if needs_apply(d, o.children.get(_child_key(d)))]
     gone = sorted(o.owned - wanted)
     pvc_key = ("PersistentVolumeClaim", o.name + CACHE_PVC_SUFFIX)
@@ -164,10 +161,3 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta) -> Plan
     return Plan(decision, record, desired, tuple(to_apply), to_prune, creates, conflicts,
                 replicas, url, recheck)
 
-
-def _ours(o: Observed, obj: KubeObject) -> bool:
-    """An object found by name (the cache PVC) is this endpoint's when it carries its
-    labels; one without them is somebody else's, never adopted."""
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(LABEL_MANAGED_BY) == MANAGED_BY
-                and labels.get(LABEL_ENDPOINT) == o.name)

@@ -8,7 +8,7 @@ cache, so what a reconcile saw is exactly this value.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -79,11 +79,29 @@ def index_pod_by_endpoint(obj: Mapping[str, Any]) -> list[str]:
     return [f"{meta.get('namespace')}/{ep}"]
 
 
-def _template_of(obj: Mapping[str, Any] | None) -> str | None:
+def template_checksum(obj: Mapping[str, Any] | None) -> str | None:
     """The config checksum a pod (or a Deployment's pod template) was made from."""
     value = (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(
         ANNOTATION_CONFIG_CHECKSUM)
     return str(value) if value is not None else None
+
+
+def _live(pod: Mapping[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def bound_pods(pods: Iterable[Mapping[str, Any]], template: str | None) -> int:
+    """Live pods of ``template`` (any, when None) that are bound to a node."""
+    return sum(1 for p in pods if _live(p) and (p.get("spec") or {}).get("nodeName")
+               and (template is None or template_checksum(p) == template))
+
+
+def labelled_as(obj: Mapping[str, Any], endpoint: str) -> bool:
+    """Whether ``obj`` carries the labels the operator puts on ``endpoint``'s children
+    (how a retained cache PVC, which has no ownerReference, is known as its)."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(LABEL_MANAGED_BY) == MANAGED_BY
+                and labels.get(LABEL_ENDPOINT) == endpoint)
 
 
 def pods_state(
@@ -97,17 +115,16 @@ def pods_state(
     or failing: a pod of the previous choice's ReplicaSet says nothing about this one.
     """
     pod_template = ((deployment or {}).get("spec") or {}).get("template")
-    template = _template_of(pod_template)
+    template = template_checksum(pod_template)
     since: datetime | None = None
     message = ""
     gpus = 0
-    bound = 0
     ready = 0
     current: list[Mapping[str, Any]] = []
     held: list[tuple[str, Mapping[str, int]]] = []
     for pod in pods:
         status = pod.get("status") or {}
-        if status.get("phase") in ("Succeeded", "Failed"):
+        if not _live(pod):
             continue
         # Pending pods charge the quota too.
         usage = pod_device_requests(pod, bound_only=False)
@@ -115,10 +132,8 @@ def pods_state(
             gpus += sum(usage[1].values())
             if usage[0]:
                 held.append(usage)
-        if template is not None and _template_of(pod) != template:
+        if template is not None and template_checksum(pod) != template:
             continue
-        if (pod.get("spec") or {}).get("nodeName"):
-            bound += 1
         if is_ready(pod):
             ready += 1
         elif not (pod.get("metadata") or {}).get("deletionTimestamp"):
@@ -130,7 +145,8 @@ def pods_state(
                 if t is not None and (since is None or t < since):
                     since, message = t, str(c.get("message") or "")
     return PodsState(since, message, gpus, tuple(held),
-                     gpu_fixable(message) if since is not None else False, bound, ready,
+                     gpu_fixable(message) if since is not None else False,
+                     bound_pods(pods, template), ready,
                      first_failure(current, memory_limits(pod_template)))
 
 

@@ -195,7 +195,7 @@ def test_a_pvc_of_the_cache_name_without_the_endpoints_labels_is_a_conflict() ->
     o = observed(cached)
     o = Observed(**{**o.__dict__, "children": {("PersistentVolumeClaim", "ep-cache"): foreign}})
     plan = plan_of(o)
-    assert plan.conflicts == ("PersistentVolumeClaim ep-cache",)
+    assert plan.conflicts == (("PersistentVolumeClaim", "ep-cache"),)
     # New children (not in the caches) are checked by name before they are written.
     assert ("Deployment", "ep") in plan.creates
 
