@@ -273,7 +273,7 @@ STATUSES: list[Any] = [
         AIMCacheStatus.model_validate({
             "phase": "Ready", "persistentVolumeClaim": "c", "capacityBytes": 536870912000,
             "usedBytes": 1000, "lastCleanupTime": NOW,
-            "models": [{"id": "Qwen/Qwen3-32B", "state": "Cached", "sizeBytes": 1000,
+            "models": [{"id": "Qwen/Qwen3-32B", "state": "Ready", "sizeBytes": 1000,
                         "lastUsedTime": NOW}],
         }).model_dump(mode="json", exclude_none=True),
         ["500Gi", "Ready"],

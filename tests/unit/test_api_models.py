@@ -262,7 +262,7 @@ def test_recipe_and_cache_status_wire_format() -> None:
 
     cs = AIMCacheStatus(
         phase="Ready", persistent_volume_claim="global-model-cache", capacity_bytes=10,
-        used_bytes=5, models=[CachedModelStatus(id="Qwen/Qwen3-32B", state="Cached",
+        used_bytes=5, models=[CachedModelStatus(id="Qwen/Qwen3-32B", state="Ready",
                                                 size_bytes=5, last_used_time=NOW)],
     )
     wire = cs.model_dump(mode="json", exclude_none=True)

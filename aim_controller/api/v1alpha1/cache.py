@@ -25,7 +25,7 @@ from .common import (
 AccessMode = Literal["ReadWriteMany", "ReadWriteOnce", "ReadOnlyMany"]
 Priority = Literal["high", "medium", "low"]
 CachePhase = Literal["Pending", "Provisioning", "Ready", "Degraded", "Failed"]
-CachedModelState = Literal["Pending", "Downloading", "Cached", "Failed", "Evicted"]
+CachedModelState = Literal["Pending", "Downloading", "Ready", "Failed", "Evicted"]
 
 ACCESS_MODES: tuple[AccessMode, ...] = get_args(AccessMode)
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
@@ -155,7 +155,7 @@ class CachedModelStatus(APIModel):
     id: ModelId
     """Model identifier."""
     state: CachedModelState
-    """Pending, Downloading, Cached, Failed or Evicted."""
+    """Pending, Downloading, Ready, Failed or Evicted."""
     size_bytes: int | None = Field(None, ge=0)
     """Bytes the model takes in the cache."""
     last_used_time: datetime | None = None
