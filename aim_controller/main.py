@@ -81,6 +81,7 @@ async def build_app(opts: Options, *, registry: CollectorRegistry | None = None)
     informers = InformerFactory(
         api, namespaces=opts.namespaces or None,
         resync_period=opts.resync_period if opts.resync_period > 0 else None,
+        stall_timeout=opts.watch_stall_timeout,
         metrics=metrics,
     )
     # Each controller's builder maps the kinds it declares (optional ones once served);

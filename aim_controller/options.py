@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .builders.durations import parse_duration
 from .builders.settings import DEFAULT_IMAGES
+from .machinery.reflector import DEFAULT_STALL_TIMEOUT
 from .recipes.selection import DEFAULT_RESELECT_AFTER
 
 
@@ -81,6 +82,7 @@ class Options:
     resync_period: float = 0.0
     kube_api_qps: float = 50.0
     kube_api_burst: int = 100
+    watch_stall_timeout: float = DEFAULT_STALL_TIMEOUT
 
 
 _DURATIONS = "A duration such as 20s, 5m, 1h30m or 500ms, or plain seconds."
@@ -137,6 +139,13 @@ def parser() -> argparse.ArgumentParser:
                    help="Sustained requests per second to the API server.")
     p.add_argument("--kube-api-burst", type=_positive_int, default=100,
                    help="Request burst to the API server.")
+    p.add_argument("--watch-stall-timeout", metavar="DURATION", type=_positive_duration,
+                   default=DEFAULT_STALL_TIMEOUT,
+                   help="A watch that delivers nothing, not even a bookmark, for this long is "
+                        "dropped and resumed from its last resourceVersion (a proxy or peer "
+                        "that keeps the connection open but stopped forwarding; default "
+                        f"{DEFAULT_STALL_TIMEOUT:.0f}s, 2.5x the API server's bookmark "
+                        f"interval). {_DURATIONS}")
     return p
 
 

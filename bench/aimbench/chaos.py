@@ -23,10 +23,12 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from aim_controller.reconcilers.recipe_status import REFRESH_DELAY as RECIPE_REFRESH_DELAY
 
@@ -44,10 +46,14 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"  # the endpoint's name, on its pod
 INTRUDER = "chaos-intruder"
 INTRUDER_ANNOTATION = "chaos.aim.engine.amd.com/intruder"
 ALL_SCENARIOS = ("apiserver-restart", "operator-kill", "leader-kill", "conflicting-writes",
-                 "node-delete", "compaction-410", "webhook-fault")
+                 "node-delete", "compaction-410", "webhook-fault", "stalled-watch")
 # How long an unreachable admission webhook refuses the endpoints' Deployments.
 WEBHOOK_FAULT_SECONDS = 20.0
 QUICK_SCENARIOS = ("apiserver-restart", "operator-kill")
+# The stalled-watch operator drops a silent watch after this long (default 150 s);
+# its relay holds every connection it had for up to STALL_MAX_SECONDS.
+STALL_TIMEOUT_SECONDS = 15.0
+STALL_MAX_SECONDS = 240.0
 
 
 @dataclass
@@ -136,14 +142,15 @@ class Chaos:
         assert self.kube is not None
         return self.kube
 
-    def new_operator(self, *, leader_elect: bool = False) -> OperatorProcess:
+    def new_operator(self, *, leader_elect: bool = False, kubeconfig: Path | None = None,
+                     extra_args: Sequence[str] = ()) -> OperatorProcess:
         self._op_seq += 1
         ident = f"chaos-{self._op_seq}"
-        op = OperatorProcess(self.c.operator_kubeconfig,
+        op = OperatorProcess(kubeconfig or self.c.operator_kubeconfig,
                              self.opts.out / f"operator-{ident}.log", identity=ident,
                              leader_elect=leader_elect,
                              max_concurrent_reconciles=self.opts.concurrency,
-                             extra_args=self.opts.operator_args)
+                             extra_args=[*self.opts.operator_args, *extra_args])
         self._all_operators.append(op)
         return op
 
@@ -410,6 +417,66 @@ class Chaos:
         await self.finish(run)
         return verdict, info
 
+    async def stalled_watch(self) -> tuple[Verdict, dict[str, Any]]:
+        """The operator talks to the API server through a TCP relay. Once a third of the
+        endpoints converged, the relay stops forwarding on every connection it has
+        (watches and pooled requests) while keeping them open, and half the endpoints
+        change. The changes must reach the operator through the watches it resumes
+        after its stall timeout, while the old connections are still held open; the
+        relay forwards again only after that (or after STALL_MAX_SECONDS)."""
+        from tcprelay import Relay  # in hack/, on the path once .cluster is imported
+
+        for op in self.operators:
+            op.stop()
+        server = yaml.safe_load(self.c.operator_kubeconfig.read_text())
+        port = int(server["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1])
+        relay = Relay(port)
+        await relay.start()
+        server["clusters"][0]["cluster"]["server"] = relay.url
+        kubeconfig = self.opts.out / "operator-via-relay.kubeconfig"
+        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        kubeconfig.write_text(yaml.safe_dump(server, sort_keys=False))
+        op = self.new_operator(kubeconfig=kubeconfig, extra_args=[
+            "--watch-stall-timeout", f"{STALL_TIMEOUT_SECONDS:.0f}s"]).start()
+        self.operators = [op]
+        try:
+            await asyncio.to_thread(op.wait_ready, 180)
+            run = await self.begin("stalled-watch")
+            at = await self.until_fraction(run, 1 / 3)
+            before = await asyncio.to_thread(op.metrics_or_none)
+            held = relay.pause()
+            stalled_at = time.monotonic()
+            self.opts.log(f"  relay holds {held} open connections silent ({at}/{self.opts.n} "
+                          f"converged; operator's stall timeout {STALL_TIMEOUT_SECONDS:.0f} s)")
+            wave = await self.disturb(run, 1)
+            obs = run.observer
+            during = await obs.wait(
+                lambda: obs.all_converged(set(run.expected))
+                and set(obs.endpoints.objects) == set(run.expected), STALL_MAX_SECONDS)
+            converged_during = len(obs.converged & set(run.expected))
+            stall_seconds = round(time.monotonic() - stalled_at, 1)
+            after = await asyncio.to_thread(op.metrics_or_none)
+            relay.resume()
+            verdict, info = await self.settle(run)
+        finally:
+            op.stop()
+            relay.resume()
+            await relay.cut()
+            self.operators = []
+        stalls = (after.minus(before).value("reflector_stalled_watches_total")
+                  if after is not None and before is not None else 0.0)
+        if not stalls:
+            verdict.problems.append("stall: no watch was dropped for silence")
+        if not during:
+            verdict.problems.append(
+                f"stall: only {converged_during}/{len(run.expected)} endpoints converged "
+                f"while the old connections were held ({stall_seconds} s)")
+        info |= {"faultAtConverged": at, "disturbance": wave, "heldConnections": held,
+                 "stalledWatches": stalls, "convergedDuringStall": converged_during,
+                 "stallSeconds": stall_seconds}
+        await self.finish(run)
+        return verdict, info
+
     async def _api_errors(self, ns: str) -> int:
         items, _ = await self.k.list(collection_path(wl.API_VERSION, "AIMEndpoint", ns))
         return sum(1 for o in items for c in (o.get("status") or {}).get("conditions") or ()
@@ -572,6 +639,7 @@ SCENARIOS: dict[str, Callable[[Chaos], Awaitable[tuple[Verdict, dict[str, Any]]]
     "node-delete": Chaos.node_delete,
     "compaction-410": Chaos.compaction_410,
     "webhook-fault": Chaos.webhook_fault,
+    "stalled-watch": Chaos.stalled_watch,
 }
 
 
@@ -614,6 +682,10 @@ def _summary(v: Verdict, info: dict[str, Any]) -> str:
                      f"{quiet.get('nonLeaseWrites', 0)} writes")
     if info.get("expiredWatches"):
         parts.append(f"{info['expiredWatches']} watches expired (410)")
+    if info.get("stalledWatches"):
+        parts.append(f"{info['stalledWatches']:.0f} silent watches dropped, "
+                     f"{info.get('convergedDuringStall')} converged during a "
+                     f"{info.get('stallSeconds')} s stall")
     if info.get("newLeader"):
         parts.append(f"leader {info.get('killedLeader')} -> {info['newLeader']}")
     parts.append("ok" if v.ok else f"PROBLEMS: {v.summary(3)}")

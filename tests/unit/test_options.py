@@ -56,3 +56,12 @@ def test_renew_deadline_is_still_checked_against_the_lease_with_durations(
     with pytest.raises(SystemExit):
         parse(["--leader-elect-lease-duration", "10s", "--leader-elect-renew-deadline", "1m"])
     assert "shorter than the lease duration" in capsys.readouterr().err
+
+
+def test_watch_stall_timeout_defaults_to_the_reflectors_and_takes_durations() -> None:
+    from aim_controller.machinery.reflector import DEFAULT_STALL_TIMEOUT
+
+    assert parse([]).watch_stall_timeout == DEFAULT_STALL_TIMEOUT == 150.0
+    assert parse(["--watch-stall-timeout", "20s"]).watch_stall_timeout == 20.0
+    with pytest.raises(SystemExit):
+        parse(["--watch-stall-timeout", "0s"])
