@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -71,8 +71,12 @@ def operator_settings(opts: Options) -> OperatorSettings:
     )
 
 
-async def build_app(opts: Options, *, registry: CollectorRegistry | None = None) -> App:
-    """Everything wired, nothing started. ``registry``: a private metrics registry (tests)."""
+async def build_app(
+    opts: Options, *, registry: CollectorRegistry | None = None,
+    only: Collection[str] | None = None,
+) -> App:
+    """Everything wired, nothing started. ``registry``: a private metrics registry
+    (tests); ``only``: the names of the controllers to run (tests; default all)."""
     metrics = MachineryMetrics(registry) if registry is not None else default_metrics()
     # The throttle wraps the instrumentation, so request latencies exclude its wait.
     api = throttle_api_client(
@@ -96,8 +100,14 @@ async def build_app(opts: Options, *, registry: CollectorRegistry | None = None)
         operator_namespace=opts.operator_namespace,
         max_concurrent_reconciles=opts.max_concurrent_reconciles,
         unschedulable_grace=timedelta(seconds=opts.unschedulable_grace),
+        cache_wait_timeout=timedelta(seconds=opts.cache_wait_timeout),
     )
-    controllers = [endpoint.register(ctx), recipe_status.register(ctx)]
+    registrations = {
+        endpoint.CONTROLLER_NAME: endpoint.register,
+        recipe_status.CONTROLLER_NAME: recipe_status.register,
+    }
+    controllers = [register(ctx) for name, register in registrations.items()
+                   if only is None or name in only]
     serving = ServingEndpoints(
         metrics_bind_address=opts.metrics_bind_address,
         health_probe_bind_address=opts.health_probe_bind_address,

@@ -82,6 +82,7 @@ class Options:
     resync_period: float = 0.0
     kube_api_qps: float = 50.0
     kube_api_burst: int = 100
+    cache_wait_timeout: float = 900.0
     watch_stall_timeout: float = DEFAULT_STALL_TIMEOUT
 
 
@@ -133,6 +134,11 @@ def parser() -> argparse.ArgumentParser:
                    default=DEFAULT_RESELECT_AFTER.total_seconds(),
                    help="How long an endpoint's pods may stay unschedulable before the recipe "
                         f"is re-selected (default 5m). {_DURATIONS}")
+    p.add_argument("--cache-wait-timeout", metavar="DURATION", type=_positive_duration,
+                   default=900.0,
+                   help="How long an endpoint waits for an AIMCache that is downloading its "
+                        "model before it downloads the model itself (default 15m). "
+                        f"{_DURATIONS}")
     p.add_argument("--resync-period", metavar="DURATION", type=_seconds, default=0.0,
                    help=f"Time between full resyncs of the caches (default 0: none). {_DURATIONS}")
     p.add_argument("--kube-api-qps", type=_positive_float, default=50.0,

@@ -34,7 +34,7 @@ from .engine import (
     render_engine,
 )
 from .hpa import build_hpa
-from .inputs import ChosenRecipe
+from .inputs import ChosenRecipe, SharedCache
 from .meta import (
     ANNOTATION_APPLIED_HASH,
     ANNOTATION_CONFIG_CHECKSUM,
@@ -82,6 +82,7 @@ __all__ = [
     "ChosenRecipe",
     "EngineConfig",
     "OperatorSettings",
+    "SharedCache",
     "applied_hash",
     "build_cache_pvc",
     "build_config_map",

@@ -17,7 +17,7 @@ from .configmap import build_config_map
 from .dashboard import build_dashboard_config_map
 from .deployment import build_deployment
 from .hpa import build_hpa
-from .inputs import ChosenRecipe
+from .inputs import ChosenRecipe, SharedCache
 from .monitoring import build_prometheus_rule, build_service_monitor
 from .pvc import build_cache_pvc
 from .service import build_service
@@ -65,6 +65,7 @@ def desired_children(
     *,
     monitoring_available: bool,
     existing_cache_access_modes: Sequence[str] | None = None,
+    shared_cache: SharedCache | None = None,
 ) -> list[dict[str, Any]]:
     """Every child the endpoint should have, in :data:`CHILD_KINDS` order (the two
     ConfigMaps: config, then dashboard).
@@ -72,16 +73,20 @@ def desired_children(
     ``monitoring_available``: the Prometheus Operator's CRDs are served (the
     ServiceMonitor and PrometheusRule are skipped otherwise; the dashboard ConfigMap
     is not). ``existing_cache_access_modes``: the access modes of an existing cache
-    PVC, kept because they are immutable.
+    PVC, kept because they are immutable. ``shared_cache``: an AIMCache holds the
+    model Ready; the pods load it from there, and the own cache PVC (when
+    ``cache.enabled``) is not used for weights: it is not created, but one that exists
+    (``existing_cache_access_modes`` given) stays desired, so it is never pruned.
 
     Deterministic: equal inputs give equal lists, with equal key order.
     """
     built = [
         build_service_account(endpoint),
-        build_config_map(endpoint, chosen, settings),
+        build_config_map(endpoint, chosen, settings, shared_cache),
         build_dashboard_config_map(endpoint),
-        build_cache_pvc(endpoint, existing_access_modes=existing_cache_access_modes),
-        build_deployment(endpoint, chosen, settings),
+        build_cache_pvc(endpoint, existing_access_modes=existing_cache_access_modes)
+        if shared_cache is None or existing_cache_access_modes else None,
+        build_deployment(endpoint, chosen, settings, shared_cache),
         build_service(endpoint),
         build_hpa(endpoint),
         build_service_monitor(endpoint, settings, monitoring_available=monitoring_available),

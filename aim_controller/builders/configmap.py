@@ -18,7 +18,7 @@ from typing import Any
 from aim_controller.api.v1alpha1 import AIMEndpoint
 
 from .engine import engine_config_data, render_engine, selection_record_json
-from .inputs import ChosenRecipe
+from .inputs import ChosenRecipe, SharedCache
 from .meta import endpoint_ref, object_meta
 from .settings import OperatorSettings
 
@@ -30,9 +30,10 @@ def config_map_name(name: str) -> str:
 
 
 def build_config_map(
-    endpoint: AIMEndpoint, chosen: ChosenRecipe, settings: OperatorSettings
+    endpoint: AIMEndpoint, chosen: ChosenRecipe, settings: OperatorSettings,
+    shared: SharedCache | None = None,
 ) -> dict[str, Any]:
-    engine = render_engine(endpoint, chosen, settings)
+    engine = render_engine(endpoint, chosen, settings, shared)
     data = engine_config_data(engine, chosen) | {"selection.json": selection_record_json(chosen)}
     return {
         "apiVersion": "v1",

@@ -69,7 +69,7 @@ from .engine import (
     config_checksum,
     render_engine,
 )
-from .inputs import ChosenRecipe
+from .inputs import ChosenRecipe, SharedCache
 from .meta import (
     ANNOTATION_CONFIG_CHECKSUM,
     ANNOTATION_RECIPE,
@@ -88,6 +88,7 @@ __all__ = [
     "DEVICE_ID_LABELS",
     "PARTITION_LABEL",
     "PROBE_PERIOD_SECONDS",
+    "SHARED_CACHE_VOLUME",
     "SHM_VOLUME",
     "build_deployment",
     "cache_pvc_name",
@@ -99,6 +100,7 @@ __all__ = [
 
 SHM_VOLUME = "dshm"
 CACHE_VOLUME = "model-cache"
+SHARED_CACHE_VOLUME = "aim-cache"  # an AIMCache's PVC, read-only
 DEVICE_ID_LABELS = ("amd.com/gpu.device-id", "beta.amd.com/gpu.device-id")
 # The count-encoded form: amd.com/gpu.device-id.<id>=<GPUs of that id>.
 COUNT_LABEL_PREFIX = "amd.com/gpu.device-id."
@@ -245,13 +247,30 @@ def _strategy(endpoint: AIMEndpoint) -> dict[str, Any]:
             "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}
 
 
+def _cache_volumes(
+    endpoint: AIMEndpoint, settings: OperatorSettings, shared: SharedCache | None
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(volume, mount) of the weights: an AIMCache's PVC read-only, else the own cache
+    PVC when enabled, else none."""
+    if shared is not None:
+        return [({"name": SHARED_CACHE_VOLUME, "persistentVolumeClaim": {
+                    "claimName": shared.claim_name, "readOnly": True}},
+                 {"name": SHARED_CACHE_VOLUME, "mountPath": shared.mount_path,
+                  "readOnly": True})]
+    if endpoint.spec.cache.enabled:
+        claim = cache_pvc_name(endpoint_ref(endpoint).name)
+        return [({"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": claim}},
+                 {"name": CACHE_VOLUME, "mountPath": settings.cache_mount_path})]
+    return []
+
+
 def _container(
-    endpoint: AIMEndpoint, chosen: ChosenRecipe, engine: EngineConfig, settings: OperatorSettings
+    endpoint: AIMEndpoint, chosen: ChosenRecipe, engine: EngineConfig, settings: OperatorSettings,
+    shared: SharedCache | None = None,
 ) -> dict[str, Any]:
     resources = container_resources(endpoint, chosen, engine.gpu_count)
     mounts = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
-    if endpoint.spec.cache.enabled:
-        mounts.append({"name": CACHE_VOLUME, "mountPath": settings.cache_mount_path})
+    mounts += [mount for _, mount in _cache_volumes(endpoint, settings, shared)]
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": engine.image,
@@ -275,20 +294,20 @@ def _container(
 
 
 def build_deployment(
-    endpoint: AIMEndpoint, chosen: ChosenRecipe, settings: OperatorSettings
+    endpoint: AIMEndpoint, chosen: ChosenRecipe, settings: OperatorSettings,
+    shared: SharedCache | None = None,
 ) -> dict[str, Any]:
-    """The endpoint's Deployment, ``<name>``, as a server-side apply manifest."""
+    """The endpoint's Deployment, ``<name>``, as a server-side apply manifest.
+    ``shared``: an AIMCache holds the model Ready (mounted read-only instead of the
+    own cache PVC; see :mod:`.engine`)."""
     ref = endpoint_ref(endpoint)
-    engine = render_engine(endpoint, chosen, settings)
-    container = _container(endpoint, chosen, engine, settings)
+    engine = render_engine(endpoint, chosen, settings, shared)
+    container = _container(endpoint, chosen, engine, settings, shared)
     shm = shm_size(container["resources"]["requests"], settings)
     volumes: list[dict[str, Any]] = [
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
     ]
-    if endpoint.spec.cache.enabled:
-        volumes.append(
-            {"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache_pvc_name(ref.name)}}
-        )
+    volumes += [volume for volume, _ in _cache_volumes(endpoint, settings, shared)]
 
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,

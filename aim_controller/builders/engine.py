@@ -15,7 +15,12 @@ Invariants of the rendered args:
 * the model is always named (``--model``/``--model-path`` appended when the recipe
   lacks it), and a pinned ``spec.model.version`` (anything but "latest") becomes
   ``--revision`` when the recipe does not set one;
-* every other argument is kept verbatim and in order.
+* every other argument is kept verbatim and in order;
+* with a :class:`~.inputs.SharedCache` (an AIMCache holds the model Ready) the model
+  argument is the cached directory (an existing one is rewritten), the model keeps
+  its id as the API name (``--served-model-name``, unless the recipe names it), no
+  ``--revision`` is added, ``HF_HUB_OFFLINE=1`` forbids any download and the own
+  cache's ``HF_HOME`` is not set (that volume is not mounted).
 
 The ROCm devices (``/dev/kfd``, ``/dev/dri``) and ``HIP_VISIBLE_DEVICES``-style
 isolation come from the AMD device plugin with the ``amd.com/gpu`` request; the
@@ -33,7 +38,7 @@ from typing import Any
 
 from aim_controller.api.v1alpha1 import AIMEndpoint
 
-from .inputs import ChosenRecipe
+from .inputs import ChosenRecipe, SharedCache
 from .settings import OperatorSettings
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "CONTAINER_PORT",
     "METRICS_PATH",
     "PORT_NAME",
+    "SERVED_MODEL_NAME_FLAG",
     "BackendProfile",
     "EngineConfig",
     "config_checksum",
@@ -56,6 +62,8 @@ CONTAINER_NAME = "engine"
 CONTAINER_PORT = 8000
 PORT_NAME = "http"
 METRICS_PATH = "/metrics"  # both engines serve Prometheus metrics here
+# Both engines name the model in the OpenAI API after this flag (default: the model arg).
+SERVED_MODEL_NAME_FLAG = "--served-model-name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +177,8 @@ def effective_gpu_count(endpoint: AIMEndpoint, chosen: ChosenRecipe) -> int:
 
 
 def render_engine(
-    endpoint: AIMEndpoint, chosen: ChosenRecipe, settings: OperatorSettings
+    endpoint: AIMEndpoint, chosen: ChosenRecipe, settings: OperatorSettings,
+    shared: SharedCache | None = None,
 ) -> EngineConfig:
     """The engine invocation for ``endpoint`` under ``chosen`` (see the module invariants).
 
@@ -185,10 +194,13 @@ def render_engine(
     gpus = effective_gpu_count(endpoint, chosen)
 
     args = list(chosen.args)
-    if not _has_flag(args, profile.model_flags):
+    if shared is not None:
+        args = _load_from_cache(args, profile, spec.model.id, shared)
+    elif not _has_flag(args, profile.model_flags):
         args += [profile.model_flags[0], spec.model.id]
     version = spec.model.version
-    if version and version != "latest" and not _has_flag(args, profile.revision_flags):
+    if (shared is None and version and version != "latest"
+            and not _has_flag(args, profile.revision_flags)):
         args += [profile.revision_flags[0], version]
     args = set_flag(args, profile.port_flags, str(CONTAINER_PORT))
     args = set_flag(args, profile.tp_flags, str(gpus), add=gpus > 1)
@@ -197,7 +209,9 @@ def render_engine(
             args += [flag] if value is None else [flag, value]
 
     env = dict(chosen.env)
-    if spec.cache.enabled:
+    if shared is not None:
+        env["HF_HUB_OFFLINE"] = "1"
+    elif spec.cache.enabled:
         env["HF_HOME"] = settings.hf_home
     image = spec.image or chosen.image or settings.image_for(backend)
     return EngineConfig(
@@ -209,6 +223,16 @@ def render_engine(
         gpu_count=gpus,
         profile=profile,
     )
+
+
+def _load_from_cache(
+    args: list[str], profile: BackendProfile, model_id: str, shared: SharedCache
+) -> list[str]:
+    """The model argument pointed at the cached directory, the API name kept."""
+    args = set_flag(args, profile.model_flags, shared.model_path)
+    if not _has_flag(args, (SERVED_MODEL_NAME_FLAG,)):
+        args += [SERVED_MODEL_NAME_FLAG, model_id]
+    return args
 
 
 def _json(value: Any) -> str:

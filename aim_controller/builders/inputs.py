@@ -17,7 +17,7 @@ from typing import Any
 from aim_controller.api.v1alpha1 import RECIPE_SOURCES
 from aim_controller.recipes.identity import SOURCE_NAMESPACE, ConfigId
 
-__all__ = ["ChosenRecipe"]
+__all__ = ["ChosenRecipe", "SharedCache"]
 
 
 def _frozen_str_map(m: Mapping[str, object], what: str) -> Mapping[str, str]:
@@ -125,3 +125,24 @@ class ChosenRecipe:
             "recipeNamespace": self.id.recipe_namespace,
             "source": self.id.source,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class SharedCache:
+    """An AIMCache that holds the endpoint's model Ready: the pods mount its PVC
+    read-only at ``mount_path`` and the engine loads the model from ``model_path``
+    (the layout of :mod:`aim_controller.modelcache.layout`), offline.
+
+    Invariants: ``claim_name`` is not empty; ``model_path`` lies under ``mount_path``.
+    """
+
+    cache_name: str
+    claim_name: str
+    model_path: str
+    mount_path: str
+
+    def __post_init__(self) -> None:
+        if not self.claim_name:
+            raise ValueError("the AIMCache's PVC name must not be empty")
+        if not self.model_path.startswith(self.mount_path.rstrip("/") + "/"):
+            raise ValueError(f"{self.model_path!r} is not under {self.mount_path!r}")

@@ -51,6 +51,8 @@ class ControllerContext:
     operator_namespace: str
     max_concurrent_reconciles: int = 10
     unschedulable_grace: timedelta = DEFAULT_RESELECT_AFTER
+    # How long an endpoint waits for an AIMCache to download its model.
+    cache_wait_timeout: timedelta = timedelta(minutes=15)
     _gpu_view: GpuView | None = None
 
     def builder(self, name: str) -> ControllerBuilder:

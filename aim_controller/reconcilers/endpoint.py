@@ -13,7 +13,8 @@
 A converged endpoint therefore costs no API request at all.
 
 Watches: the endpoints themselves; every child kind (drift re-enqueues the
-owner); AIMRecipes (re-enqueue the endpoints of that model, by index); their
+owner); AIMRecipes (re-enqueue the endpoints of that model, by index); AIMCaches
+(re-enqueue the endpoints of their namespace whose model they list, by index); their
 pods when one turns Ready or not, fails or stops failing, or cannot be scheduled; GPU
 capacity changes re-enqueue only endpoints still waiting for capacity (no
 feasible recipe or unschedulable pods), so running endpoints are not disturbed.
@@ -48,17 +49,21 @@ from aim_controller.recipes import RecipeIndex, builtin_index
 
 from .child_resources import child_resources
 from .conditions import now_rfc3339
-from .context import AIM_ENDPOINTS, AIM_RECIPES, RESOURCE_QUOTAS, ControllerContext
+from .context import AIM_CACHES, AIM_ENDPOINTS, AIM_RECIPES, RESOURCE_QUOTAS, ControllerContext
 from .endpoint_decide import Plan, decide
 from .endpoint_metrics import EndpointStatusCollector
 from .endpoint_observe import (
+    INDEX_CACHE_MODEL,
     INDEX_ENDPOINT_PODS,
     INDEX_MODEL,
+    INDEX_NAMESPACE_MODEL,
     ChildKey,
     EndpointCaches,
     Observed,
     bound_pods,
+    index_cache_by_model,
     index_endpoint_by_model,
+    index_endpoint_by_namespace_model,
     index_pod_by_endpoint,
     index_recipe_by_model,
     labelled_as,
@@ -121,10 +126,15 @@ class EndpointReconciler:
         self._churn = AtPriority(self.queue, PRIORITY_LOW)
 
         self.endpoints: InformerLike = builder.for_(
-            AIM_ENDPOINTS, indexers={INDEX_MODEL: index_endpoint_by_model},
+            AIM_ENDPOINTS, indexers={INDEX_MODEL: index_endpoint_by_model,
+                                     INDEX_NAMESPACE_MODEL: index_endpoint_by_namespace_model},
             enqueue=spec_first(PRIORITY_DEFAULT, PRIORITY_LOW))
         self.recipes: InformerLike = builder.watches(
             AIM_RECIPES, self._endpoints_of_recipe, indexers={INDEX_MODEL: index_recipe_by_model})
+        # An AIMCache's models and their states decide where the weights come from.
+        self.aim_caches: InformerLike = builder.watches(
+            AIM_CACHES, self._endpoints_of_cache,
+            indexers={INDEX_CACHE_MODEL: index_cache_by_model})
         # A quota change (hard limit raised, usage released) may unblock an endpoint
         # that waits on it; running ones are not disturbed.
         self.quotas: InformerLike = builder.watches(
@@ -152,7 +162,7 @@ class EndpointReconciler:
             quotas=self.quotas, inventory=self.gpus.inventory,
             namespace_recipes=self._namespace_recipes, catalog=self._catalog,
             monitoring_available=lambda: self.monitoring_available,
-            reservations=self.reservations,
+            reservations=self.reservations, aim_caches=self.aim_caches,
         )
 
     @property
@@ -179,6 +189,12 @@ class EndpointReconciler:
                 if (ep.get("metadata") or {}).get("namespace") == ns:
                     keys.append(key_of(ep))
         return keys
+
+    def _endpoints_of_cache(self, cache: Mapping[str, Any]) -> list[str]:
+        # The endpoints of its namespace whose model it lists (old and new object: a
+        # model dropped from the list concerns its endpoints too).
+        return [key_of(ep) for k in index_cache_by_model(cache)
+                for ep in self.endpoints.store.by_index(INDEX_NAMESPACE_MODEL, k)]
 
     def _endpoint_of_pod(self, pod: Mapping[str, Any]) -> list[str]:
         # What the owner reports from its pods: scheduling problems (Degraded,
@@ -229,7 +245,8 @@ class EndpointReconciler:
             self.reservations.forget(key)
             self._api_failures.pop(key, None)
             return None
-        plan = decide(observed, settings=self.ctx.settings, grace=self.ctx.unschedulable_grace)
+        plan = decide(observed, settings=self.ctx.settings, grace=self.ctx.unschedulable_grace,
+                      cache_wait=self.ctx.cache_wait_timeout)
         # Before any await: a reconcile that runs next must see what this one promised.
         self._reserve(observed, plan)
         try:
@@ -262,7 +279,8 @@ class EndpointReconciler:
 
     def _reserve(self, o: Observed, plan: Plan) -> None:
         chosen = plan.decision.chosen if plan.decision is not None else None
-        if chosen is None:
+        if chosen is None or (plan.cache is not None and plan.cache.wait):
+            # Waiting for an AIMCache holds no GPUs: nothing is to be placed yet.
             self.reservations.forget(o.key)
             return
         c = chosen.config

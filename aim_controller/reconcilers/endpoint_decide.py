@@ -27,6 +27,7 @@ from aim_controller.machinery.handlers import KubeObject
 from aim_controller.recipes import Decision, Reason, select
 from aim_controller.recipes.request import PreviousChoice
 
+from .endpoint_cache import DEFAULT_CACHE_WAIT, CacheUse, cache_use
 from .endpoint_observe import CACHE_PVC_SUFFIX, ChildKey, Observed, labelled_as
 from .endpoint_status import service_url, status_record
 
@@ -59,6 +60,9 @@ class Plan:
     url: str | None = None
     # Re-select once the unschedulable grace is over, even if nothing else happens.
     recheck_after: float | None = None
+    # Where the weights come from (None only for an invalid spec); while it waits for
+    # an AIMCache, neither the Deployment nor a new own cache PVC is desired.
+    cache: CacheUse | None = None
 
     @property
     def chosen(self) -> bool:
@@ -112,10 +116,21 @@ def _child_key(obj: Mapping[str, Any]) -> ChildKey:
     return (str(obj["kind"]), str(obj["metadata"]["name"]))
 
 
-def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta) -> Plan:
+def _cache_use(o: Observed, timeout: timedelta) -> CacheUse:
+    assert o.endpoint is not None
+    spec = o.endpoint.spec
+    return cache_use(
+        endpoint=o.name, model_id=spec.model.id, version=spec.model.version,
+        own_enabled=spec.cache.enabled, caches=o.aim_caches, previous=o.status.get("cache"),
+        serving=o.deployment is not None, now=o.now, timeout=timeout)
+
+
+def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta,
+           cache_wait: timedelta = DEFAULT_CACHE_WAIT) -> Plan:
     if o.endpoint is None:
         return Plan(decision=None, record=None)
     spec = o.endpoint.spec
+    cache = _cache_use(o, cache_wait)
     previous = o.status.get("recipe")
     decision = select(
         spec, o.namespace, o.recipes, o.catalog, o.inventory, o.quotas, previous,
@@ -129,14 +144,15 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta) -> Plan
     url = service_url(o.name, o.namespace, spec.service.port)
     replicas = deployment_replicas(spec)
     if decision.chosen is None:
-        return Plan(decision, record, desired_replicas=replicas, url=url)
+        return Plan(decision, record, desired_replicas=replicas, url=url, cache=cache)
 
     pvc = o.cache_pvc
     desired = tuple(stamp_applied_hash(d) for d in desired_children(
         o.endpoint, chosen_recipe(decision, record), settings,
         monitoring_available=o.monitoring_available,
         existing_cache_access_modes=((pvc or {}).get("spec") or {}).get("accessModes"),
-    ))
+        shared_cache=cache.shared,
+    ) if not (cache.wait and _held_back(d, pvc is not None)))
     wanted = {_child_key(d) for d in desired}
     conflicts = tuple(k for k in sorted(wanted) if k in o.children and k not in o.owned
                       and not labelled_as(o.children[k], o.name))
@@ -158,6 +174,15 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta) -> Plan
         if chosen_at is not None and chosen_at.selected_at is not None:
             since = max(since, chosen_at.selected_at)
         recheck = max((since + grace - o.now).total_seconds(), 0.0) + 1.0
+    if cache.recheck_after is not None:
+        recheck = min(recheck or cache.recheck_after, cache.recheck_after)
     return Plan(decision, record, desired, tuple(to_apply), to_prune, creates, conflicts,
-                replicas, url, recheck)
+                replicas, url, recheck, cache)
+
+
+def _held_back(obj: Mapping[str, Any], pvc_exists: bool) -> bool:
+    """What an endpoint waiting for an AIMCache does not create yet: its Deployment,
+    and its own cache PVC unless that exists already."""
+    return obj["kind"] == "Deployment" or (obj["kind"] == "PersistentVolumeClaim"
+                                           and not pvc_exists)
 

@@ -32,23 +32,31 @@ from aim_controller.recipes.backoff import parse_time
 from aim_controller.recipes.inventory import pod_device_requests
 from aim_controller.recipes.quota import namespace_gpu_requests, needs_pod_count
 
+from .endpoint_cache import cached_model_keys, model_key
 from .endpoint_status import PodsState
 from .pod_failures import first_failure, is_ready, memory_limits
 from .reservations import ReservationBook
 from .unschedulable import gpu_fixable
 
 __all__ = [
+    "INDEX_CACHE_MODEL",
     "INDEX_ENDPOINT_PODS",
     "INDEX_MODEL",
+    "INDEX_NAMESPACE_MODEL",
     "EndpointCaches",
     "Observed",
+    "index_cache_by_model",
     "index_endpoint_by_model",
+    "index_endpoint_by_namespace_model",
     "index_pod_by_endpoint",
     "index_recipe_by_model",
     "pods_state",
 ]
 
 INDEX_MODEL = "model"
+# "<namespace>/<model key>": endpoints by their model, AIMCaches by each model they list.
+INDEX_NAMESPACE_MODEL = "namespace-model"
+INDEX_CACHE_MODEL = "aim-cache-model"
 INDEX_ENDPOINT_PODS = "aim-endpoint"
 INDEX_OWNER_UID = "owner-uid"  # every store's built-in index of controller owners
 CACHE_PVC_SUFFIX = "-cache"
@@ -56,18 +64,25 @@ CACHE_PVC_SUFFIX = "-cache"
 ChildKey = tuple[str, str]  # (kind, name)
 
 
-def _model_key(model_id: object) -> str:
-    return str(model_id).strip().lower()
-
 
 def index_endpoint_by_model(obj: Mapping[str, Any]) -> list[str]:
     model = ((obj.get("spec") or {}).get("model") or {}).get("id")
-    return [_model_key(model)] if model else []
+    return [model_key(model)] if model else []
+
+
+def index_endpoint_by_namespace_model(obj: Mapping[str, Any]) -> list[str]:
+    ns = (obj.get("metadata") or {}).get("namespace")
+    return [f"{ns}/{m}" for m in index_endpoint_by_model(obj)]
+
+
+def index_cache_by_model(obj: Mapping[str, Any]) -> list[str]:
+    ns = (obj.get("metadata") or {}).get("namespace")
+    return [f"{ns}/{m}" for m in cached_model_keys(obj)]
 
 
 def index_recipe_by_model(obj: Mapping[str, Any]) -> list[str]:
     model = (obj.get("spec") or {}).get("modelId")
-    return [_model_key(model)] if model else []
+    return [model_key(model)] if model else []
 
 
 def index_pod_by_endpoint(obj: Mapping[str, Any]) -> list[str]:
@@ -182,6 +197,8 @@ class Observed:
     owned: frozenset[ChildKey]
     monitoring_available: bool
     now: datetime
+    # The AIMCaches of the namespace that list the endpoint's model.
+    aim_caches: tuple[KubeObject, ...] = ()
 
     @property
     def deployment(self) -> KubeObject | None:
@@ -209,6 +226,7 @@ class EndpointCaches:
     catalog: RecipeIndex
     monitoring_available: Callable[[], bool]
     reservations: ReservationBook = field(default_factory=ReservationBook)
+    aim_caches: InformerLike | None = None
 
     def endpoint(self, key: str) -> KubeObject | None:
         return self.written[self.endpoint_kind].get(key)
@@ -262,7 +280,14 @@ class EndpointCaches:
             owned=owned,
             monitoring_available=self.monitoring_available(),
             now=now,
+            aim_caches=self._aim_caches(namespace, obj),
         )
+
+    def _aim_caches(self, namespace: str, obj: KubeObject) -> tuple[KubeObject, ...]:
+        if self.aim_caches is None:
+            return ()
+        return tuple(c for m in index_endpoint_by_model(obj) for c in
+                     self.aim_caches.store.by_index(INDEX_CACHE_MODEL, f"{namespace}/{m}"))
 
     def _children(
         self, namespace: str, name: str, uid: str

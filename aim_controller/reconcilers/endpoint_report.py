@@ -16,6 +16,7 @@ from aim_controller.machinery.handlers import KubeObject
 from aim_controller.recipes.identity import ConfigId
 
 from .conditions import merge_conditions
+from .endpoint_cache import CACHE_READY, CACHE_UNAVAILABLE, CACHE_WAIT_TIMED_OUT
 from .endpoint_decide import Plan
 from .endpoint_observe import ChildKey, Observed
 from .endpoint_status import (
@@ -34,7 +35,7 @@ from .pod_failures import WORKLOAD_FAILURES
 __all__ = ["ApplyResult", "EventNote", "desired_status", "invalid_status", "status_events"]
 
 # Status fields an invalid spec leaves as they were (the last good selection and scale).
-_KEPT_WHEN_INVALID = ("recipe", "replicas", "selector")
+_KEPT_WHEN_INVALID = ("recipe", "replicas", "selector", "cache")
 # The Event of a spec.replicas above scaling.maxReplicas (the Deployment runs the maximum).
 REPLICAS_CLAMPED = "ReplicasClamped"
 
@@ -84,6 +85,8 @@ def desired_status(
         outcome=applied.outcome if applied else None, deployment=deployment,
         desired_replicas=plan.desired_replicas, pods=o.pods, url=plan.url,
         api_error=api_error,
+        cache=plan.cache.condition if plan.cache else None,
+        waiting_for_cache=plan.cache is not None and plan.cache.wait,
     )
     return {
         "observedGeneration": o.generation,
@@ -92,6 +95,7 @@ def desired_status(
         "selector": selector,
         "url": plan.url,
         "recipe": plan.record,
+        "cache": plan.cache.status() if plan.cache else None,
     }
 
 
@@ -158,6 +162,8 @@ WARNED_CONDITIONS: dict[tuple[str, str], frozenset[str]] = {
     (RESOURCES_READY, "False"): frozenset({CHILD_CONFLICT}),
     # A pod or ReplicaSet failure: once per failure, not per kubelet retry.
     (DEGRADED, "True"): frozenset({"ApiError", *WORKLOAD_FAILURES, *_ROLLOUT_PROBLEMS}),
+    # An AIMCache that cannot serve the model: the endpoint downloads it itself.
+    (CACHE_READY, "False"): frozenset({CACHE_UNAVAILABLE, CACHE_WAIT_TIMED_OUT}),
 }
 
 

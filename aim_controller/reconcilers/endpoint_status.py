@@ -100,8 +100,13 @@ def endpoint_conditions(
     pods: PodsState,
     url: str | None,
     api_error: str | None = None,
+    cache: Cond | None = None,
+    waiting_for_cache: bool = False,
 ) -> list[Cond]:
-    """The five conditions, in a fixed order. ``selected`` = (ok, reason, message)."""
+    """The five conditions, in a fixed order, and ``cache`` (CacheReady, when an
+    AIMCache lists the model) before Ready. ``selected`` = (ok, reason, message).
+    ``waiting_for_cache``: no Deployment until the AIMCache has the model (Available
+    and so Ready say so)."""
     ok, sel_reason, sel_message = selected
     conds = [Cond(RECIPE_SELECTED, TRUE if ok else FALSE, sel_reason, sel_message)]
 
@@ -124,7 +129,9 @@ def endpoint_conditions(
     available = pods.ready
     min_replicas = spec.scaling.min_replicas if spec is not None else 1
     required = min(max(min_replicas, 1), desired_replicas) if desired_replicas > 0 else 0
-    if deployment is None:
+    if deployment is None and waiting_for_cache and cache is not None:
+        avail = Cond(AVAILABLE, FALSE, cache.reason, cache.message)
+    elif deployment is None:
         avail = Cond(AVAILABLE, FALSE, "DeploymentNotFound", "the Deployment does not exist yet")
     elif desired_replicas == 0:
         avail = Cond(AVAILABLE, FALSE, "ScaledToZero", "the endpoint is scaled to 0 replicas")
@@ -172,7 +179,7 @@ def endpoint_conditions(
         ready = Cond(READY, TRUE, "Ready", f"serving at {url}" if url else "serving")
     else:
         ready = Cond(READY, FALSE, failing.reason, f"{failing.type}: {failing.message}")
-    return [*conds, degraded, ready]
+    return [*conds, degraded, *([cache] if cache is not None else []), ready]
 
 
 def replica_counts(deployment: Mapping[str, Any] | None) -> dict[str, int]:

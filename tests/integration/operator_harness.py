@@ -25,7 +25,11 @@ GROUP = "aim.engine.amd.com"
 
 
 @contextlib.asynccontextmanager
-async def running_operator(cluster: LocalCluster, *args: str) -> AsyncIterator[App]:
+async def running_operator(
+    cluster: LocalCluster, *args: str, only: tuple[str, ...] | None = None
+) -> AsyncIterator[App]:
+    """``only``: the controllers to run (by name), e.g. the endpoint controller alone
+    while a test plays the AIMCache controller by writing AIMCache status itself."""
     opts = parse([
         "--kubeconfig", str(cluster.kubeconfig),
         "--metrics-bind-address", "127.0.0.1:0",
@@ -33,7 +37,7 @@ async def running_operator(cluster: LocalCluster, *args: str) -> AsyncIterator[A
         "--operator-namespace", "aim-system",
         *args,
     ])
-    app = await build_app(opts, registry=CollectorRegistry())
+    app = await build_app(opts, registry=CollectorRegistry(), only=only)
     task = asyncio.create_task(app.manager.run())
 
     def synced() -> bool:

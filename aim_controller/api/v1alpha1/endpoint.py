@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, StringConstraints
 
+from .cache import CachedModelState
 from .common import (
     API_VERSION_LITERAL,
     DEFAULT_BACKEND,
@@ -36,11 +37,13 @@ StrategyType = Literal["RollingUpdate", "Recreate"]
 RecipeSource = Literal["builtin", "namespace", "estimated"]
 CandidateVerdict = Literal["Selected", "Feasible", "Rejected"]
 FsGroupChangePolicy = Literal["OnRootMismatch", "Always"]
+ModelSource = Literal["AIMCache", "Own", "None"]
 
 OPTIMIZE_FOR_VALUES: tuple[OptimizeFor, ...] = get_args(OptimizeFor)
 SERVICE_TYPES: tuple[ServiceType, ...] = get_args(ServiceType)
 RECIPE_SOURCES: tuple[RecipeSource, ...] = get_args(RecipeSource)
 CANDIDATE_VERDICTS: tuple[CandidateVerdict, ...] = get_args(CandidateVerdict)
+MODEL_SOURCES: tuple[ModelSource, ...] = get_args(ModelSource)
 
 # The AMD device metrics exporter's per-GPU graphics-engine activity (percent).
 DEFAULT_GPU_UTILIZATION_METRIC = "gpu_gfx_activity"
@@ -212,7 +215,17 @@ class MonitoringSpec(APIModel):
 
 
 class EndpointCacheSpec(APIModel):
-    """A PersistentVolumeClaim holding the downloaded model weights."""
+    """A PersistentVolumeClaim holding the downloaded model weights.
+
+    A shared AIMCache comes first: when an AIMCache in the endpoint's namespace lists
+    spec.model.id (and spec.model.version is unset or "latest") and holds the model
+    Ready, the pods mount that cache's PVC read-only and load the model from it; this
+    PVC is then not used for weights (not created; kept, not deleted, if it exists).
+    While that cache is still downloading the model, the endpoint waits for it (no
+    Deployment yet) until the operator's --cache-wait-timeout; after it, or when the
+    cache reports the model Failed or Evicted, the endpoint downloads the model itself,
+    onto this PVC when enabled. status.cache says which is used.
+    """
 
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -544,6 +557,28 @@ class RecipeSelection(APIModel):
     """Configurations moved away from for unschedulable pods, with their backoff."""
 
 
+class ModelCacheStatus(APIModel):
+    """Where the endpoint's model weights come from (see spec.cache)."""
+
+    source: ModelSource
+    """AIMCache (a shared AIMCache holds the model Ready: its PVC is mounted read-only),
+    Own (the endpoint downloads the model onto its own cache PVC) or None (the engine
+    downloads the model into the container at every start)."""
+    aim_cache: ShortString | None = None
+    """The AIMCache in the namespace that lists the model (used, waited for, or given up
+    on: see state and the CacheReady condition)."""
+    persistent_volume_claim: ShortString | None = None
+    """The PVC holding the weights the pods use: the AIMCache's, or the endpoint's own."""
+    path: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """Where the pods read the model from when source is AIMCache."""
+    state: CachedModelState | None = None
+    """The model's state in that AIMCache: Pending, Downloading, Ready, Failed or
+    Evicted."""
+    waiting_since: datetime | None = None
+    """Since when the endpoint waits for the AIMCache to download the model; the wait
+    ends after the operator's --cache-wait-timeout counted from here."""
+
+
 class AIMEndpointStatus(APIModel):
     """Observed state of an AIMEndpoint."""
 
@@ -563,6 +598,7 @@ class AIMEndpointStatus(APIModel):
     url: Annotated[str, StringConstraints(max_length=2048)] | None = None
     """In-cluster base URL of the OpenAI-compatible API."""
     recipe: RecipeSelection | None = None
+    cache: ModelCacheStatus | None = None
 
 
 class AIMEndpoint(APIModel):
