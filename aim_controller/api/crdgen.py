@@ -123,6 +123,12 @@ SOURCES: tuple[CRDSource, ...] = (
         printer_columns=(
             {"name": "Size", "type": "string", "jsonPath": ".spec.storage.size"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Models", "type": "string", "jsonPath": ".status.modelsReady",
+             "description": "Ready models of the spec / all of them"},
+            {"name": "Used", "type": "string", "jsonPath": ".status.used",
+             "description": "Space the cached models take"},
+            {"name": "Ready", "type": "string",
+             "jsonPath": f'.status.conditions[?(@.type=="{CONDITION_READY}")].status'},
             _age_column(),
         ),
     ),

@@ -12,7 +12,8 @@ Kept, and who reads it:
   keys), ``deletionTimestamp`` (``pod_failures``), ``ownerReferences`` without
   ``blockOwnerDeletion`` (the owner-uid index: the pod's ReplicaSet), only our labels
   (managed-by and endpoint: ``index_pod_by_endpoint``; instance and
-  pod-template-hash) and only our annotations (the config checksum: ``pods_state``);
+  pod-template-hash; of AIMCache Job pods the cache and cache-job labels:
+  ``cache_observe``) and only our annotations (the config checksum: ``pods_state``);
 - ``spec``: ``nodeName``; of ``containers`` and ``initContainers`` only those that
   ask for ``amd.com/`` resources, with their name, those requests, the limits of those
   not requested, and (init containers) ``restartPolicy``; the ``amd.com/`` part of
@@ -22,7 +23,8 @@ Kept, and who reads it:
   lastTransitionTime: scheduling, readiness); ``containerStatuses`` and
   ``initContainerStatuses`` with name, ready, restartCount, and ``state`` and
   ``lastState`` (when not empty) cut to reason, message and exitCode (``startedAt`` of
-  a running state, so that it stays non-empty) (``pod_failures``).
+  a running state, so that it stays non-empty) (``pod_failures``; a cache Job's
+  one-line JSON report is its terminated ``message``: ``cache_observe``).
 
 A reader that needs more adds it here: tests/unit/test_pod_slim.py checks that every
 reader answers the same from the sliver as from the full pod.
@@ -36,12 +38,13 @@ from typing import Any, Final
 
 from aim_controller.api.v1alpha1.groupversion import GROUP
 from aim_controller.builders import LABEL_ENDPOINT, LABEL_INSTANCE, LABEL_MANAGED_BY
+from aim_controller.builders.cache_objects import LABEL_CACHE, LABEL_CACHE_JOB
 
 __all__ = ["KEPT_LABELS", "slim_pod"]
 
 POD_TEMPLATE_HASH: Final = "pod-template-hash"
 KEPT_LABELS: Final = frozenset({LABEL_MANAGED_BY, LABEL_ENDPOINT, LABEL_INSTANCE,
-                                POD_TEMPLATE_HASH})
+                                POD_TEMPLATE_HASH, LABEL_CACHE, LABEL_CACHE_JOB})
 _OUR_ANNOTATIONS: Final = f"{GROUP}/"
 _DEVICES: Final = "amd.com/"  # the prefix pod_device_requests counts
 

@@ -176,7 +176,9 @@ def test_printer_column_names() -> None:
     assert names("aim.engine.amd.com_aimrecipes.yaml") == [
         "Model", "Hardware", "Precision", "Backend", "Valid", "Fits", "Age",
     ]
-    assert names("aim.engine.amd.com_aimcaches.yaml") == ["Size", "Phase", "Age"]
+    assert names("aim.engine.amd.com_aimcaches.yaml") == [
+        "Size", "Phase", "Models", "Used", "Ready", "Age",
+    ]
 
 
 def test_scale_subresource() -> None:

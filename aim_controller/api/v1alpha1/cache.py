@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 from .common import (
     API_VERSION_LITERAL,
     CRON_PATTERN,
+    NAME_PATTERN,
     APIModel,
     Conditions,
     Duration,
@@ -82,6 +83,35 @@ class CachedModel(APIModel):
     retention: Duration | None = None
     """How long the model is kept after it was last used, e.g. "30d". Unset means until
     evicted for space."""
+    revision: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]+$",
+                                               max_length=255)] | None = None
+    """Hub revision to download: a branch, tag or commit. Unset means the default
+    branch."""
+    size_hint: Quantity | None = None
+    """Expected size on disk, e.g. "16Gi", for the space check. Unset: estimated from the
+    built-in catalog's parameter count and precision, else from the model id."""
+
+
+class SecretKeyRef(APIModel):
+    """A key of a Secret in the AIMCache's namespace."""
+
+    name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=253)]
+    """Name of the Secret."""
+    key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)] = (
+        "token")
+    """Key within the Secret."""
+
+
+class CacheSource(APIModel):
+    """Where the models are downloaded from (the Hugging Face Hub or a mirror)."""
+
+    hf_endpoint: Annotated[str, StringConstraints(pattern=r"^https?://\S+$",
+                                                  max_length=2048)] | None = None
+    """Base URL of a Hub mirror (HF_ENDPOINT), e.g. "https://hf-mirror.example.com". Unset
+    means https://huggingface.co."""
+    token_secret_ref: SecretKeyRef | None = None
+    """Secret key holding a Hub token (HF_TOKEN) for gated or private models. The
+    download Jobs read it; the operator never does."""
 
 
 class CleanupSpec(APIModel):
@@ -146,6 +176,8 @@ class AIMCacheSpec(APIModel):
         ),
     )
     """Models to pre-download and keep."""
+    source: CacheSource = nested(CacheSource)
+    """Where models are downloaded from."""
     cleanup: CleanupSpec = nested(CleanupSpec)
 
 
@@ -162,6 +194,19 @@ class CachedModelStatus(APIModel):
     """When an endpoint last used the model."""
     message: Annotated[str, StringConstraints(max_length=1024)] = ""
     """Details, e.g. the download error."""
+    revision: Annotated[str, StringConstraints(max_length=255)] | None = None
+    """The revision (commit) downloaded."""
+    in_spec: bool = True
+    """False once the model was removed from spec.models: it stays on the volume until
+    cleanup removes it (after its retention)."""
+    priority: Priority | None = None
+    """The model's priority, as last given in the spec (kept for removed models)."""
+    retention: Duration | None = None
+    """The model's retention, as last given in the spec (kept for removed models)."""
+    job: Annotated[str, StringConstraints(max_length=253)] | None = None
+    """The download Job this state comes from."""
+    job_uid: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """UID of that Job (tells a new download of an evicted model from the old one)."""
 
 
 class AIMCacheStatus(APIModel):
@@ -179,12 +224,18 @@ class AIMCacheStatus(APIModel):
     """Capacity of the bound volume in bytes."""
     used_bytes: int | None = Field(None, ge=0)
     """Bytes used by cached models."""
+    used: Annotated[str, StringConstraints(max_length=32)] | None = None
+    """usedBytes, human readable (e.g. "80.6Gi")."""
+    models_ready: Annotated[str, StringConstraints(max_length=16)] | None = None
+    """Ready models of the spec over all of them, e.g. "2/3"."""
     models: list[CachedModelStatus] = Field(
         default_factory=list, max_length=MAX_CACHED_MODELS, json_schema_extra=map_list("id")
     )
     """Per-model state."""
     last_cleanup_time: datetime | None = None
     """When cleanup last ran."""
+    last_cleanup: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """What the last cleanup did: removed models with reasons and the bytes freed."""
 
 
 class AIMCache(APIModel):
