@@ -93,6 +93,7 @@ SOURCES: tuple[CRDSource, ...] = (
              "jsonPath": f'.status.conditions[?(@.type=="{CONDITION_READY}")].status'},
             {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas",
              "description": "Ready replicas"},
+            {"name": "Canary", "type": "string", "jsonPath": ".status.canary.phase"},
             {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
             _age_column(),
         ),

@@ -286,6 +286,13 @@ class EndpointReconciler:
         c = chosen.config
         template = next((template_checksum(d["spec"].get("template"))
                          for d in plan.desired if d["kind"] == "Deployment"), None)
+        if plan.canary is not None and plan.canary.replicas:
+            # The canary's replicas come on top of the stable's, which keep their GPUs:
+            # one entry for both, counting every bound pod of the endpoint.
+            self.reservations.record(o.key, c.hardware, c.gpu_count,
+                                     plan.desired_replicas + plan.canary.replicas,
+                                     o.pods.bound + o.canary_pods.bound, None)
+            return
         self.reservations.record(o.key, c.hardware, c.gpu_count, plan.desired_replicas,
                                  o.pods.bound, template)
 

@@ -37,13 +37,14 @@ value (e.g. the date) to act again.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
 from aim_controller.api.v1alpha1.groupversion import GROUP
+from aim_controller.builders.meta import ANNOTATION_CONFIG_CHECKSUM
 from aim_controller.recipes.backoff import parse_time
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "CanaryStep",
     "Mode",
     "canary_replicas",
+    "container_restarts",
     "replica_weight",
     "step",
 ]
@@ -199,6 +201,27 @@ def replica_weight(stable: int, canary: int) -> int:
     return round(100 * canary / total) if total else 0
 
 
+def container_restarts(pods: Iterable[Mapping[str, Any]],
+                       deployment: Mapping[str, Any] | None) -> int:
+    """Container restarts of the live pods of ``deployment``'s current pod template (by
+    its config checksum; every pod when it has none)."""
+    template = (((deployment or {}).get("spec") or {}).get("template") or {})
+    checksum = ((template.get("metadata") or {}).get("annotations") or {}).get(
+        ANNOTATION_CONFIG_CHECKSUM)
+    total = 0
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        status = pod.get("status") or {}
+        if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
+            continue
+        if checksum is not None and (meta.get("annotations") or {}).get(
+                ANNOTATION_CONFIG_CHECKSUM) != checksum:
+            continue
+        for key in ("initContainerStatuses", "containerStatuses"):
+            total += sum(int(cs.get("restartCount") or 0) for cs in status.get(key) or ())
+    return total
+
+
 def _stamp(t: datetime, *, up: bool = False) -> str:
     """``t`` as the status holds it (whole seconds); ``up`` rounds up."""
     if up and t.microsecond:
@@ -267,13 +290,17 @@ def step(i: CanaryInput) -> CanaryStep:
                           + _split_note(i))
         return CanaryStep(Mode.CANARY, rec, i.replicas,
                           (CanaryEvent("Normal", CANARY_RESTARTED, rec["message"]),))
-    if i.desired_template == i.stable_template:
-        if (r is not None and r.get("phase") == PROMOTING
-                and r.get("templateHash") == i.desired_template and i.stable_ready):
+    if (r is not None and r.get("phase") == PROMOTING
+            and r.get("templateHash") == i.desired_template):
+        # Promoting goes on (the stable's apply is repeated until it lands) until the
+        # stable Deployment's pods of the promoted template are available.
+        if i.desired_template == i.stable_template and i.stable_ready:
             msg = "the stable Deployment runs the promoted template"
             rec = r | {"phase": SUCCEEDED, "message": msg}
             return CanaryStep(Mode.PLAIN, rec,
                               events=(CanaryEvent("Normal", CANARY_SUCCEEDED, msg),))
+        return CanaryStep(Mode.PLAIN, r)
+    if i.desired_template == i.stable_template:
         return CanaryStep(Mode.PLAIN, r)
     if r is not None and r.get("phase") == ROLLED_BACK and r.get("templateHash") == \
             i.desired_template:

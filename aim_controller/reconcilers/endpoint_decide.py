@@ -28,6 +28,8 @@ from aim_controller.recipes import Decision, Reason, select
 from aim_controller.recipes.request import PreviousChoice
 
 from .endpoint_cache import DEFAULT_CACHE_WAIT, CacheUse, cache_use
+from .endpoint_canary import CanaryStep
+from .endpoint_canary_plan import canary_deployments
 from .endpoint_observe import CACHE_PVC_SUFFIX, ChildKey, Observed, labelled_as
 from .endpoint_status import service_url, status_record
 
@@ -63,6 +65,8 @@ class Plan:
     # Where the weights come from (None only for an invalid spec); while it waits for
     # an AIMCache, neither the Deployment nor a new own cache PVC is desired.
     cache: CacheUse | None = None
+    # The canary rollout's step (None when spec.deployment.canary is off).
+    canary: CanaryStep | None = None
 
     @property
     def chosen(self) -> bool:
@@ -153,6 +157,8 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta,
         existing_cache_access_modes=((pvc or {}).get("spec") or {}).get("accessModes"),
         shared_cache=cache.shared,
     ) if not (cache.wait and _held_back(d, pvc is not None)))
+    c = decision.chosen.config
+    desired, canary = canary_deployments(o, desired, (c.hardware, c.gpu_count))
     wanted = {_child_key(d) for d in desired}
     conflicts = tuple(k for k in sorted(wanted) if k in o.children and k not in o.owned
                       and not labelled_as(o.children[k], o.name))
@@ -176,8 +182,10 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta,
         recheck = max((since + grace - o.now).total_seconds(), 0.0) + 1.0
     if cache.recheck_after is not None:
         recheck = min(recheck or cache.recheck_after, cache.recheck_after)
+    if canary is not None and canary.recheck_after is not None:
+        recheck = min(recheck or canary.recheck_after, canary.recheck_after)
     return Plan(decision, record, desired, tuple(to_apply), to_prune, creates, conflicts,
-                replicas, url, recheck, cache)
+                replicas, url, recheck, cache, canary)
 
 
 def _held_back(obj: Mapping[str, Any], pvc_exists: bool) -> bool:

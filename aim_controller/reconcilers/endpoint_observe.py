@@ -22,6 +22,7 @@ from aim_controller.builders import (
     LABEL_MANAGED_BY,
     endpoint_name_problem,
 )
+from aim_controller.builders.canary import canary_name, is_canary_pod
 from aim_controller.builders.meta import MANAGED_BY
 from aim_controller.machinery.handlers import KubeObject, split_key
 from aim_controller.machinery.informer import InformerLike
@@ -33,6 +34,7 @@ from aim_controller.recipes.inventory import pod_device_requests
 from aim_controller.recipes.quota import namespace_gpu_requests, needs_pod_count
 
 from .endpoint_cache import cached_model_keys, model_key
+from .endpoint_canary import container_restarts
 from .endpoint_status import PodsState
 from .pod_failures import first_failure, is_ready, memory_limits
 from .reservations import ReservationBook
@@ -199,6 +201,10 @@ class Observed:
     now: datetime
     # The AIMCaches of the namespace that list the endpoint's model.
     aim_caches: tuple[KubeObject, ...] = ()
+    # The canary Deployment's pods (spec.deployment.canary); ``pods`` are the others.
+    canary_pods: PodsState = field(default_factory=PodsState)
+    # Container restarts of the canary's live pods of its current template.
+    canary_restarts: int = 0
 
     @property
     def deployment(self) -> KubeObject | None:
@@ -252,8 +258,13 @@ class EndpointCaches:
             if invalid is not None:
                 endpoint = None
         children, owned = self._children(namespace, name, str(meta.get("uid") or ""))
-        pods = pods_state(self.pods.store.by_index(INDEX_ENDPOINT_PODS, key),
+        # The canary's pods (spec.deployment.canary) are reported apart from the stable's.
+        every_pod = self.pods.store.by_index(INDEX_ENDPOINT_PODS, key)
+        pods = pods_state([p for p in every_pod if not is_canary_pod(p)],
                           children.get(("Deployment", name)))
+        canary = children.get(("Deployment", canary_name(name)))
+        canary_pods = [p for p in every_pod if is_canary_pod(p)]
+        canary_state = pods_state(canary_pods, canary)
         quotas = tuple(self.quotas.store.by_index(NAMESPACE_INDEX, namespace))
         namespace_gpus = (
             namespace_gpu_requests(self.pods.store.by_index(NAMESPACE_INDEX, namespace))
@@ -273,7 +284,7 @@ class EndpointCaches:
             # Less what other endpoints' pending pods were promised; its own pods' GPUs
             # count as free: the same choice whether or not they are bound yet.
             inventory=self.reservations.inventory_for(key, self.inventory()).give_back(
-                pods.held),
+                pods.held + canary_state.held),
             quotas=quotas,
             namespace_gpus=namespace_gpus,
             children=children,
@@ -281,6 +292,8 @@ class EndpointCaches:
             monitoring_available=self.monitoring_available(),
             now=now,
             aim_caches=self._aim_caches(namespace, obj),
+            canary_pods=canary_state,
+            canary_restarts=container_restarts(canary_pods, canary),
         )
 
     def _aim_caches(self, namespace: str, obj: KubeObject) -> tuple[KubeObject, ...]:

@@ -17,6 +17,7 @@ from aim_controller.recipes.identity import ConfigId
 
 from .conditions import merge_conditions
 from .endpoint_cache import CACHE_READY, CACHE_UNAVAILABLE, CACHE_WAIT_TIMED_OUT
+from .endpoint_canary_plan import canary_conditions, canary_status
 from .endpoint_decide import Plan
 from .endpoint_observe import ChildKey, Observed
 from .endpoint_status import (
@@ -35,7 +36,7 @@ from .pod_failures import WORKLOAD_FAILURES
 __all__ = ["ApplyResult", "EventNote", "desired_status", "invalid_status", "status_events"]
 
 # Status fields an invalid spec leaves as they were (the last good selection and scale).
-_KEPT_WHEN_INVALID = ("recipe", "replicas", "selector", "cache")
+_KEPT_WHEN_INVALID = ("recipe", "replicas", "selector", "cache", "canary")
 # The Event of a spec.replicas above scaling.maxReplicas (the Deployment runs the maximum).
 REPLICAS_CLAMPED = "ReplicasClamped"
 
@@ -87,7 +88,7 @@ def desired_status(
         api_error=api_error,
         cache=plan.cache.condition if plan.cache else None,
         waiting_for_cache=plan.cache is not None and plan.cache.wait,
-    )
+    ) + canary_conditions(plan.canary)
     return {
         "observedGeneration": o.generation,
         "conditions": merge_conditions(o.status.get("conditions"), conds, o.generation, now),
@@ -96,6 +97,7 @@ def desired_status(
         "url": plan.url,
         "recipe": plan.record,
         "cache": plan.cache.status() if plan.cache else None,
+        "canary": canary_status(o, plan.canary, plan.chosen),
     }
 
 
@@ -120,7 +122,9 @@ def status_events(o: Observed, plan: Plan, status: Mapping[str, Any]) -> list[Ev
     if o.invalid is not None:
         return [EventNote("Warning", "InvalidSpec", o.invalid)]
     return [*_selection_events(o, plan, status), *_condition_events(o.status, status),
-            *_clamp_events(o)]
+            *_clamp_events(o),
+            *(EventNote(e.type, e.reason, e.message)
+              for e in (plan.canary.events if plan.canary is not None else ()))]
 
 
 def _clamp_events(o: Observed) -> list[EventNote]:

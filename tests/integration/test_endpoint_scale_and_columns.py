@@ -64,7 +64,7 @@ async def test_kubectl_get_aiep_prints_the_columns_the_readme_names(
     st = obj["status"]
     wide = table(crds, namespace, "cols", "-o", "wide")
     assert list(wide) == ["NAME", "MODEL", "RECIPE", "HARDWARE", "GPUS", "READY", "REPLICAS",
-                          "URL", "AGE"]
+                          "CANARY", "URL", "AGE"]
     assert [wide[k] for k in ("NAME", "RECIPE", "HARDWARE", "GPUS", "READY", "REPLICAS", "URL")] \
         == ["cols", st["recipe"]["recipeName"], st["recipe"]["hardware"],
             str(st["recipe"]["gpuCount"]), "True", str(st["readyReplicas"]), st["url"]]

@@ -171,7 +171,7 @@ def test_printer_column_names() -> None:
         return [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
 
     assert names("aim.engine.amd.com_aimendpoints.yaml") == [
-        "Model", "Recipe", "Hardware", "GPUs", "Ready", "Replicas", "URL", "Age",
+        "Model", "Recipe", "Hardware", "GPUs", "Ready", "Replicas", "Canary", "URL", "Age",
     ]
     assert names("aim.engine.amd.com_aimrecipes.yaml") == [
         "Model", "Hardware", "Precision", "Backend", "Valid", "Fits", "Age",

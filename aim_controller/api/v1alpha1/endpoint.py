@@ -391,6 +391,11 @@ class StrategySpec(APIModel):
     rolling_update: RollingUpdateSpec | None = None
 
 
+DEFAULT_CANARY_DURATION = "300s"
+CanaryPhase = Literal["Progressing", "Analyzing", "Promoting", "Succeeded", "RolledBack"]
+CANARY_PHASES: tuple[CanaryPhase, ...] = get_args(CanaryPhase)
+
+
 class CanarySpec(APIModel):
     """Canary rollout of a new version next to the current one."""
 
@@ -406,11 +411,19 @@ class CanarySpec(APIModel):
     )
 
     enabled: bool = False
-    """Roll out spec changes as a canary first."""
+    """Roll out changes of the pod template (model version, image, recipe, arguments,
+    podTemplate) as a canary first: the Deployment keeps what it runs while
+    ``<name>-canary`` runs the new template; promoted once healthy for duration, rolled
+    back (CanaryFailed) when its pods fail. See status.canary; the annotations
+    aim.engine.amd.com/canary-promote and aim.engine.amd.com/canary-abort (set a new
+    value each time) promote or abort the running canary by hand."""
     traffic_split: int = Field(10, ge=0, le=100)
-    """Percent of traffic sent to the canary."""
+    """Percent of traffic sent to the canary: the canary gets replicas in this
+    proportion to the Deployment's (at least one) behind the one Service, so the split
+    is by replica ratio and approximate (status.canary.weight says what it is)."""
     duration: Duration | None = None
-    """How long the canary runs before it is promoted, e.g. "300s"."""
+    """How long the canary must stay healthy (all replicas Ready, no restart, no
+    failure) before it is promoted, e.g. "300s". Unset means 300s."""
 
 
 class DeploymentSpec(APIModel):
@@ -579,6 +592,38 @@ class ModelCacheStatus(APIModel):
     ends after the operator's --cache-wait-timeout counted from here."""
 
 
+class CanaryStatus(APIModel):
+    """The endpoint's canary rollout: the last one, kept once it is over."""
+
+    phase: CanaryPhase
+    """Progressing (the canary's pods start), Analyzing (all Ready; healthy since
+    analysisStartTime), Promoting (the Deployment takes the canary's template),
+    Succeeded, or RolledBack (the canary removed; the Deployment untouched)."""
+    weight: int = Field(0, ge=0, le=100)
+    """Percent of the Service's pods that are the canary's (its approximate share of
+    requests)."""
+    replicas: int = Field(0, ge=0)
+    """Replicas of the canary Deployment."""
+    start_time: datetime | None = None
+    """When this canary started."""
+    analysis_start_time: datetime | None = None
+    """Since when all canary replicas have been Ready and healthy (the clock that must
+    reach spec.deployment.canary.duration)."""
+    template_hash: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """Hash of the pod template the canary runs."""
+    stable_template_hash: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """Hash of the pod template the Deployment ran when the canary started."""
+    result: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """The analysis result: Pending, Passed, Failed, Aborted, PromotedByAnnotation or
+    Reverted (the spec went back to the Deployment's template)."""
+    message: Message = ""
+    """What happens and why, with the evidence of a failure."""
+    promote_token: Annotated[str, StringConstraints(max_length=256)] | None = None
+    """The last value of the canary-promote annotation acted on."""
+    abort_token: Annotated[str, StringConstraints(max_length=256)] | None = None
+    """The last value of the canary-abort annotation acted on."""
+
+
 class AIMEndpointStatus(APIModel):
     """Observed state of an AIMEndpoint."""
 
@@ -598,6 +643,8 @@ class AIMEndpointStatus(APIModel):
     url: Annotated[str, StringConstraints(max_length=2048)] | None = None
     """In-cluster base URL of the OpenAI-compatible API."""
     recipe: RecipeSelection | None = None
+    canary: CanaryStatus | None = None
+    """The canary rollout (spec.deployment.canary), when enabled."""
     cache: ModelCacheStatus | None = None
 
 

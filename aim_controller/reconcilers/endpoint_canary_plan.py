@@ -1,0 +1,176 @@
+"""The decide step's part of a canary rollout (pure): from what was observed and the
+Deployment the spec asks for, the canary state machine's input
+(:mod:`.endpoint_canary`), and the Deployments its step asks for.
+
+The canary's GPUs are counted beside the stable Deployment's: the stable's bound
+pods keep theirs (no double booking); a canary that cannot fit says so in the status
+and waits, the stable one serving meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from aim_controller.api.v1alpha1 import DEFAULT_CANARY_DURATION
+from aim_controller.builders import deployment_replicas, stamp_applied_hash
+from aim_controller.builders.canary import (
+    build_canary_deployment,
+    canary_name,
+    deployment_template_hash,
+    stable_keeping_template,
+    stamp_template_hash,
+    template_hash,
+)
+from aim_controller.builders.diff import covers
+from aim_controller.builders.durations import parse_duration_seconds
+
+from .conditions import FALSE, TRUE, Cond
+from .endpoint_canary import (
+    ABORT_ANNOTATION,
+    CANARY_FAILED,
+    PROMOTE_ANNOTATION,
+    CanaryHealth,
+    CanaryInput,
+    CanaryStep,
+    Mode,
+    step,
+)
+from .endpoint_observe import Observed
+from .pod_failures import replica_failure
+
+__all__ = [
+    "LEGACY_TEMPLATE",
+    "canary_conditions",
+    "canary_deployments",
+    "canary_status",
+    "rollout_complete",
+]
+
+# A stable Deployment from before canaries, whose template differs from the spec's.
+LEGACY_TEMPLATE = "unstamped"
+
+
+def rollout_complete(deployment: Mapping[str, Any] | None) -> bool:
+    """The Deployment runs its current template on all its replicas, all available
+    (what ``kubectl rollout status`` waits for)."""
+    if not deployment:
+        return False
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    st = deployment.get("status") or {}
+    want = int(spec["replicas"]) if spec.get("replicas") is not None else 1
+    return (int(st.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+            and int(st.get("updatedReplicas") or 0) >= want
+            and int(st.get("availableReplicas") or 0) >= want
+            and int(st.get("replicas") or 0) <= int(st.get("updatedReplicas") or 0))
+
+
+def _stable_hash(stable: Mapping[str, Any] | None, built: Mapping[str, Any]) -> str | None:
+    if stable is None:
+        return None
+    stamped = deployment_template_hash(stable)
+    if stamped is not None:
+        return stamped
+    # Not stamped yet (the canary was off until now): the same template if it carries
+    # every field of the built one.
+    template = built["spec"]["template"]
+    same = covers(template, (stable.get("spec") or {}).get("template"), ("spec", "template"))
+    return template_hash(template) if same else LEGACY_TEMPLATE
+
+
+def _progress_stuck(deployment: Mapping[str, Any] | None) -> str | None:
+    for c in ((deployment or {}).get("status") or {}).get("conditions") or ():
+        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
+            return str(c.get("message") or "rollout exceeded its progress deadline")
+    return None
+
+
+def _health(o: Observed, replicas: int, gpu: tuple[str, int] | None) -> CanaryHealth:
+    canary = o.children.get(("Deployment", canary_name(o.name)))
+    pods = o.canary_pods
+    failure: str | None = None
+    if pods.failure is not None:
+        failure = f"{pods.failure.reason}: {pods.failure.message}"
+    elif (created := replica_failure(canary)) is not None:
+        failure = f"{created[0]}: {created[1]}"
+    elif (stuck := _progress_stuck(canary)) is not None:
+        failure = f"ProgressDeadlineExceeded: {stuck}"
+    waiting: str | None = None
+    if gpu is not None and pods.ready < replicas:
+        hardware, g = gpu
+        # Its own bound pods' GPUs are free to it; the stable's are not.
+        pool = o.inventory.take(o.pods.held).pool(hardware)
+        fit = pool.replicas_that_fit(g) if pool is not None else 0
+        if fit < replicas:
+            free = pool.free_summary(gpus_per_replica=g) if pool is not None else "none"
+            waiting = (f"no room for {replicas} canary replica(s) of {g} {hardware} GPU(s) "
+                       f"beside the stable Deployment's (free: {free or 'none'}); the stable "
+                       "Deployment keeps serving")
+    if waiting is None and pods.unschedulable_since is not None:
+        waiting = f"canary pods cannot be scheduled: {pods.unschedulable_message}"
+    return CanaryHealth(pods.ready, o.canary_restarts, failure, waiting)
+
+
+def canary_deployments(
+    o: Observed, desired: tuple[dict[str, Any], ...], gpu: tuple[str, int] | None
+) -> tuple[tuple[dict[str, Any], ...], CanaryStep | None]:
+    """``desired`` with the Deployments the canary's step asks for, and that step (None
+    when the canary is off: ``desired`` is then returned as it is)."""
+    assert o.endpoint is not None
+    spec = o.endpoint.spec
+    c = spec.deployment.canary
+    index = next((n for n, d in enumerate(desired)
+                  if d["kind"] == "Deployment" and d["metadata"]["name"] == o.name), None)
+    if not c.enabled or index is None:
+        return desired, None
+    built = stamp_template_hash(desired[index])
+    stable = o.deployment
+    annotations = (o.obj.get("metadata") or {}).get("annotations") or {}
+    i = CanaryInput(
+        enabled=True,
+        traffic_split=c.traffic_split,
+        duration_seconds=float(parse_duration_seconds(c.duration or DEFAULT_CANARY_DURATION)),
+        desired_template=template_hash(built["spec"]["template"]),
+        stable_template=_stable_hash(stable, built),
+        stable_ready=rollout_complete(stable),
+        stable_replicas=deployment_replicas(spec),
+        canary_template=deployment_template_hash(
+            o.children.get(("Deployment", canary_name(o.name)))),
+        health=CanaryHealth(),
+        record=o.status.get("canary"),
+        now=o.now,
+        promote=annotations.get(PROMOTE_ANNOTATION),
+        abort=annotations.get(ABORT_ANNOTATION),
+    )
+    i = replace(i, health=_health(o, i.replicas, gpu))
+    s = step(i)
+    out = list(desired)
+    if s.mode is Mode.PLAIN or stable is None:
+        out[index] = stamp_applied_hash(built)
+    else:
+        out[index] = stamp_applied_hash(stable_keeping_template(built, stable))
+        if s.mode is Mode.CANARY:
+            out.insert(index + 1, stamp_applied_hash(build_canary_deployment(built, s.replicas)))
+    return tuple(out), s
+
+
+def canary_conditions(s: CanaryStep | None) -> list[Cond]:
+    """``CanaryFailed``, while the canary is on: True with the evidence of the last
+    canary's failure, False otherwise."""
+    if s is None:
+        return []
+    if s.failed is not None:
+        return [Cond(CANARY_FAILED, TRUE, "RolledBack", s.failed)]
+    phase = str((s.record or {}).get("phase") or "NoCanary")
+    return [Cond(CANARY_FAILED, FALSE, phase, str((s.record or {}).get("message")
+                                                  or "no canary has run"))]
+
+
+def canary_status(o: Observed, s: CanaryStep | None, chosen: bool) -> Any:
+    """``status.canary``: the step's record; kept as it was while no configuration is
+    chosen (nothing is applied then, and the canary resumes from it)."""
+    if s is not None:
+        return s.record
+    return None if chosen else o.status.get("canary")
