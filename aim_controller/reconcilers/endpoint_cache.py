@@ -7,8 +7,9 @@ The rule (README "Endpoints use a shared AIMCache"):
 * An AIMCache of the endpoint's namespace whose ``spec.models`` lists the model
   (ids compared as recipes are: trimmed, case-insensitive) is the endpoint's cache;
   when several do, the first by name that holds it Ready, else the first by name.
-  An endpoint that pins ``spec.model.version`` (anything but "latest") uses none:
-  an AIMCache holds the default revision.
+  Revisions must agree: the cache entry's ``revision`` equals the endpoint's
+  ``spec.model.version``, where an unset one and "latest" both mean the default
+  branch (so an endpoint pinned to "v2" does not use a cache of the default branch).
 * Ready there (and the cache names its PVC): the pods mount that PVC read-only and
   load the model from it (``CacheReady=True``, reason ``AIMCacheReady``).
 * Pending or Downloading (a model the cache has not reported yet is Pending): an
@@ -133,12 +134,19 @@ def _entry(cache: Mapping[str, Any], key: str) -> tuple[str, str]:
     return "Pending", ""
 
 
-def _listed_id(cache: Mapping[str, Any], key: str) -> str:
-    """The model's id as the cache spells it (the directory is named after it)."""
+def _revision(value: object) -> str | None:
+    """None for the default branch."""
+    return None if value in (None, "", "latest") else str(value)
+
+
+def _listed_id(cache: Mapping[str, Any], key: str, revision: str | None) -> str | None:
+    """The model's id as the cache spells it (the directory is named after it), when
+    the cache lists it at ``revision``."""
     for m in (cache.get("spec") or {}).get("models") or ():
-        if isinstance(m, Mapping) and model_key(m.get("id")) == key:
+        if (isinstance(m, Mapping) and model_key(m.get("id")) == key
+                and _revision(m.get("revision")) == revision):
             return str(m["id"])
-    return key
+    return None
 
 
 def _duration(d: timedelta) -> str:
@@ -178,19 +186,19 @@ def cache_use(
     caller; ones that do not list the model are ignored here). ``previous``: the
     endpoint's ``status.cache``. ``serving``: the endpoint has a Deployment.
     """
-    key = model_key(model_id)
-    pinned = bool(version) and version != "latest"
-    listing = sorted((c for c in caches if key in cached_model_keys(c)), key=_name)
-    if pinned or not listing:
+    key, revision = model_key(model_id), _revision(version)
+    listing = sorted(((c, listed) for c in caches
+                      if (listed := _listed_id(c, key, revision)) is not None),
+                     key=lambda c: _name(c[0]))
+    if not listing:
         return _own(own_enabled, endpoint)
-    states = [(c, *_entry(c, key)) for c in listing]
-    cache, state, detail = next((s for s in states if s[1] == "Ready"), states[0])
-    name = _name(cache)
+    states = [(c, listed, *_entry(c, key)) for c, listed in listing]
+    cache, listed, state, detail = next((s for s in states if s[2] == "Ready"), states[0])
+    name, path = _name(cache), model_path(listed)
     fallback = _own(own_enabled, endpoint)
     where = f"model {model_id} is {state} in AIMCache {name}"
     if state == "Ready":
         claim = str((cache.get("status") or {})["persistentVolumeClaim"])
-        path = model_path(_listed_id(cache, key))
         note = (f"; spec.cache.enabled: the own PVC {cache_pvc_name(endpoint)} is not used"
                 " for weights" if own_enabled else "")
         return CacheUse(
@@ -218,7 +226,7 @@ def cache_use(
         keep = fallback
         if (prev.get("source") == SOURCE_AIM_CACHE and prev.get("aimCache") == name
                 and prev.get("persistentVolumeClaim")):
-            claim, path = str(prev["persistentVolumeClaim"]), model_path(_listed_id(cache, key))
+            claim = str(prev["persistentVolumeClaim"])
             keep = CacheUse(SOURCE_AIM_CACHE, name, claim, path,
                             shared=SharedCache(name, claim, path, CACHE_MOUNT_PATH))
         return CacheUse(
@@ -229,8 +237,7 @@ def cache_use(
     left = since + timeout - now
     pvc = (cache.get("status") or {}).get("persistentVolumeClaim")
     return CacheUse(
-        SOURCE_AIM_CACHE, name, str(pvc) if pvc else None,
-        model_path(_listed_id(cache, key)), state, since, wait=True,
+        SOURCE_AIM_CACHE, name, str(pvc) if pvc else None, path, state, since, wait=True,
         condition=Cond(CACHE_READY, FALSE, CACHE_DOWNLOADING,
                        f"{where}; the endpoint waits for it (no Deployment yet), at most "
                        f"{_duration(timeout)} from {since.strftime('%Y-%m-%dT%H:%M:%SZ')}, "

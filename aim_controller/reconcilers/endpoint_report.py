@@ -96,7 +96,7 @@ def desired_status(
         "selector": selector,
         "url": plan.url,
         "recipe": plan.record,
-        "cache": plan.cache.status() if plan.cache else None,
+        **({"cache": plan.cache.status()} if plan.cache is not None else {}),
         "canary": canary_status(o, plan.canary, plan.chosen),
     }
 

@@ -77,9 +77,14 @@ def test_model_ids_match_case_insensitively_and_the_cache_spelling_names_the_dir
     assert u.shared is not None and u.shared.model_path == "/cache/models/qwen--qwen3-32b"
 
 
-def test_a_pinned_version_does_not_use_an_aim_cache() -> None:
-    assert use([aim_cache("c", {MODEL: "Ready"})], version="abc123").source == SOURCE_NONE
-    assert use([aim_cache("c", {MODEL: "Ready"})], version="latest").source == SOURCE_AIM_CACHE
+def test_revisions_must_agree() -> None:
+    default = aim_cache("c", {MODEL: "Ready"})
+    assert use([default], version="abc123").source == SOURCE_NONE
+    assert use([default], version="latest").source == SOURCE_AIM_CACHE
+    pinned = aim_cache("c", {MODEL: "Ready"})
+    pinned["spec"]["models"][0]["revision"] = "abc123"
+    assert use([pinned], version="abc123").source == SOURCE_AIM_CACHE
+    assert use([pinned]).source == SOURCE_NONE
 
 
 def test_downloading_without_a_deployment_waits_from_now() -> None:

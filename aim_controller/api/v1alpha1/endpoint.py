@@ -218,8 +218,9 @@ class EndpointCacheSpec(APIModel):
     """A PersistentVolumeClaim holding the downloaded model weights.
 
     A shared AIMCache comes first: when an AIMCache in the endpoint's namespace lists
-    spec.model.id (and spec.model.version is unset or "latest") and holds the model
-    Ready, the pods mount that cache's PVC read-only and load the model from it; this
+    spec.model.id at the same revision (its revision equals spec.model.version; unset
+    and "latest" both mean the default branch) and holds the model Ready, the pods
+    mount that cache's PVC read-only and load the model from it; this
     PVC is then not used for weights (not created; kept, not deleted, if it exists).
     While that cache is still downloading the model, the endpoint waits for it (no
     Deployment yet) until the operator's --cache-wait-timeout; after it, or when the
