@@ -10,6 +10,8 @@ The rule (README "Endpoints use a shared AIMCache"):
   Revisions must agree: the cache entry's ``revision`` equals the endpoint's
   ``spec.model.version``, where an unset one and "latest" both mean the default
   branch (so an endpoint pinned to "v2" does not use a cache of the default branch).
+  An AIMCache being deleted is not used: its endpoints move off it, so that a
+  deletion held until no endpoint mounts the cache can complete.
 * Ready there (and the cache names its PVC): the pods mount that PVC read-only and
   load the model from it (``CacheReady=True``, reason ``AIMCacheReady``).
 * Pending or Downloading (a model the cache has not reported yet is Pending): an
@@ -188,7 +190,8 @@ def cache_use(
     """
     key, revision = model_key(model_id), _revision(version)
     listing = sorted(((c, listed) for c in caches
-                      if (listed := _listed_id(c, key, revision)) is not None),
+                      if not (c.get("metadata") or {}).get("deletionTimestamp")
+                      and (listed := _listed_id(c, key, revision)) is not None),
                      key=lambda c: _name(c[0]))
     if not listing:
         return _own(own_enabled, endpoint)

@@ -77,6 +77,13 @@ def test_model_ids_match_case_insensitively_and_the_cache_spelling_names_the_dir
     assert u.shared is not None and u.shared.model_path == "/cache/models/qwen--qwen3-32b"
 
 
+def test_an_aim_cache_being_deleted_is_not_used() -> None:
+    going = aim_cache("c", {MODEL: "Ready"})
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T11:00:00Z"
+    assert use([going], own=True) == CacheUse(SOURCE_OWN, claim="ep-cache")
+    assert use([going, aim_cache("d", {MODEL: "Ready"})]).cache == "d"
+
+
 def test_revisions_must_agree() -> None:
     default = aim_cache("c", {MODEL: "Ready"})
     assert use([default], version="abc123").source == SOURCE_NONE
