@@ -31,6 +31,8 @@ from .machinery.manager import LeaderElectionConfig, Manager
 from .machinery.metrics import MachineryMetrics, default_metrics, instrument_api_client
 from .machinery.resource import EVENTS
 from .machinery.writer import ObjectWriter, RESTMapper
+from .modelcache.cli import COMMANDS as CACHE_COMMANDS
+from .modelcache.cli import main as cache_main
 from .options import Options, parse
 from .reconcilers import endpoint, recipe_status
 from .reconcilers.context import ControllerContext
@@ -146,7 +148,10 @@ async def run(opts: Options) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    opts = parse(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in CACHE_COMMANDS:  # the cache Jobs: no operator, no API server
+        sys.exit(cache_main(args))
+    opts = parse(args)
     configure_logging(opts.log_level, "console" if opts.log_format == "console" else "json")
     sys.exit(asyncio.run(run(opts)))
 

@@ -93,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aim-controller",
         description="Kubernetes operator for LLM inference endpoints on AMD GPU clusters.",
+        epilog="The AIMCache Jobs run the same binary with a subcommand first: "
+               "aim-controller cache-download --help, aim-controller cache-clean --help.",
     )
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
                    help="Path to a kubeconfig. Without it, the in-cluster config is used.")
