@@ -256,9 +256,9 @@ def _start(i: CanaryInput, previous: Mapping[str, Any] | None) -> dict[str, Any]
 
 
 def _finish(r: Mapping[str, Any], phase: str, result: str, message: str) -> dict[str, Any]:
-    out = {k: v for k, v in r.items() if k not in ("analysisStartTime",)}
-    out |= {"phase": phase, "result": result, "message": message}
-    if phase != PROMOTING:
+    out = dict(r) | {"phase": phase, "result": result, "message": message}
+    if phase != PROMOTING:  # promoted: the healthy period stays on record
+        out.pop("analysisStartTime", None)
         out["weight"] = 0
         out["replicas"] = 0
     return out

@@ -168,9 +168,9 @@ def canary_conditions(s: CanaryStep | None) -> list[Cond]:
                                                   or "no canary has run"))]
 
 
-def canary_status(o: Observed, s: CanaryStep | None, chosen: bool) -> Any:
-    """``status.canary``: the step's record; kept as it was while no configuration is
-    chosen (nothing is applied then, and the canary resumes from it)."""
-    if s is not None:
-        return s.record
-    return None if chosen else o.status.get("canary")
+def canary_status(o: Observed, s: CanaryStep | None, chosen: bool) -> dict[str, Any]:
+    """``{"canary": record}`` of the status, or nothing: the step's record; kept as it
+    was while no configuration is chosen (nothing is applied then, and the canary
+    resumes from it)."""
+    record = s.record if s is not None else None if chosen else o.status.get("canary")
+    return {"canary": record} if record is not None else {}

@@ -97,7 +97,7 @@ def desired_status(
         "url": plan.url,
         "recipe": plan.record,
         **({"cache": plan.cache.status()} if plan.cache is not None else {}),
-        "canary": canary_status(o, plan.canary, plan.chosen),
+        **canary_status(o, plan.canary, plan.chosen),
     }
 
 
