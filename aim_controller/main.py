@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from prometheus_client import CollectorRegistry
 
+from .builders.cache_objects import CacheJobSettings
 from .builders.settings import DEFAULT_IMAGES, FIELD_MANAGER, OperatorSettings
 from .logconfig import configure_logging
 from .machinery.clientlimit import throttle_api_client
@@ -34,7 +36,7 @@ from .machinery.writer import ObjectWriter, RESTMapper
 from .modelcache.cli import COMMANDS as CACHE_COMMANDS
 from .modelcache.cli import main as cache_main
 from .options import Options, parse
-from .reconcilers import endpoint, recipe_status
+from .reconcilers import cache, endpoint, recipe_status
 from .reconcilers.context import ControllerContext
 
 log = structlog.get_logger(__name__)
@@ -104,9 +106,12 @@ async def build_app(
         unschedulable_grace=timedelta(seconds=opts.unschedulable_grace),
         cache_wait_timeout=timedelta(seconds=opts.cache_wait_timeout),
     )
-    registrations = {
+    registrations: dict[str, Callable[[ControllerContext], Controller]] = {
         endpoint.CONTROLLER_NAME: endpoint.register,
         recipe_status.CONTROLLER_NAME: recipe_status.register,
+        cache.CONTROLLER_NAME: functools.partial(
+            cache.register, settings=CacheJobSettings(image=opts.operator_image),
+            max_concurrent=opts.cache_max_concurrent_downloads),
     }
     controllers = [register(ctx) for name, register in registrations.items()
                    if only is None or name in only]

@@ -9,6 +9,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .builders.cache_objects import DEFAULT_OPERATOR_IMAGE
 from .builders.durations import parse_duration
 from .builders.settings import DEFAULT_IMAGES
 from .machinery.reflector import DEFAULT_STALL_TIMEOUT
@@ -83,6 +84,8 @@ class Options:
     kube_api_qps: float = 50.0
     kube_api_burst: int = 100
     cache_wait_timeout: float = 900.0
+    operator_image: str = DEFAULT_OPERATOR_IMAGE
+    cache_max_concurrent_downloads: int = 2
     watch_stall_timeout: float = DEFAULT_STALL_TIMEOUT
 
 
@@ -141,6 +144,12 @@ def parser() -> argparse.ArgumentParser:
                    help="How long an endpoint waits for an AIMCache that is downloading its "
                         "model before it downloads the model itself (default 15m). "
                         f"{_DURATIONS}")
+    p.add_argument("--operator-image",
+                   default=os.environ.get("OPERATOR_IMAGE") or DEFAULT_OPERATOR_IMAGE,
+                   help="Image of the AIMCache download and cleanup Jobs: the operator's own "
+                        f"(env OPERATOR_IMAGE; default {DEFAULT_OPERATOR_IMAGE}).")
+    p.add_argument("--cache-max-concurrent-downloads", type=_positive_int, default=2,
+                   help="Download Jobs one AIMCache runs at once (default 2).")
     p.add_argument("--resync-period", metavar="DURATION", type=_seconds, default=0.0,
                    help=f"Time between full resyncs of the caches (default 0: none). {_DURATIONS}")
     p.add_argument("--kube-api-qps", type=_positive_float, default=50.0,

@@ -27,6 +27,7 @@ from typing import Any
 
 from aim_controller.api.v1alpha1 import API_VERSION, KIND_AIM_CACHE
 from aim_controller.api.v1alpha1.cache import AIMCache, CachedModel
+from aim_controller.modelcache.download import EXIT_NO_SPACE, EXIT_PERMANENT, EXIT_USAGE
 from aim_controller.modelcache.layout import CACHE_MOUNT_PATH
 
 from .meta import LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_MODEL, LABEL_PART_OF, MANAGED_BY, PART_OF
@@ -230,6 +231,14 @@ def build_download_job(cache: AIMCache, model: CachedModel, settings: CacheJobSe
             "backoffLimit": settings.backoff_limit,
             "activeDeadlineSeconds": settings.active_deadline_seconds,
             "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+            # A 404, a refused token or a full volume fails at once; an evicted pod
+            # (node drain) does not count against backoffLimit.
+            "podFailurePolicy": {"rules": [
+                {"action": "FailJob", "onExitCodes": {
+                    "containerName": JOB_DOWNLOAD, "operator": "In",
+                    "values": sorted({EXIT_USAGE, EXIT_PERMANENT, EXIT_NO_SPACE})}},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]},
             "template": {"metadata": {"labels": labels, "annotations": annotations},
                          "spec": _pod_spec(cache, container)},
         },

@@ -202,9 +202,12 @@ def cleanup_news(run: CleanupRun | None, last_time: Any) -> CleanupNews | None:
     """The cleanup run to report, if it is newer than ``status.lastCleanupTime``."""
     if run is None or not run.time or (isinstance(last_time, str) and run.time <= last_time):
         return None
-    if not run.succeeded or run.report is None:
+    if not run.succeeded:
         return CleanupNews(run.time, f"cleanup Job {run.job} failed: {run.message}"[:1024],
                            False)
+    if run.report is None:
+        return CleanupNews(run.time, f"cleanup Job {run.job} completed without a report: "
+                                     f"{run.message or 'no termination message'}"[:1024], True)
     report = run.report
     removed = [r for r in report.get("removed") or () if isinstance(r, Mapping) and r.get("id")]
     evicted = {str(r["id"]): str(r.get("reason") or "") for r in removed}

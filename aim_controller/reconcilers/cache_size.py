@@ -51,7 +51,7 @@ def expected_size(model: CachedModel, catalog: RecipeIndex) -> ExpectedSize:
         return ExpectedSize(None, "unknown: no sizeHint, and no parameter count in the "
                                   "catalog or the model id")
     bpp = BYTES_PER_PARAM.get(precision, 2.0)
-    return ExpectedSize(math.ceil(size.params * bpp * OVERHEAD), source)
+    return ExpectedSize(round(size.params * bpp * OVERHEAD), source)
 
 
 _UNITS = (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
