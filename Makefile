@@ -14,10 +14,13 @@ PYTEST_ARGS ?=
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n",$$1,$$2}'
 
-$(VENV)/.stamp: pyproject.toml
+# Dependencies come from the hashed lock (the versions CI and the image use); the
+# project itself is installed on top, without resolving anything again.
+$(VENV)/.stamp: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	$(VENV)/bin/pip install -q --require-hashes -r requirements-dev.lock
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.stamp ## Create the Python virtualenv with all dependencies
@@ -29,10 +32,17 @@ manifests: venv ## Regenerate the CRD YAML (and the catalog manifest) from the p
 	$(PY) -m aim_controller.api.crdgen manifests/crd
 	$(PY) -m aim_controller.recipes.catalog_manifest manifests/catalog/recipes.yaml
 
-lint: venv ## ruff, mypy --strict and the import-layer contracts
+lint: venv ## ruff, mypy --strict, the import-layer contracts and hadolint
 	$(VENV)/bin/ruff check aim_controller tests hack bench
 	$(VENV)/bin/mypy aim_controller
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint Dockerfile
+
+lock: venv ## Re-resolve the hashed lock files from pyproject.toml (runtime: the image; dev: CI)
+	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes \
+	  --quiet --output-file requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 \
+	  --generate-hashes --quiet --output-file requirements-dev.lock
 
 prometheus: ## Install (or find) prometheus and promtool (Debian's prometheus package)
 	@bash hack/install-prometheus.sh
