@@ -4,6 +4,7 @@ speaks the protocol huggingface_hub uses: the model lands whole or not at all.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -338,6 +339,7 @@ async def test_a_killed_download_is_resumed_by_the_next_attempt(
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         def finished_others() -> bool:
+            assert proc.returncode is None, f"the download exited ({proc.returncode})"
             entries = tmp_entries(tmp_path)
             if len(entries) != 1 or not (SHARD2 in hub.held and hub.held[SHARD2].is_set()):
                 return False
@@ -345,7 +347,8 @@ async def test_a_killed_download_is_resumed_by_the_next_attempt(
             return all((files / f).is_file() for f in repo.files if f != SHARD2)
         await eventually(finished_others, within=60, what="the other files on disk")
     finally:
-        proc.send_signal(signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL)
         await proc.wait()
     [killed] = tmp_entries(tmp_path)
     del hub.hold[SHARD2]
