@@ -32,7 +32,7 @@ import structlog
 from .layout import DELETING_SUFFIX, model_dir_name, model_path, models_root, tmp_root
 from .manifest import ModelManifest, format_time, read_manifest, write_manifest
 from .policy import PRIORITY_RANK, CachedCopy, CleanupPlan, Priority, SpecEntry, plan_cleanup
-from .tmpdirs import discard, last_activity, take_lock, tree_bytes
+from .tmpdirs import discard, last_activity, remove_path, take_lock, tree_bytes
 
 log = structlog.get_logger(__name__)
 
@@ -185,6 +185,13 @@ def mark_in_use(root: str, in_use: frozenset[str], now: datetime) -> int:
     return n
 
 
+def _file_bytes(path: str) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
+
+
 def remove_stale_tmp(root: str, now: datetime, max_age_seconds: float = TMP_MAX_AGE_SECONDS,
                      *, dry_run: bool = False) -> tuple[int, int]:
     """Remove ``.deleting`` leftovers and abandoned downloads: (entries, bytes)."""
@@ -197,15 +204,15 @@ def remove_stale_tmp(root: str, now: datetime, max_age_seconds: float = TMP_MAX_
     for name in names:
         path = os.path.join(tmp, name)
         if name.endswith(DELETING_SUFFIX):
-            size = tree_bytes(path)
+            size = tree_bytes(path) if os.path.isdir(path) else _file_bytes(path)
             if not dry_run:
-                shutil.rmtree(path, ignore_errors=True)
+                remove_path(path)
             count, freed = count + 1, freed + size
             continue
         if now.timestamp() - last_activity(path) <= max_age_seconds:
             continue
-        if not os.path.isdir(path):
-            continue
+        if not os.path.isdir(path) or os.path.islink(path):
+            continue  # not a download: left alone
         fd = take_lock(path, now=now.timestamp())
         if fd is None:
             continue  # a live download, however old

@@ -208,7 +208,7 @@ def claim_entry(root: str, model_id: str, revision: str | None, now: datetime) -
         os.close(fd)
     if adopted is None:
         os.makedirs(ours)
-        fd = take_lock(ours, now=now.timestamp())
+        fd = take_lock(ours, now=now.timestamp(), fresh=True)
         if fd is None:  # cannot happen on a new, random name; fail loudly if it does
             raise DownloadError(f"cannot lock {ours}", EXIT_RETRYABLE)
         claim = _Claim(ours, fd, None)

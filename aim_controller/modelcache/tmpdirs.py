@@ -36,19 +36,21 @@ def new_token() -> str:
 
 
 def last_activity(entry: str) -> float:
-    """The latest mtime of the entry and its marker (the heartbeat), 0 if unreadable."""
-    times = []
-    for p in (entry, os.path.join(entry, DOWNLOAD_MARKER)):
+    """When the entry's owner last showed life: its marker's mtime (the heartbeat), else
+    the entry's own; 0 if neither can be read."""
+    for p in (os.path.join(entry, DOWNLOAD_MARKER), entry):
         with contextlib.suppress(OSError):
-            times.append(os.stat(p).st_mtime)
-    return max(times, default=0.0)
+            return os.stat(p).st_mtime
+    return 0.0
 
 
 def take_lock(entry: str, *, now: float | None = None,
-              stale_after: float = STALE_AFTER_SECONDS) -> int | None:
+              stale_after: float = STALE_AFTER_SECONDS, fresh: bool = False) -> int | None:
     """Take the entry's lock if no live process holds it: the open lock file's descriptor
     (keep it open to keep the lock), or None when the entry belongs to a live download.
-    Without lock support, an entry counts as dead after ``stale_after`` seconds of silence."""
+    Without lock support, an entry counts as dead after ``stale_after`` seconds of silence,
+    and a ``fresh`` one (just made under a random name) is ours without a lock."""
+    silent = (now or time.time()) - last_activity(entry)  # before the lock file is made
     try:
         fd = os.open(os.path.join(entry, DOWNLOAD_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
@@ -60,7 +62,7 @@ def take_lock(entry: str, *, now: float | None = None,
         os.close(fd)
         return None
     except OSError as e:
-        if e.errno in _NO_LOCKS and (now or time.time()) - last_activity(entry) > stale_after:
+        if e.errno in _NO_LOCKS and (fresh or silent > stale_after):
             return fd
         os.close(fd)
         return None
@@ -75,8 +77,17 @@ def discard(path: str, root: str) -> bool:
         os.rename(path, trash)
     except FileNotFoundError:
         return False
-    shutil.rmtree(trash, ignore_errors=True)
+    remove_path(trash)
     return True
+
+
+def remove_path(path: str) -> None:
+    """Remove a tree or a file, whatever is left of it."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def tree_bytes(path: str) -> int:

@@ -198,14 +198,19 @@ def test_tmp_leftovers_older_than_a_day_and_deletions_cut_short_are_removed(
     alive, fd = tmp_entry(tmp_path, tmp_entry_name("org/c", "cccccccccccc"), 300, old,
                           locked=True)
     deleting, _ = tmp_entry(tmp_path, "org--d-dddddddddddd.deleting", 200, fresh)
+    stray_deleting = tmp_path / ".tmp" / "org--e-eeeeeeeeeeee.deleting"
+    stray_deleting.write_bytes(b"s" * 7)  # a file: removed too
+    stray_file = tmp_path / ".tmp" / "notes.txt"
+    stray_file.write_bytes(b"n")
+    os.utime(stray_file, (old, old))  # not a download: left alone
     try:
         out = run(tmp_path, CleanupRequest(), capacity=10**6)
     finally:
         assert fd is not None
         os.close(fd)
-    assert not abandoned.exists() and not deleting.exists()
-    assert recent.exists() and alive.exists()
-    assert (out["tmpRemoved"], out["tmpFreedBytes"]) == (2, 300 + 200 + 2 * len("{}"))
+    assert not abandoned.exists() and not deleting.exists() and not stray_deleting.exists()
+    assert recent.exists() and alive.exists() and stray_file.exists()
+    assert (out["tmpRemoved"], out["tmpFreedBytes"]) == (3, 300 + 200 + 2 * len("{}") + 7)
     assert out["usedBytes"] == used(tmp_path)
 
 

@@ -360,3 +360,30 @@ async def test_a_killed_download_is_resumed_by_the_next_attempt(
     assert not (tmp_path / ".tmp" / killed).exists()
     fetched = {f for f in repo.files if hub.served.count(f) > before[f]}
     assert fetched == {SHARD2}
+
+
+@pytest.mark.filterwarnings("ignore:flock not supported:UserWarning")
+def test_without_file_locks_the_heartbeat_tells_dead_from_alive(
+        tmp_path: Path, hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filesystem that refuses flock: our own fresh entry needs no lock, an entry silent
+    for longer than STALE_AFTER_SECONDS is dead (removed), a recently touched one is not."""
+    import errno
+    import fcntl
+    import time
+
+    from aim_controller.modelcache import tmpdirs
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    repo = hub.repos["org/tiny"]
+    dead = make_stale_entry(tmp_path, repo.id, "eeeeeeeeeeee", "v0")
+    silent = time.time() - tmpdirs.STALE_AFTER_SECONDS - 60
+    for p in (dead, dead / DOWNLOAD_MARKER):
+        os.utime(p, (silent, silent))
+    alive = make_stale_entry(tmp_path, repo.id, "ffffffffffff", "v0")
+    result = download_model(str(tmp_path), repo.id, endpoint=hub.url)
+    assert result.state == "Ready", result.message
+    assert files_of(tmp_path, repo.id) == repo.files
+    assert not dead.exists() and alive.exists()

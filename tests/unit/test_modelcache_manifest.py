@@ -135,9 +135,12 @@ def test_last_activity_is_the_heartbeat(tmp_path: Path) -> None:
     entry = tmp_path / "e"
     entry.mkdir()
     (entry / DOWNLOAD_MARKER).write_text("{}")
-    os.utime(entry, (1000, 1000))
     os.utime(entry / DOWNLOAD_MARKER, (5000, 5000))
+    os.utime(entry, (9000, 9000))  # a file made in it: not a sign of life
     assert last_activity(str(entry)) == 5000
+    (entry / DOWNLOAD_MARKER).unlink()
+    os.utime(entry, (7000, 7000))
+    assert last_activity(str(entry)) == 7000, "no marker yet: the entry's own time"
     assert last_activity(str(tmp_path / "absent")) == 0
 
 

@@ -224,13 +224,13 @@ def run(s: dict[str, object]) -> CleanupPlan:
                 max_age=s["max_age"], min_free=s["min_free"], free=s["free"])  # type: ignore[arg-type]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(scenarios())
 def test_in_use_models_are_never_removed(s: dict[str, object]) -> None:
     assert not run(s).removed_ids & s["in_use"]  # type: ignore[operator]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios(), st.randoms(use_true_random=False))
 def test_the_plan_does_not_depend_on_input_order(s: dict[str, object], rnd: object) -> None:
     shuffled = dict(s)
@@ -241,7 +241,7 @@ def test_the_plan_does_not_depend_on_input_order(s: dict[str, object], rnd: obje
     assert run(s) == run(shuffled)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(scenarios())
 def test_free_space_reaches_the_minimum_whenever_it_can(s: dict[str, object]) -> None:
     p = run(s)
@@ -258,7 +258,7 @@ def test_free_space_reaches_the_minimum_whenever_it_can(s: dict[str, object]) ->
         assert {m.id for m in models if m.size_bytes > 0} - s["in_use"] <= p.removed_ids  # type: ignore[operator]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(scenarios())
 def test_every_removal_is_named_by_a_rule(s: dict[str, object]) -> None:
     p = run(s)
@@ -287,7 +287,7 @@ def test_every_removal_is_named_by_a_rule(s: dict[str, object]) -> None:
             free += r.size_bytes
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(scenarios())
 def test_space_evicts_a_prefix_of_the_eviction_order(s: dict[str, object]) -> None:
     p = run(s)
