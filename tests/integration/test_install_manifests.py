@@ -59,4 +59,7 @@ def test_make_target_waits_for_the_crds_before_the_catalog(
         dep = json.loads(c.kubectl("get", "deployment", "aim-controller", "-n", "aim-system",
                                    "-o", "json").stdout)
         assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "aim-controller"
+        # The AIMCache Jobs run the operator's own image (kustomize copies it).
+        manager = dep["spec"]["template"]["spec"]["containers"][0]
+        assert {"name": "OPERATOR_IMAGE", "value": manager["image"]} in manager["env"]
         c.kubectl("get", "serviceaccount", "aim-controller", "-n", "aim-system")
