@@ -16,10 +16,13 @@ import yaml
 from localcluster import LocalCluster  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
     GROUP,
+    ReconcileLog,
     apply,
     condition,
     get_json,
     running_operator,
+    settled,
+    write_requests,
 )
 from support import eventually
 
@@ -352,3 +355,19 @@ async def test_a_cleanup_run_evicts_what_it_removed_and_says_so(
     await eventually(lambda: models_of(get_cache(crds, namespace, "swept"))[
         "org/kwok-evict-1B"]["state"] in ("Downloading", "Ready"), 60,
         what="the evicted model downloaded again", blocking=True)
+
+
+async def test_a_ready_cache_costs_no_writes(
+    crds: LocalCluster, namespace: str, operator: App, volumes: list[str]
+) -> None:
+    make_pv(crds, volumes, namespace, cache_pvc_claim_name("quiet"), "10Gi")
+    apply(crds, aimcache("quiet", [{"id": "org/one-1B", "sizeHint": "1Gi"}],
+                         cleanup={"enabled": True, "schedule": "@daily"}), namespace)
+    await eventually(lambda: cond_is(crds, namespace, "quiet", "Ready", "True"), 120,
+                     what="Ready", blocking=True)
+    await settled(operator, crds, namespace)
+    writes = write_requests(operator)
+    log = ReconcileLog(operator)
+    assert await log.reconcile(f"{namespace}/quiet") == "success"
+    await settled(operator, crds, namespace)
+    assert write_requests(operator) == writes
