@@ -204,3 +204,18 @@ def test_the_wait_timeout_flag() -> None:
 
     assert parse([]).cache_wait_timeout == 900.0
     assert parse(["--cache-wait-timeout", "2m"]).cache_wait_timeout == 120.0
+
+
+def test_an_aim_cache_and_its_endpoints_meet_in_one_index_key() -> None:
+    from aim_controller.reconcilers.endpoint_observe import (
+        index_cache_by_model,
+        index_endpoint_by_namespace_model,
+    )
+
+    cache = aim_cache("c", {MODEL: "Ready", "org/Other": None})
+    assert index_cache_by_model(cache) == ["ns/org/other", "ns/qwen/qwen3-32b"]
+    ep = {"metadata": {"name": "ep", "namespace": "ns"}, "spec": {"model": {"id": MODEL}}}
+    assert index_endpoint_by_namespace_model(ep) == ["ns/qwen/qwen3-32b"]
+    elsewhere = {**ep, "metadata": {"name": "ep", "namespace": "other"}}
+    assert not set(index_endpoint_by_namespace_model(elsewhere)) & set(
+        index_cache_by_model(cache))
