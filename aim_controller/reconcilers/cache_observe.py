@@ -223,7 +223,8 @@ class CacheCaches:
         cache: AIMCache | None = None
         invalid: str | None = None
         try:
-            cache = AIMCache.model_validate(obj)
+            # The spec only: the status is ours to rewrite, whatever an older version left.
+            cache = AIMCache.model_validate({**obj, "status": {}})
         except ValidationError as err:
             invalid = f"invalid spec: {validation_message(err)}"
         pvc = self.pvcs.get(f"{namespace}/{cache_pvc_claim_name(name)}")
