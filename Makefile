@@ -31,6 +31,10 @@ binaries: ## Build (or reuse) the pinned kube-apiserver, etcd, kcm, scheduler, k
 manifests: venv ## Regenerate the CRD YAML (and the catalog manifest) from the pydantic models
 	$(PY) -m aim_controller.api.crdgen manifests/crd
 	$(PY) -m aim_controller.recipes.catalog_manifest manifests/catalog/recipes.yaml
+	$(PY) hack/sync_chart.py
+
+chart: venv ## Regenerate the Helm chart's CRDs, RBAC rules, flags and catalog from manifests/
+	$(PY) hack/sync_chart.py
 
 lint: venv ## ruff, mypy --strict, the import-layer contracts and hadolint
 	$(VENV)/bin/ruff check aim_controller tests hack bench
@@ -83,14 +87,22 @@ chaos: venv binaries ## Fault scenarios with pass/fail verdicts
 docker-build: ## Build the operator image (needs a Docker engine)
 	docker build -t $(IMG) .
 
-deploy: ## Deploy to the current kube context (e.g. kind): CRDs, RBAC, catalog, operator
-	kind load docker-image $(IMG) 2>/dev/null || true
-	bash hack/apply-manifests.sh deploy
+# make deploy: the chart on a kind cluster (created if missing), with the image built
+# here; DRY_RUN=1 prints the commands instead. helm: the pinned build (HELM=helm for yours).
+KIND_CLUSTER ?= aim
+HELM ?= $$(bash hack/build-binaries.sh helm)
+DEPLOY_ENV = DRY_RUN=$(DRY_RUN) IMG=$(IMG) KIND_CLUSTER=$(KIND_CLUSTER) HELM="$(HELM)"
 
-undeploy: ## Remove the operator from the current kube context
-	kubectl delete -k manifests --ignore-not-found
+deploy: ## Build the image and install the chart on kind (cluster created if missing); DRY_RUN=1 prints the commands
+	@$(DEPLOY_ENV) bash hack/deploy-kind.sh deploy
+
+undeploy: ## helm uninstall the operator from the kind cluster (CRDs stay)
+	@$(DEPLOY_ENV) bash hack/deploy-kind.sh undeploy
+
+deploy-kustomize: ## kubectl apply -k manifests/default to the current kube context (CRDs first)
+	bash hack/apply-manifests.sh deploy
 
 clean: down ## Remove local state (not the cached binaries)
 	rm -rf _out
 
-.PHONY: help venv binaries prometheus manifests lint test unit up down install samples run demo bench chaos docker-build deploy undeploy clean
+.PHONY: help venv binaries prometheus manifests lint test unit up down install samples run demo bench chaos docker-build chart deploy undeploy deploy-kustomize clean

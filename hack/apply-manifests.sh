@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Applies the CRDs, waits until the API server serves them (Established), then what
 # uses them: `install` the built-in recipe catalog in the operator namespace
-# (make install), `deploy` the operator, its RBAC and the catalog (make deploy,
-# manifests/kustomization.yaml). Without the wait, the catalog's AIMRecipes race
+# (make install), `deploy` the operator, its RBAC and the catalog (make deploy-kustomize,
+# manifests/default, in namespace aim-engine-operator as the Helm chart installs it). Without the wait, the catalog's AIMRecipes race
 # the CRDs' registration ("no matches for kind AIMRecipe").
 #
 # Usage: [KUBECTL="kubectl --kubeconfig F"] [OPERATOR_NAMESPACE=aim-system] \
@@ -25,5 +25,5 @@ if [ "$1" = install ]; then
   $KUBECTL create namespace "$NAMESPACE" --dry-run=client -o yaml | run apply -f -
   run apply --server-side -n "$NAMESPACE" -f "$MANIFESTS/catalog"
 else
-  run apply --server-side -k "$MANIFESTS"
+  run apply --server-side -k "$MANIFESTS/default"
 fi

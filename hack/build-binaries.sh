@@ -2,9 +2,13 @@
 # Builds the pinned upstream control-plane binaries from the Go module proxy and
 # caches them outside the repository, keyed by version:
 #   ${AIM_CACHE_DIR:-~/.cache/aim-controller}/k8s-<k8s>-etcd-<etcd>-kwok-<kwok>/bin
-# Prints that bin directory on stdout. A second run costs nothing.
+# helm (for the chart) is cached apart, ${AIM_CACHE_DIR}/helm-<helm>/helm, so a new
+# helm pin never rebuilds the control plane, and is linked into that bin directory.
+# Prints that bin directory on stdout (`build-binaries.sh helm`: builds only helm and
+# prints its path). A second run costs nothing.
 # If KUBEBUILDER_ASSETS names a directory that already holds the binaries,
-# it is used as is and nothing is built.
+# it is used as is and nothing is built (but helm, when it is not there: then a
+# directory of links to both is printed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -12,23 +16,57 @@ source "$here/versions.env"
 
 need=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
 
-have_all() {
+have_control_plane() {
   local d=$1 b
   for b in "${need[@]}"; do [ -x "$d/$b" ] || return 1; done
 }
 
-if [ -n "${KUBEBUILDER_ASSETS:-}" ] && have_all "$KUBEBUILDER_ASSETS"; then
-  echo "$KUBEBUILDER_ASSETS"; exit 0
-fi
-
 cache=${AIM_CACHE_DIR:-$HOME/.cache/aim-controller}
-bin="$cache/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"
-if have_all "$bin"; then echo "$bin"; exit 0; fi
-mkdir -p "$bin"
+helm_bin="$cache/helm-$HELM_VERSION/helm"
+# ... and its helm is the pinned one (a link to $helm_bin, or that version's binary).
+have_all() { have_control_plane "$1" && [ "$1/helm" -ef "$helm_bin" ]; }
 
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS=-buildvcs=false CGO_ENABLED=0
 # Two cores: let go build use both, but keep the linker from starving the box.
 log() { echo "[build-binaries] $*" >&2; }
+
+# helm from its upstream module (no replace directives, so `go install mod@version`
+# builds exactly the release's go.sum); one package at a time (-p=1): the machines
+# have 2 cores shared with other work.
+build_helm() {
+  [ -x "$helm_bin" ] && return
+  local gobin
+  mkdir -p "$(dirname "$helm_bin")"
+  # Test runs started at once build it once: the others wait here for the first.
+  exec 9>"$(dirname "$helm_bin")/.lock"
+  flock 9
+  if [ -x "$helm_bin" ]; then exec 9>&-; return; fi
+  gobin=$(mktemp -d)
+  log "building helm $HELM_VERSION"
+  GOBIN="$gobin" GOFLAGS="$GOFLAGS -p=${HELM_BUILD_P:-1}" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.metadata=" \
+    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" >&2
+  mv "$gobin/helm" "$helm_bin"
+  rm -rf "$gobin"
+  exec 9>&-
+}
+
+# `build-binaries.sh helm`: only helm (make deploy); prints the binary's path.
+if [ "${1:-}" = helm ]; then build_helm; echo "$helm_bin"; exit 0; fi
+
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && have_control_plane "$KUBEBUILDER_ASSETS"; then
+  if [ -x "$KUBEBUILDER_ASSETS/helm" ]; then echo "$KUBEBUILDER_ASSETS"; exit 0; fi
+  build_helm
+  links="$cache/assets-helm-$HELM_VERSION/bin"
+  mkdir -p "$links"
+  for b in "${need[@]}"; do ln -sfn "$KUBEBUILDER_ASSETS/$b" "$links/$b"; done
+  ln -sfn "$helm_bin" "$links/helm"
+  echo "$links"; exit 0
+fi
+
+bin="$cache/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin"
+if have_all "$bin"; then echo "$bin"; exit 0; fi
+mkdir -p "$bin"
 
 staging_version="v0${KUBERNETES_VERSION#v1}"   # v1.36.3 -> v0.36.3
 work=$(mktemp -d)
@@ -36,6 +74,7 @@ trap 'rm -rf "$work"' EXIT
 
 build_kubernetes() {
   local mod="$work/kubernetes"
+  have_control_plane "$bin" && return
   mkdir -p "$mod"
   cp -r "$here/tools/stub" "$mod/stub"
   {
@@ -102,5 +141,7 @@ build_kwok() {
 build_etcd
 build_kwok
 build_kubernetes
+build_helm
+ln -sfn "$helm_bin" "$bin/helm"
 have_all "$bin" || { log "some binaries are missing in $bin"; exit 1; }
 echo "$bin"
