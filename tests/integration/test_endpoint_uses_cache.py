@@ -3,7 +3,8 @@
 The operator runs with the endpoint controller only: the test plays the AIMCache
 controller, writing each AIMCache's status through the status subresource, so the
 endpoint's side of the contract is exercised alone (PVC name and per-model states in,
-the endpoint's waiting, mount, fallback and status out)."""
+the endpoint's waiting, mount, fallback and status out). The last test runs both
+controllers: a real download (kwok completes the Job's pod) and the endpoint on it."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from operator_harness import (  # type: ignore[import-not-found]
 )
 from support import eventually
 
+from aim_controller.builders.cache_objects import cache_pvc_claim_name
+from aim_controller.reconcilers.cache import CONTROLLER_NAME as CACHE_CONTROLLER
 from aim_controller.reconcilers.endpoint import CONTROLLER_NAME
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
@@ -223,3 +226,43 @@ async def test_no_aim_cache_for_the_model_keeps_the_own_pvc(
         assert condition(obj, "CacheReady") is None
         assert obj["status"]["cache"] == {"source": "Own", "persistentVolumeClaim": "ep-cache"}
         assert get_json(crds, "-n", ns, "pvc", "ep-cache") is not None
+
+
+async def test_end_to_end_with_the_aim_cache_controller(
+    crds: LocalCluster, namespace: str
+) -> None:
+    """Both controllers: the AIMCache downloads the model (kwok completes the Job's pod)
+    and reports it Ready; the endpoint of that model then mounts the cache's PVC."""
+    ns = namespace
+    claim = cache_pvc_claim_name("models")
+    pv = f"pv-{ns}-models"
+    # No provisioner here: a volume pre-bound to the cache's claim.
+    crds.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+        "spec": {"capacity": {"storage": "50Gi"}, "accessModes": ["ReadWriteMany"],
+                 "storageClassName": "local-test", "persistentVolumeReclaimPolicy": "Retain",
+                 "hostPath": {"path": f"/tmp/aim-tests/{pv}"},
+                 "claimRef": {"namespace": ns, "name": claim}}}))
+    try:
+        async with running_operator(crds, "--namespace", ns,
+                                    only=(CONTROLLER_NAME, CACHE_CONTROLLER)):
+            cache = aim_cache("models", MODEL)
+            cache["spec"]["storage"] = {"storageClass": "local-test", "size": "50Gi"}
+            apply(crds, cache, ns)
+            apply(crds, endpoint("ep", model=MODEL), ns)
+            obj = await eventually(
+                lambda: cond_is(crds, ns, "ep", "CacheReady", "True", "AIMCacheReady"), 120,
+                what="the endpoint on the Ready AIMCache", blocking=True)
+            assert obj["status"]["cache"] == {
+                "source": "AIMCache", "aimCache": "models", "persistentVolumeClaim": claim,
+                "path": CACHED_PATH, "state": "Ready"}
+            dep = await eventually(
+                lambda: (d := deployment(crds, ns, "ep")) and claims(d) == [claim] and d,
+                60, what="the Deployment on the AIMCache's PVC", blocking=True)
+            vols, mounts = weights(dep)
+            assert vols[0]["persistentVolumeClaim"]["readOnly"] is True
+            assert mounts[0]["readOnly"] is True and mounts[0]["mountPath"] == "/cache"
+            args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+            assert flag(args, "--model") == CACHED_PATH
+    finally:
+        crds.kubectl("delete", "pv", pv, "--wait=false", check=False)
