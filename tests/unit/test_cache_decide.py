@@ -509,3 +509,30 @@ def test_human_bytes() -> None:
     assert human_bytes(1536) == "1.5Ki"
     assert human_bytes(500 * GI) == "500Gi"
     assert human_bytes(int(80.62 * GI)) == "80.6Gi"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["high", "medium", "low"]), st.integers(1, 60)),
+                max_size=7),
+       st.integers(10, 120))
+def test_what_runs_always_fits_and_what_waits_would_not(
+    models: list[tuple[str, int]], capacity_gib: int
+) -> None:
+    specs = [{"id": f"org/m{i}", "priority": p, "sizeHint": f"{gib}Gi"}
+             for i, (p, gib) in enumerate(models)]
+    obj = cache_obj(specs, size=f"{capacity_gib}Gi")
+    plan = decide(observed(obj, pvc=bound_pvc(f"{capacity_gib}Gi")), SETTINGS, 10)
+    size = {f"org/m{i}": gib * GI for i, (_, gib) in enumerate(models)}
+    assert sum(size[m] for m in started(plan)) <= capacity_gib * GI
+    assert plan.space is not None
+    assert set(plan.space.blocked) | set(started(plan)) == set(size)
+    assert plan.space.needed == sum(size.values())
+    rank = {"high": 0, "medium": 1, "low": 2}
+    order = sorted(range(len(models)), key=lambda i: (rank[models[i][0]], i))
+    used = 0
+    for i in order:  # greedy by priority: a waiting model did not fit at its turn
+        mid = f"org/m{i}"
+        if mid in plan.space.blocked:
+            assert used + size[mid] > capacity_gib * GI
+        else:
+            used += size[mid]
