@@ -15,6 +15,7 @@ import pytest
 from localcluster import LocalCluster  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
     GROUP,
+    ReconcileLog,
     apply,
     cond_is,
     condition,
@@ -23,6 +24,7 @@ from operator_harness import (  # type: ignore[import-not-found]
     get_json,
     running_operator,
     settled,
+    write_requests,
 )
 from support import eventually
 
@@ -129,6 +131,11 @@ async def test_waits_while_the_cache_downloads_then_mounts_it_read_only(
         # spec.cache.enabled as well: the status says the own PVC is not used for weights.
         assert "own PVC ep-cache is not used" in condition(obj, "CacheReady")["message"]
         assert get_json(crds, "-n", ns, "pvc", "ep-cache") is None
+        # Converged on the cache: a forced reconcile writes nothing.
+        await settled(app, crds, ns)
+        writes = write_requests(app)
+        assert await ReconcileLog(app).reconcile(f"{ns}/ep") == "success"
+        assert write_requests(app) == writes
 
         # Evicted from the cache: the endpoint switches to its own download.
         set_cache_status(crds, ns, "models", "models-pvc", **model_state("Evicted"))
