@@ -156,7 +156,9 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta,
         monitoring_available=o.monitoring_available,
         existing_cache_access_modes=((pvc or {}).get("spec") or {}).get("accessModes"),
         shared_cache=cache.shared,
-    ) if not (cache.wait and _held_back(d, pvc is not None)))
+    ) if not _held_back(d, cache, pvc is not None and (
+        labelled_as(pvc, o.name) or ("PersistentVolumeClaim", o.name + CACHE_PVC_SUFFIX)
+        in o.owned)))
     c = decision.chosen.config
     desired, canary = canary_deployments(o, desired, (c.hardware, c.gpu_count))
     wanted = {_child_key(d) for d in desired}
@@ -188,9 +190,14 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta,
                 replicas, url, recheck, cache, canary)
 
 
-def _held_back(obj: Mapping[str, Any], pvc_exists: bool) -> bool:
-    """What an endpoint waiting for an AIMCache does not create yet: its Deployment,
-    and its own cache PVC unless that exists already."""
-    return obj["kind"] == "Deployment" or (obj["kind"] == "PersistentVolumeClaim"
-                                           and not pvc_exists)
+def _held_back(obj: Mapping[str, Any], cache: CacheUse, pvc_ours: bool) -> bool:
+    """What the AIMCache rule leaves out: while the endpoint waits, its Deployment;
+    while it waits or loads from an AIMCache, an own cache PVC that is not its own
+    already (none is created, and an object of that name that is somebody else's is
+    not needed, so not a conflict)."""
+    if obj["kind"] == "Deployment":
+        return cache.wait
+    if obj["kind"] == "PersistentVolumeClaim":
+        return (cache.wait or cache.shared is not None) and not pvc_ours
+    return False
 

@@ -87,3 +87,28 @@ def test_no_aim_cache_for_the_model_is_as_before() -> None:
     assert "CacheReady" not in conds(status)
     assert status["cache"] == {"source": "Own", "persistentVolumeClaim": "ep-cache"}
     assert any(d["kind"] == "PersistentVolumeClaim" for d in plan.desired)
+
+
+def test_on_the_cache_an_own_pvc_is_kept_and_a_foreign_one_is_no_conflict() -> None:
+    from aim_controller.builders import LABEL_ENDPOINT, LABEL_MANAGED_BY
+    from aim_controller.builders.meta import MANAGED_BY
+
+    def pvc(labels: dict[str, str]) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "ep-cache", "namespace": "aim", "labels": labels,
+                             "uid": "uid-pvc", "resourceVersion": "1"},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": "100Gi"}}}}
+
+    for state in ("Ready", "Downloading"):
+        base = with_caches(aim_cache("shared", {MODEL: state}))
+        foreign = Observed(**{**base.__dict__, "children": {
+            ("PersistentVolumeClaim", "ep-cache"): pvc({"app": "mine"})}})
+        plan = plan_of(foreign)
+        assert plan.conflicts == () and plan.to_prune == ()
+        assert all(d["kind"] != "PersistentVolumeClaim" for d in plan.desired)
+        ours = Observed(**{**base.__dict__, "children": {
+            ("PersistentVolumeClaim", "ep-cache"): pvc(
+                {LABEL_MANAGED_BY: MANAGED_BY, LABEL_ENDPOINT: "ep"})}})
+        kept = [d for d in plan_of(ours).desired if d["kind"] == "PersistentVolumeClaim"]
+        assert [d["metadata"]["name"] for d in kept] == ["ep-cache"]
