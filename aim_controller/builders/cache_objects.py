@@ -246,10 +246,11 @@ def build_download_job(cache: AIMCache, model: CachedModel, settings: CacheJobSe
 
 
 def build_cleanup_cronjob(cache: AIMCache, settings: CacheJobSettings,
-                          policy_json: str) -> dict[str, Any]:
+                          policy_json: str, capacity_bytes: int | None = None) -> dict[str, Any]:
     """The CronJob that runs ``aim-controller cache-clean`` on ``cleanup.schedule`` with the
     policy :func:`~aim_controller.reconcilers.cache_decide.cleanup_policy` computed (the
-    in-use set included), one run at a time."""
+    in-use set included), one run at a time. ``capacity_bytes``: the volume's size, so free
+    space is counted against it (a shared filesystem reports the whole server's)."""
     name = cache.metadata.name or ""
     schedule = cache.spec.cleanup.schedule
     if schedule is None:
@@ -257,7 +258,8 @@ def build_cleanup_cronjob(cache: AIMCache, settings: CacheJobSettings,
     labels = cache_labels(name, JOB_CLEANUP)
     container = {
         "name": JOB_CLEANUP, "image": settings.image, "command": ["aim-controller"],
-        "args": ["cache-clean", "--root", CACHE_MOUNT_PATH, "--policy-json", policy_json],
+        "args": ["cache-clean", "--root", CACHE_MOUNT_PATH, "--policy-json", policy_json,
+                 *(["--capacity-bytes", str(capacity_bytes)] if capacity_bytes else [])],
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                       "limits": {"memory": "512Mi"}},
     }

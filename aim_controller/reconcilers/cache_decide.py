@@ -416,7 +416,7 @@ def decide(o: CacheObserved, settings: CacheJobSettings, max_concurrent: int) ->
     apply_cronjob = False
     if cache.spec.cleanup.enabled:
         policy = policy_json(cleanup_policy(cache, [*final, *removed], o.in_use))
-        cronjob = stamp_applied_hash(build_cleanup_cronjob(cache, settings, policy))
+        cronjob = stamp_applied_hash(build_cleanup_cronjob(cache, settings, policy, capacity))
         if o.cronjob is not None and not o.cronjob_owned:
             conflicts.append(f"CronJob {cronjob['metadata']['name']}")
             cronjob = None

@@ -150,6 +150,7 @@ async def test_the_spec_sample_reaches_ready_with_both_models(
     args = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:3] == ["cache-clean", "--root", "/cache"]
     policy = json.loads(args[args.index("--policy-json") + 1])
+    assert args[args.index("--capacity-bytes") + 1] == str(500 * 2**30)
     assert policy["maxAgeSeconds"] == 30 * 86400 and policy["minFreeBytes"] == 100 * 2**30
     assert [(p["id"], p["priority"], p["retentionSeconds"], p["inSpec"])
             for p in policy["models"]] == [("Qwen/Qwen3-32B", "high", 30 * 86400, True),
@@ -252,7 +253,8 @@ async def test_the_cleanup_cronjob_follows_cleanup_enabled(
     assert cj["spec"]["schedule"] == "*/5 * * * *"
     assert cj["spec"]["concurrencyPolicy"] == "Forbid"
     args = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert json.loads(args[-1]) == {"models": [], "inUse": [], "maxAgeSeconds": 7 * 86400,
+    assert args[-2:] == ["--capacity-bytes", str(10 * 2**30)]  # the volume's, not the fs'
+    assert json.loads(args[4]) == {"models": [], "inUse": [], "maxAgeSeconds": 7 * 86400,
                                     "minFreeBytes": None}
     apply(crds, aimcache("tidy", [], cleanup={"enabled": False}), namespace)
     await eventually(lambda: get_json(crds, "-n", namespace, "cronjob", name) is None, 60,

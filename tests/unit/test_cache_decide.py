@@ -349,6 +349,7 @@ def test_a_model_removed_from_the_spec_stays_until_its_retention() -> None:
     assert plan.cronjob is not None and plan.apply_cronjob
     args = plan.cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0][
         "args"]
+    assert args[-2:] == ["--capacity-bytes", str(100 * GI)]
     assert json.loads(args[args.index("--policy-json") + 1]) == {
         "models": [
             {"id": "org/kept", "priority": "high", "retentionSeconds": 30 * 86400,
