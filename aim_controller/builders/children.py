@@ -19,6 +19,7 @@ from .deployment import build_deployment
 from .hpa import build_hpa
 from .inputs import ChosenRecipe, SharedCache
 from .monitoring import build_prometheus_rule, build_service_monitor
+from .pdb import build_pdb
 from .pvc import build_cache_pvc
 from .service import build_service
 from .serviceaccount import build_service_account
@@ -38,6 +39,8 @@ class ChildKind(NamedTuple):
     kind: str
     plural: str
     needs_prometheus_operator: bool = False
+    # Served only where the Gateway API's CRDs are installed (see .httproute).
+    needs_gateway_api: bool = False
 
 
 # Apply order: what the Deployment references first, monitoring last.
@@ -48,8 +51,11 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind("apps/v1", "Deployment", "deployments"),
     ChildKind("v1", "Service", "services"),
     ChildKind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+    ChildKind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     ChildKind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors", True),
     ChildKind("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules", True),
+    ChildKind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes",
+              needs_gateway_api=True),
 )
 
 
@@ -89,6 +95,7 @@ def desired_children(
         build_deployment(endpoint, chosen, settings, shared_cache),
         build_service(endpoint),
         build_hpa(endpoint),
+        build_pdb(endpoint),
         build_service_monitor(endpoint, settings, monitoring_available=monitoring_available),
         build_prometheus_rule(endpoint, settings, monitoring_available=monitoring_available),
     ]

@@ -43,11 +43,10 @@ node). Nodes identified only by product name are not targeted. Nodes whose GPUs
 are partitioned (``amd.com/compute-memory-partition`` other than SPX) are excluded
 from every term: there ``amd.com/gpu`` counts partitions, not GPUs.
 
-Security: the pod security context is ``spec.security.podSecurityContext``; the
-container drops all capabilities and forbids privilege escalation. No seccomp
-profile is set: RuntimeDefault blocks the NUMA syscalls (mbind, set_mempolicy) that
-the ROCm runtime uses, and an explicit Unconfined is rejected by the Pod Security
-"baseline" level, so the node default applies. The service account token is not
+Security: hardened by default (seccomp RuntimeDefault, non-root unless the spec asks
+for root, the ROCm device groups, no privilege escalation, no capabilities, a
+writable HOME), with ``spec.security.podSecurityContext`` winning field by field: see
+:mod:`.pod_security`. The service account token is not
 mounted (the engine never talks to the API server). Service links are off: a
 Service named e.g. ``vllm`` would inject ``VLLM_PORT=tcp://...``, which vLLM reads
 as its own setting and rejects.
@@ -78,6 +77,7 @@ from .meta import (
     object_meta,
     selector_labels,
 )
+from .pod_security import container_security_context, home_volume, pod_security_context
 from .quantity import format_quantity, parse_quantity, try_parse_quantity
 from .scaling import deployment_replicas
 from .settings import OperatorSettings
@@ -221,16 +221,6 @@ def _probes(engine: EngineConfig, settings: OperatorSettings) -> dict[str, Any]:
     }
 
 
-def _pod_security_context(endpoint: AIMEndpoint) -> dict[str, Any] | None:
-    psc = endpoint.spec.security.pod_security_context
-    if psc is None:
-        return None
-    out = psc.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if not out.get("supplementalGroups"):
-        out.pop("supplementalGroups", None)
-    return dict(sorted(out.items())) or None
-
-
 def _strategy(endpoint: AIMEndpoint) -> dict[str, Any]:
     st = endpoint.spec.deployment.strategy
     if st.type == "Recreate":
@@ -269,7 +259,8 @@ def _container(
     shared: SharedCache | None = None,
 ) -> dict[str, Any]:
     resources = container_resources(endpoint, chosen, engine.gpu_count)
-    mounts = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    _, home_mount, home_env = home_volume()
+    mounts = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}, home_mount]
     mounts += [mount for _, mount in _cache_volumes(endpoint, settings, shared)]
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
@@ -279,16 +270,15 @@ def _container(
         "args": list(engine.args),
         "ports": [{"name": PORT_NAME, "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
     }
-    if engine.env:
-        container["env"] = [{"name": k, "value": v} for k, v in engine.env]
+    env = [{"name": k, "value": v} for k, v in engine.env]
+    if all(e["name"] != home_env["name"] for e in env):
+        env = sorted([*env, home_env], key=lambda e: e["name"])
+    container["env"] = env
     container |= {
         "resources": resources,
         "volumeMounts": sorted(mounts, key=lambda m: m["mountPath"]),
         **_probes(engine, settings),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": container_security_context(),
     }
     return container
 
@@ -306,6 +296,7 @@ def build_deployment(
     shm = shm_size(container["resources"]["requests"], settings)
     volumes: list[dict[str, Any]] = [
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
+        home_volume()[0],
     ]
     volumes += [volume for volume, _ in _cache_volumes(endpoint, settings, shared)]
 
@@ -317,9 +308,7 @@ def build_deployment(
     sa = service_account_name(endpoint)
     if sa is not None:
         pod_spec["serviceAccountName"] = sa
-    psc = _pod_security_context(endpoint)
-    if psc is not None:
-        pod_spec["securityContext"] = psc
+    pod_spec["securityContext"] = pod_security_context(endpoint)
     affinity = gpu_node_affinity(chosen.device_ids, gpus_per_replica=engine.gpu_count)
     if affinity is not None:
         pod_spec["affinity"] = affinity

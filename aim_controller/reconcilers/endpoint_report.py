@@ -12,12 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aim_controller.builders import deployment_replicas, replicas_clamp
+from aim_controller.builders.pod_security import admission_warning
 from aim_controller.machinery.handlers import KubeObject
 from aim_controller.recipes.identity import ConfigId
 
 from .conditions import merge_conditions
 from .endpoint_cache import CACHE_READY, CACHE_UNAVAILABLE, CACHE_WAIT_TIMED_OUT
-from .endpoint_canary_plan import canary_conditions, canary_status
+from .endpoint_canary_plan import (
+    GATEWAY_API_NOT_SERVED,
+    GATEWAY_ROUTED,
+    canary_conditions,
+    canary_status,
+)
 from .endpoint_decide import Plan
 from .endpoint_observe import ChildKey, Observed
 from .endpoint_status import (
@@ -39,6 +45,8 @@ __all__ = ["ApplyResult", "EventNote", "desired_status", "invalid_status", "stat
 _KEPT_WHEN_INVALID = ("recipe", "replicas", "selector", "cache", "canary")
 # The Event of a spec.replicas above scaling.maxReplicas (the Deployment runs the maximum).
 REPLICAS_CLAMPED = "ReplicasClamped"
+# The Event of pods that a namespace enforcing Pod Security "restricted" would refuse.
+POD_SECURITY_ADMISSION = "PodSecurityNotRestricted"
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,7 @@ def desired_status(
         api_error=api_error,
         cache=plan.cache.condition if plan.cache else None,
         waiting_for_cache=plan.cache is not None and plan.cache.wait,
-    ) + canary_conditions(plan.canary)
+    ) + canary_conditions(o, plan.canary)
     return {
         "observedGeneration": o.generation,
         "conditions": merge_conditions(o.status.get("conditions"), conds, o.generation, now),
@@ -122,7 +130,7 @@ def status_events(o: Observed, plan: Plan, status: Mapping[str, Any]) -> list[Ev
     if o.invalid is not None:
         return [EventNote("Warning", "InvalidSpec", o.invalid)]
     return [*_selection_events(o, plan, status), *_condition_events(o.status, status),
-            *_clamp_events(o),
+            *_clamp_events(o), *_admission_events(o, plan),
             *(EventNote(e.type, e.reason, e.message)
               for e in (plan.canary.events if plan.canary is not None else ()))]
 
@@ -140,6 +148,20 @@ def _clamp_events(o: Observed) -> list[EventNote]:
     if old is not None and note in str(old.get("message") or ""):
         return []
     return [EventNote("Warning", REPLICAS_CLAMPED, note)]
+
+
+def _admission_events(o: Observed, plan: Plan) -> list[EventNote]:
+    """Pods a restricted (or baseline) namespace would refuse (root, seccomp
+    Unconfined): one Warning Event per new reason, which the ResourcesReady message
+    carries while it holds."""
+    assert o.endpoint is not None
+    warning = admission_warning(o.endpoint.spec)
+    if warning is None or not plan.chosen:
+        return []
+    old = _condition(o.status, RESOURCES_READY)
+    if old is not None and warning in str(old.get("message") or ""):
+        return []
+    return [EventNote("Warning", POD_SECURITY_ADMISSION, warning)]
 
 
 def _selection_events(o: Observed, plan: Plan, status: Mapping[str, Any]) -> list[EventNote]:
@@ -164,6 +186,7 @@ _ROLLOUT_PROBLEMS = ("Unschedulable", "ProgressDeadlineExceeded")
 # turns to them, or keeps one with a new message: once per change, not per reconcile.
 WARNED_CONDITIONS: dict[tuple[str, str], frozenset[str]] = {
     (RESOURCES_READY, "False"): frozenset({CHILD_CONFLICT}),
+    (GATEWAY_ROUTED, "False"): frozenset({GATEWAY_API_NOT_SERVED}),
     # A pod or ReplicaSet failure: once per failure, not per kubelet retry.
     (DEGRADED, "True"): frozenset({"ApiError", *WORKLOAD_FAILURES, *_ROLLOUT_PROBLEMS}),
     # An AIMCache that cannot serve the model: the endpoint downloads it itself.

@@ -13,6 +13,7 @@ from typing import Any
 
 from aim_controller.api.v1alpha1 import AIMEndpointSpec
 from aim_controller.builders import replicas_clamp
+from aim_controller.builders.pod_security import admission_warning
 
 from .conditions import FALSE, TRUE, Cond
 from .pod_failures import PodFailure, replica_failure
@@ -122,6 +123,9 @@ def endpoint_conditions(
     else:
         n = outcome.desired if outcome else 0
         res = Cond(RESOURCES_READY, TRUE, "Applied", f"all {n} child objects are applied")
+    warning = admission_warning(spec) if spec is not None and ok else None
+    if warning:  # applied, but a restricted namespace will refuse the pods
+        res = Cond(res.type, res.status, res.reason, f"{res.message}; {warning}")
     conds.append(res)
 
     # The current template's Ready pods: during a rollout the old ReplicaSet's pods,

@@ -91,6 +91,7 @@ def test_production_example() -> None:
         ("Deployment", "qwen-32b-production"),
         ("Service", "qwen-32b-production"),
         ("HorizontalPodAutoscaler", "qwen-32b-production"),
+        ("PodDisruptionBudget", "qwen-32b-production"),
         ("ServiceMonitor", "qwen-32b-production"),
         ("PrometheusRule", "qwen-32b-production"),
     ]
@@ -99,7 +100,11 @@ def test_production_example() -> None:
     # maxReplicas 5 > minReplicas 1: the HPA scales the endpoint, which sets this.
     assert d["spec"]["replicas"] == 1
     assert ps["serviceAccountName"] == "aim-endpoint-sa"
-    assert ps["securityContext"] == {"fsGroup": 0, "runAsGroup": 0, "runAsUser": 0}
+    # The spec's root example: root as asked, the rest hardened (no runAsNonRoot).
+    assert ps["securityContext"] == {
+        "fsGroup": 0, "fsGroupChangePolicy": "OnRootMismatch", "runAsGroup": 0,
+        "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"},
+        "supplementalGroups": [44, 109]}
     res = container_of(d)["resources"]
     assert res["requests"] == {"amd.com/gpu": "4", "cpu": "16", "memory": "64Gi"}
     assert res["limits"] == {"amd.com/gpu": "4", "cpu": "32", "memory": "64Gi"}
@@ -126,13 +131,13 @@ def test_basic_example_is_minimal() -> None:
 def test_production_usage_example_monitoring_without_grafana() -> None:
     objs = build(EXAMPLES["usage-production-endpoint[0]"])
     assert [o["kind"] for o in objs] == ["ConfigMap", "Deployment", "Service",
-                                         "HorizontalPodAutoscaler", "ServiceMonitor",
-                                         "PrometheusRule"]
+                                         "HorizontalPodAutoscaler", "PodDisruptionBudget",
+                                         "ServiceMonitor", "PrometheusRule"]
     hpa = by_kind(objs, "HorizontalPodAutoscaler")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
     objs = build(EXAMPLES["usage-production-endpoint[0]"], available=False)
     assert [o["kind"] for o in objs] == ["ConfigMap", "Deployment", "Service",
-                                         "HorizontalPodAutoscaler"]
+                                         "HorizontalPodAutoscaler", "PodDisruptionBudget"]
 
 
 def test_auto_scaling_and_canary_examples() -> None:
@@ -166,11 +171,14 @@ def test_child_kinds() -> None:
         ("v1", "ServiceAccount"), ("v1", "ConfigMap"), ("v1", "PersistentVolumeClaim"),
         ("apps/v1", "Deployment"), ("v1", "Service"),
         ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("policy/v1", "PodDisruptionBudget"),
         ("monitoring.coreos.com/v1", "ServiceMonitor"),
         ("monitoring.coreos.com/v1", "PrometheusRule"),
+        ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ]
     assert [k.kind for k in child_kinds() if k.needs_prometheus_operator] == [
         "ServiceMonitor", "PrometheusRule"]
+    assert [k.kind for k in child_kinds() if k.needs_gateway_api] == ["HTTPRoute"]
     everything = endpoint({
         "scaling": {"minReplicas": 1, "maxReplicas": 3},
         "cache": {"enabled": True},
@@ -178,4 +186,5 @@ def test_child_kinds() -> None:
         "monitoring": {"enabled": True, "grafana": {"enabled": True}},
     })
     built = {(o["apiVersion"], o["kind"]) for o in build(everything)}
-    assert built == set(pairs)
+    # The HTTPRoute carries the canary's weights: the decide step builds it.
+    assert built == set(pairs) - {("gateway.networking.k8s.io/v1", "HTTPRoute")}

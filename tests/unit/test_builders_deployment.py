@@ -218,8 +218,10 @@ class TestVolumes:
 
     def test_no_cache_volume_by_default(self) -> None:
         d = deploy()
-        assert [v["name"] for v in pod_spec(d)["volumes"]] == ["dshm"]
-        assert "env" not in container_of(d)
+        # /dev/shm and the writable HOME of a user the image may not know.
+        assert [v["name"] for v in pod_spec(d)["volumes"]] == ["dshm", "home"]
+        assert container_of(d)["env"] == [{"name": "HOME", "value": "/home/aim"}]
+        assert {"name": "home", "mountPath": "/home/aim"} in container_of(d)["volumeMounts"]
 
 
 class TestProbes:
@@ -243,23 +245,31 @@ class TestProbes:
 
 
 class TestSecurity:
-    def test_defaults(self) -> None:
+    def test_defaults_are_hardened(self) -> None:
         ps = pod_spec(deploy())
-        assert "securityContext" not in ps
+        # What the restricted Pod Security Standard asks for, plus the ROCm groups.
+        assert ps["securityContext"] == {
+            "fsGroup": 65532, "fsGroupChangePolicy": "OnRootMismatch", "runAsGroup": 65532,
+            "runAsNonRoot": True, "runAsUser": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"}, "supplementalGroups": [44, 109]}
         assert "serviceAccountName" not in ps
         assert ps["automountServiceAccountToken"] is False
         assert ps["enableServiceLinks"] is False
         sc = container_of(deploy())["securityContext"]
-        assert sc["allowPrivilegeEscalation"] is False
-        assert "seccompProfile" not in sc and "privileged" not in sc
+        assert sc == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
     def test_pod_security_context_from_spec(self) -> None:
+        # The spec's root example: root as asked, no runAsNonRoot, the rest hardened.
         ps = pod_spec(deploy({"security": {"podSecurityContext": {
             "runAsUser": 0, "runAsGroup": 0, "fsGroup": 0}}}))
-        assert ps["securityContext"] == {"fsGroup": 0, "runAsGroup": 0, "runAsUser": 0}
+        assert ps["securityContext"] == {
+            "fsGroup": 0, "fsGroupChangePolicy": "OnRootMismatch", "runAsGroup": 0,
+            "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"},
+            "supplementalGroups": [44, 109]}
         ps = pod_spec(deploy({"security": {"podSecurityContext": {
             "runAsNonRoot": True, "runAsUser": 1000, "supplementalGroups": [44, 992]}}}))
         assert ps["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000,
+                                         "seccompProfile": {"type": "RuntimeDefault"},
                                          "supplementalGroups": [44, 992]}
 
     @pytest.mark.parametrize(

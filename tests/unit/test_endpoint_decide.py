@@ -109,7 +109,9 @@ def test_children_no_longer_desired_are_pruned_only_if_owned() -> None:
     children = as_observed(with_hpa.desired)
     o = observed(children=children)
     plan = plan_of(o)
-    assert [p["kind"] for p in plan.to_prune] == ["HorizontalPodAutoscaler"]
+    # Back to one replica: neither the autoscaler nor the disruption budget is wanted.
+    assert [p["kind"] for p in plan.to_prune] == ["HorizontalPodAutoscaler",
+                                                  "PodDisruptionBudget"]
     # The same object not controlled by this endpoint (e.g. a retained PVC) is never pruned.
     o = Observed(**{**o.__dict__, "owned": frozenset()})
     assert plan_of(o).to_prune == ()

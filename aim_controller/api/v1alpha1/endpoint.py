@@ -174,6 +174,20 @@ class Scaling(APIModel):
     e.g. "60s"."""
 
 
+class GatewayRef(APIModel):
+    """A Gateway (Gateway API, gateway.networking.k8s.io) an HTTPRoute attaches to."""
+
+    name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=253)]
+    """Name of the Gateway."""
+    namespace: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)] | None \
+        = None
+    """Namespace of the Gateway; unset means the endpoint's (a Gateway elsewhere must
+    allow routes from it)."""
+    section_name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=253)] \
+        | None = None
+    """Listener of the Gateway to attach to; unset means all that allow it."""
+
+
 class ServiceSpec(APIModel):
     """The Service in front of the endpoint's pods."""
 
@@ -185,6 +199,12 @@ class ServiceSpec(APIModel):
         default_factory=dict, max_length=64
     )
     """Annotations copied onto the Service, e.g. for cloud load balancers."""
+    gateway: GatewayRef | None = None
+    """Added by aim-controller: attach the endpoint to this Gateway with an HTTPRoute
+    ``<name>`` (needs the Gateway API's HTTPRoute CRD; without it the endpoint's status
+    says so in the GatewayRouted condition). During a canary the route splits requests
+    between the Service and the canary's Service ``<name>-canary`` by
+    deployment.canary.trafficSplit exactly."""
 
 
 class PrometheusSpec(APIModel):
@@ -272,8 +292,41 @@ class ServiceAccountSpec(APIModel):
     namespace's default ServiceAccount."""
 
 
+SeccompProfileType = Literal["RuntimeDefault", "Localhost", "Unconfined"]
+
+
+class SeccompProfileSpec(APIModel):
+    """The pods' seccomp profile (core/v1 SeccompProfile). Unset: RuntimeDefault."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.type == 'Localhost' ? has(self.localhostProfile)"
+                " : !has(self.localhostProfile)",
+                "seccompProfile.localhostProfile is required for type Localhost and"
+                " forbidden otherwise",
+                field_path=".localhostProfile",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    type: SeccompProfileType
+    """RuntimeDefault (the container runtime's default profile), Localhost (a profile
+    file on the node) or Unconfined (none: refused where the namespace enforces the
+    baseline or restricted Pod Security Standard)."""
+    localhost_profile: (
+        Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None
+    ) = None
+    """For type Localhost: the profile's path, relative to the kubelet's seccomp
+    directory."""
+
+
 class PodSecurityContextSpec(APIModel):
-    """Pod-level security attributes (a subset of core/v1 PodSecurityContext)."""
+    """Pod-level security attributes (a subset of core/v1 PodSecurityContext).
+
+    Unset fields get hardened defaults (seccomp RuntimeDefault, a non-root user unless
+    root is asked for, the ROCm device groups): see the operator's README."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -298,9 +351,13 @@ class PodSecurityContextSpec(APIModel):
     supplemental_groups: list[Annotated[int, Field(ge=0, le=2147483647)]] = Field(
         default_factory=list, max_length=32
     )
-    """Additional GIDs, e.g. the video/render groups that own /dev/kfd and /dev/dri."""
+    """Additional GIDs: the groups that own /dev/kfd and /dev/dri on the nodes. Empty:
+    video (44) and render (109, stock Ubuntu; check `getent group render` on the
+    nodes)."""
     fs_group_change_policy: FsGroupChangePolicy | None = None
     """When to change volume ownership to fsGroup: OnRootMismatch or Always."""
+    seccomp_profile: SeccompProfileSpec | None = None
+    """Added by aim-controller: the pods' seccomp profile. Unset: RuntimeDefault."""
 
 
 # A label or annotation key: an optional DNS-subdomain prefix and "/", then a name of at
