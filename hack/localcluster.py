@@ -78,6 +78,16 @@ def monitoring_crds() -> Path:
     return Path(res.stdout.strip().splitlines()[-1])
 
 
+def gateway_api_crds() -> Path:
+    """Fetches (first time) or finds the pinned Gateway API HTTPRoute CRD; returns its
+    directory."""
+    res = subprocess.run(
+        ["bash", str(HACK / "fetch-gateway-api-crds.sh")],
+        check=True, stdout=subprocess.PIPE, text=True,
+    )
+    return Path(res.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

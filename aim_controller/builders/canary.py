@@ -10,8 +10,10 @@
 * :func:`build_canary_deployment`: ``<name>-canary``, the new template with the
   canary label and annotation, in proportion to the split. Its pods keep the
   endpoint's selector labels, so the endpoint's Service sends them their share of
-  requests (the split by replica ratio); its own selector adds the canary label, so
-  it never counts the stable pods. (The stable Deployment's selector also matches
+  requests (the split by replica ratio; where an HTTPRoute splits them instead, the
+  pods lack ``app.kubernetes.io/name`` and only the canary's Service selects them);
+  its own selector is the instance and canary labels, so it never counts the stable
+  pods. (The stable Deployment's selector also matches
   the canary's pods; a ReplicaSet adopts only pods of its own pod-template-hash,
   and the Deployment controller only ReplicaSets it controls, so neither takes
   them.) The pod annotation marks them in the operator's slim pod cache.
@@ -27,7 +29,7 @@ from typing import Any
 
 from aim_controller.api.v1alpha1.groupversion import GROUP
 
-from .meta import ANNOTATION_APPLIED_HASH
+from .meta import ANNOTATION_APPLIED_HASH, LABEL_INSTANCE, LABEL_NAME
 
 __all__ = [
     "ANNOTATION_CANARY",
@@ -98,18 +100,25 @@ def stable_keeping_template(desired: Mapping[str, Any], observed: Mapping[str, A
     return _with_annotation(out, ANNOTATION_TEMPLATE_HASH, deployment_template_hash(observed))
 
 
-def build_canary_deployment(stable: Mapping[str, Any], replicas: int) -> dict[str, Any]:
-    """``<name>-canary`` from the built (and template-hash stamped) stable Deployment."""
+def build_canary_deployment(stable: Mapping[str, Any], replicas: int, *, routed: bool = False
+                            ) -> dict[str, Any]:
+    """``<name>-canary`` from the built (and template-hash stamped) stable Deployment.
+
+    ``routed``: an HTTPRoute splits the requests (see :mod:`.httproute`); the pods then
+    lack ``app.kubernetes.io/name``, so the endpoint's Service does not select them.
+    The selector (immutable) is the same either way."""
     out = copy.deepcopy(dict(stable))
     meta = out["metadata"]
-    meta["name"] = canary_name(str(meta["name"]))
+    name = str(meta["name"])
+    meta["name"] = canary_name(name)
     spec = out["spec"]
     spec["replicas"] = replicas
-    selector = dict(spec["selector"]["matchLabels"]) | {LABEL_CANARY: "true"}
-    spec["selector"] = {"matchLabels": dict(sorted(selector.items()))}
+    spec["selector"] = {"matchLabels": {LABEL_CANARY: "true", LABEL_INSTANCE: name}}
     tmeta = spec["template"].setdefault("metadata", {})
-    tmeta["labels"] = dict(sorted((dict(tmeta.get("labels") or {})
-                                   | {LABEL_CANARY: "true"}).items()))
+    labels = dict(tmeta.get("labels") or {}) | {LABEL_CANARY: "true"}
+    if routed:
+        labels.pop(LABEL_NAME, None)
+    tmeta["labels"] = dict(sorted(labels.items()))
     tmeta["annotations"] = dict(sorted((dict(tmeta.get("annotations") or {})
                                         | {ANNOTATION_CANARY: "true"}).items()))
     return _with_annotation(out, ANNOTATION_TEMPLATE_HASH, deployment_template_hash(stable))

@@ -2,8 +2,9 @@
 :class:`~aim_controller.builders.children.ChildKind` becomes a :class:`Resource`.
 
 ServiceMonitor and PrometheusRule are optional: served only where the Prometheus
-Operator's CRDs are installed, possibly after the operator started (a common order:
-operators first, monitoring stack after); the controller builder follows their CRDs.
+Operator's CRDs are installed (HTTPRoute: the Gateway API's), possibly after the
+operator started (a common order: operators first, monitoring stack after); the
+controller builder follows their CRDs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from aim_controller.machinery.resource import Resource
 
 
 class ChildResource(NamedTuple):
-    """``optional``: served only where its CRD is installed (the Prometheus Operator's)."""
+    """``optional``: served only where its CRD is installed (the Prometheus Operator's,
+    the Gateway API's)."""
 
     resource: Resource
     optional: bool
@@ -27,7 +29,7 @@ def child_resources() -> list[ChildResource]:
     for ck in child_kinds():
         group, _, version = ck.api_version.rpartition("/")
         out.append(ChildResource(Resource(group, version, ck.plural, ck.kind),
-                                 ck.needs_prometheus_operator))
+                                 ck.needs_prometheus_operator or ck.needs_gateway_api))
     return out
 
 

@@ -78,6 +78,8 @@ from .reservations import ReservationBook
 log = structlog.get_logger(__name__)
 
 CONTROLLER_NAME = "aimendpoint"
+MONITORING_GROUP = "monitoring.coreos.com"  # the Prometheus Operator's optional kinds
+KIND_HTTP_ROUTE = "HTTPRoute"  # the Gateway API's optional kind
 # Requeue for 4xx apply failures (bad input): not hot, not forgotten.
 INVALID_INPUT_RETRY = 300.0
 # Look again at a child whose name somebody else's object holds (its deletion is not
@@ -150,7 +152,8 @@ class EndpointReconciler:
         for child in children:
             builder.owns(child.resource, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}",
                          optional=child.optional)
-        self._optional_kinds = tuple(c.resource.kind for c in children if c.optional)
+        self._optional_kinds = tuple(c.resource.kind for c in children if c.optional
+                                     and c.resource.group == MONITORING_GROUP)
         # Kind -> (resource, informer); optional kinds join once served.
         self.children: OwnedKinds = builder.owned
         for kind, (_res, inf) in self.children.items():
@@ -162,12 +165,13 @@ class EndpointReconciler:
             quotas=self.quotas, inventory=self.gpus.inventory,
             namespace_recipes=self._namespace_recipes, catalog=self._catalog,
             monitoring_available=lambda: self.monitoring_available,
+            routes_available=lambda: KIND_HTTP_ROUTE in self.children,
             reservations=self.reservations, aim_caches=self.aim_caches,
         )
 
     @property
     def monitoring_available(self) -> bool:
-        """The Prometheus Operator's kinds (the optional children) are all served."""
+        """The Prometheus Operator's kinds (optional children) are all served."""
         return all(kind in self.children for kind in self._optional_kinds)
 
     def child_kind_served(self, res: Resource, informer: InformerLike) -> None:

@@ -152,10 +152,19 @@ class CanaryInput:
     now: datetime
     promote: str | None = None
     abort: str | None = None
+    # An HTTPRoute splits the requests by weight (else: by replica ratio).
+    routed: bool = False
 
     @property
     def replicas(self) -> int:
         return canary_replicas(self.stable_replicas, self.traffic_split)
+
+    @property
+    def weight(self) -> int:
+        """The percent of requests the canary gets."""
+        if self.routed:
+            return self.traffic_split
+        return replica_weight(self.stable_replicas, self.replicas)
 
 
 @dataclass(frozen=True)
@@ -235,7 +244,10 @@ def _tokens(record: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _split_note(i: CanaryInput) -> str:
-    w = replica_weight(i.stable_replicas, i.replicas)
+    if i.routed:
+        return (f"traffic split by the HTTPRoute: {i.traffic_split}% of the requests "
+                "through the Gateway to the canary's Service")
+    w = i.weight
     return (f"traffic split by replica ratio ({i.replicas} canary of "
             f"{i.stable_replicas + i.replicas} pods behind the Service: about {w}% of "
             f"requests, trafficSplit asks {i.traffic_split}%; approximate)")
@@ -244,7 +256,7 @@ def _split_note(i: CanaryInput) -> str:
 def _start(i: CanaryInput, previous: Mapping[str, Any] | None) -> dict[str, Any]:
     return {
         "phase": PROGRESSING,
-        "weight": replica_weight(i.stable_replicas, i.replicas),
+        "weight": i.weight,
         "replicas": i.replicas,
         "startTime": _stamp(i.now),
         "templateHash": i.desired_template,
@@ -331,7 +343,7 @@ def _running(i: CanaryInput, r: dict[str, Any]) -> CanaryStep:
         msg = f"canary rolled back, the stable Deployment is untouched: {evidence}"
         return _rollback(r, FAILED, msg, CanaryEvent("Warning", CANARY_FAILED, msg))
     n = i.replicas
-    base = r | {"replicas": n, "weight": replica_weight(i.stable_replicas, n)}
+    base = r | {"replicas": n, "weight": i.weight}
     if i.canary_template != i.desired_template or h.ready < n:
         if h.waiting:
             why = f"waiting: {h.waiting}"

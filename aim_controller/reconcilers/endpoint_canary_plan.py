@@ -25,6 +25,7 @@ from aim_controller.builders.canary import (
 )
 from aim_controller.builders.diff import covers
 from aim_controller.builders.durations import parse_duration_seconds
+from aim_controller.builders.httproute import build_canary_service, build_httproute
 
 from .conditions import FALSE, TRUE, Cond
 from .endpoint_canary import (
@@ -41,13 +42,18 @@ from .endpoint_observe import Observed
 from .pod_failures import replica_failure
 
 __all__ = [
+    "GATEWAY_API_NOT_SERVED",
+    "GATEWAY_ROUTED",
     "LEGACY_TEMPLATE",
     "canary_conditions",
     "canary_deployments",
     "canary_status",
     "rollout_complete",
+    "routed",
 ]
 
+GATEWAY_ROUTED = "GatewayRouted"
+GATEWAY_API_NOT_SERVED = "GatewayAPINotServed"
 # A stable Deployment from before canaries, whose template differs from the spec's.
 LEGACY_TEMPLATE = "unstamped"
 
@@ -113,11 +119,34 @@ def _health(o: Observed, replicas: int, gpu: tuple[str, int] | None) -> CanaryHe
     return CanaryHealth(pods.ready, o.canary_restarts, failure, waiting)
 
 
+def routed(o: Observed) -> bool:
+    """An HTTPRoute attaches the endpoint to ``spec.service.gateway`` (the Gateway API's
+    HTTPRoute is served)."""
+    return bool(o.endpoint is not None and o.endpoint.spec.service.gateway is not None
+                and o.routes_available)
+
+
 def canary_deployments(
     o: Observed, desired: tuple[dict[str, Any], ...], gpu: tuple[str, int] | None
 ) -> tuple[tuple[dict[str, Any], ...], CanaryStep | None]:
-    """``desired`` with the Deployments the canary's step asks for, and that step (None
-    when the canary is off: ``desired`` is then returned as it is)."""
+    """``desired`` with the Deployments the canary's step asks for, the canary's
+    Service and the HTTPRoute where a route splits the requests, and that step (None
+    when the canary is off)."""
+    desired, s = _deployments(o, desired, gpu)
+    if not routed(o):
+        return desired, s
+    assert o.endpoint is not None
+    split = s is not None and s.mode is Mode.CANARY
+    extra = [build_canary_service(o.endpoint)] if split else []
+    route = build_httproute(o.endpoint, s.record["weight"] if split and s and s.record
+                            else None)
+    extra += [route] if route is not None else []
+    return (*desired, *(stamp_applied_hash(d) for d in extra)), s
+
+
+def _deployments(
+    o: Observed, desired: tuple[dict[str, Any], ...], gpu: tuple[str, int] | None
+) -> tuple[tuple[dict[str, Any], ...], CanaryStep | None]:
     assert o.endpoint is not None
     spec = o.endpoint.spec
     c = spec.deployment.canary
@@ -143,6 +172,7 @@ def canary_deployments(
         now=o.now,
         promote=annotations.get(PROMOTE_ANNOTATION),
         abort=annotations.get(ABORT_ANNOTATION),
+        routed=routed(o),
     )
     i = replace(i, health=_health(o, i.replicas, gpu))
     s = step(i)
@@ -152,20 +182,34 @@ def canary_deployments(
     else:
         out[index] = stamp_applied_hash(stable_keeping_template(built, stable))
         if s.mode is Mode.CANARY:
-            out.insert(index + 1, stamp_applied_hash(build_canary_deployment(built, s.replicas)))
+            out.insert(index + 1, stamp_applied_hash(
+                build_canary_deployment(built, s.replicas, routed=i.routed)))
     return tuple(out), s
 
 
-def canary_conditions(s: CanaryStep | None) -> list[Cond]:
-    """``CanaryFailed``, while the canary is on: True with the evidence of the last
-    canary's failure, False otherwise."""
+def canary_conditions(o: Observed, s: CanaryStep | None) -> list[Cond]:
+    """``GatewayRouted`` while ``spec.service.gateway`` is set (False, and the split by
+    replica ratio, where the Gateway API is not served); ``CanaryFailed`` while the
+    canary is on: True with the evidence of the last canary's failure."""
+    out: list[Cond] = []
+    gw = o.endpoint.spec.service.gateway if o.endpoint is not None else None
+    if gw is not None:
+        where = f"{gw.namespace}/{gw.name}" if gw.namespace else gw.name
+        if routed(o):
+            out.append(Cond(GATEWAY_ROUTED, TRUE, "HTTPRouteApplied",
+                            f"the HTTPRoute {o.name} attaches the endpoint to Gateway {where}"))
+        else:
+            out.append(Cond(GATEWAY_ROUTED, FALSE, GATEWAY_API_NOT_SERVED,
+                            f"spec.service.gateway names Gateway {where}, but the Gateway "
+                            "API's HTTPRoute is not served in this cluster: no route (a "
+                            "canary splits by replica ratio); install the Gateway API CRDs"))
     if s is None:
-        return []
+        return out
     if s.failed is not None:
-        return [Cond(CANARY_FAILED, TRUE, "RolledBack", s.failed)]
+        return [*out, Cond(CANARY_FAILED, TRUE, "RolledBack", s.failed)]
     phase = str((s.record or {}).get("phase") or "NoCanary")
-    return [Cond(CANARY_FAILED, FALSE, phase, str((s.record or {}).get("message")
-                                                  or "no canary has run"))]
+    return [*out, Cond(CANARY_FAILED, FALSE, phase, str((s.record or {}).get("message")
+                                                        or "no canary has run"))]
 
 
 def canary_status(o: Observed, s: CanaryStep | None, chosen: bool) -> dict[str, Any]:

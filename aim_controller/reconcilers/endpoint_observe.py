@@ -205,6 +205,8 @@ class Observed:
     canary_pods: PodsState = field(default_factory=PodsState)
     # Container restarts of the canary's live pods of its current template.
     canary_restarts: int = 0
+    # The Gateway API's HTTPRoute is served.
+    routes_available: bool = False
 
     @property
     def deployment(self) -> KubeObject | None:
@@ -231,6 +233,9 @@ class EndpointCaches:
     namespace_recipes: Callable[[str], RecipeIndex]
     catalog: RecipeIndex
     monitoring_available: Callable[[], bool]
+    # The Gateway API's HTTPRoute is served (spec.service.gateway can be honoured);
+    # the default, bool(), is False.
+    routes_available: Callable[[], bool] = bool
     reservations: ReservationBook = field(default_factory=ReservationBook)
     aim_caches: InformerLike | None = None
 
@@ -293,6 +298,7 @@ class EndpointCaches:
             now=now,
             aim_caches=self._aim_caches(namespace, obj),
             canary_pods=canary_state,
+            routes_available=self.routes_available(),
             canary_restarts=container_restarts(canary_pods, canary),
         )
 

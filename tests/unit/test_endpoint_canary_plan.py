@@ -177,3 +177,47 @@ def test_canary_builder_and_pod_mark() -> None:
     pod = copy.deepcopy(canary["spec"]["template"])
     assert is_canary_pod(pod) and not is_canary_pod(stable["spec"]["template"])
     assert stable["spec"]["template"]["metadata"]["labels"] == {"a": "b"}
+
+
+GATEWAY = {"service": {"gateway": {"name": "public", "namespace": "gw"}}}
+
+
+def test_with_the_gateway_api_an_httproute_splits_by_weight() -> None:
+    spec = {**SPEC, **CANARY, **GATEWAY}
+    o, _ = running(spec)
+    o = Observed(**{**o.__dict__, "routes_available": True})
+    [route] = [d for d in plan_of(o).desired if d["kind"] == "HTTPRoute"]
+    assert route["spec"]["parentRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public",
+         "namespace": "gw"}]
+    assert [b["name"] for b in route["spec"]["rules"][0]["backendRefs"]] == ["ep"]
+    new = changed(o, {**spec, "image": "example.com/vllm:v2"}, routes_available=True)
+    plan = plan_of(new)
+    [route] = [d for d in plan.desired if d["kind"] == "HTTPRoute"]
+    assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [
+        ("ep", 90), ("ep-canary", 10)]
+    svc = next(d for d in plan.desired
+               if d["kind"] == "Service" and d["metadata"]["name"] == "ep-canary")
+    canary = deployments(plan)["ep-canary"]
+    labels = canary["spec"]["template"]["metadata"]["labels"]
+    assert set(svc["spec"]["selector"].items()) <= set(labels.items())
+    # The endpoint's Service does not select the canary's pods: the weights are the split.
+    stable_svc = next(d for d in plan.desired
+                      if d["kind"] == "Service" and d["metadata"]["name"] == "ep")
+    assert not set(stable_svc["spec"]["selector"].items()) <= set(labels.items())
+    status = status_of(new, plan)
+    assert status["canary"]["weight"] == 10 and "HTTPRoute" in status["canary"]["message"]
+    routed = next(c for c in status["conditions"] if c["type"] == "GatewayRouted")
+    assert routed["status"] == "True"
+
+
+def test_without_the_gateway_api_the_gateway_is_refused_in_a_condition() -> None:
+    spec = {**SPEC, **GATEWAY}
+    o = observed(endpoint_obj(spec))
+    plan = plan_of(o)
+    assert not [d for d in plan.desired if d["kind"] == "HTTPRoute"]
+    status = status_of(o, plan)
+    cond = next(c for c in status["conditions"] if c["type"] == "GatewayRouted")
+    assert cond["status"] == "False" and cond["reason"] == "GatewayAPINotServed"
+    assert ("Warning", "GatewayAPINotServed") in [
+        (e.type, e.reason) for e in status_events(o, plan, status)]
