@@ -2,7 +2,8 @@
 # make deploy / make undeploy: the operator on a local kind cluster, as a user installs it.
 #   deploy:   create the kind cluster if it does not exist (hack/kind-config.yaml), build
 #             the image, load it into the cluster's nodes, apply the CRDs (Helm installs
-#             crds/ only on the first install, never on upgrade), helm upgrade --install
+#             crds/ only on the first install, never on upgrade; --force-conflicts takes
+#             over the fields of a CRD Helm created), helm upgrade --install
 #             the chart with that image, wait for the rollout.
 #   undeploy: helm uninstall (the CRDs and your AIM objects stay, as with Helm).
 # DRY_RUN=1 prints every command, each on a line starting "+ ", and runs none.
@@ -47,7 +48,7 @@ deploy() {
   fi
   run "$DOCKER" build -t "$IMG" .
   run "$KIND" load docker-image "$IMG" --name "$CLUSTER"
-  run "$KUBECTL" --context "$CONTEXT" apply --server-side -f "$CHART/crds"
+  run "$KUBECTL" --context "$CONTEXT" apply --server-side --force-conflicts -f "$CHART/crds"
   run "$KUBECTL" --context "$CONTEXT" wait --for=condition=Established --timeout=60s -f "$CHART/crds"
   run "$HELM" upgrade --install "$RELEASE" "$CHART" --kube-context "$CONTEXT" \
     --namespace "$NAMESPACE" --create-namespace \

@@ -276,7 +276,7 @@ def test_make_deploy_dry_run_prints_every_command(
         "kind create cluster --name aim --config hack/kind-config.yaml --wait 120s",
         f"docker build -t {img} .",
         f"kind load docker-image {img} --name aim",
-        f"kubectl --context kind-aim apply --server-side -f {chart}/crds",
+        f"kubectl --context kind-aim apply --server-side --force-conflicts -f {chart}/crds",
         f"kubectl --context kind-aim wait --for=condition=Established --timeout=60s"
         f" -f {chart}/crds",
         f"helm upgrade --install {RELEASE} {chart} --kube-context kind-aim --namespace {NAMESPACE}"
