@@ -9,7 +9,10 @@ runs it too), so the chart never restates what manifests/ says:
   pod field the chart's values do not cover (volumes, mounts, grace period);
 - ``templates/catalog.yaml``: the built-in recipe catalog (manifests/catalog), in the
   release namespace, when ``catalog.install``;
-- ``Chart.yaml``'s version and appVersion: pyproject.toml's version.
+- ``Chart.yaml``'s version and appVersion: pyproject.toml's version;
+- ``values.schema.json``: the values' types, with the choices of --log-level and
+  --log-format read from the operator's own flag parser (aim_controller.options), so a
+  wrong value fails at install instead of crash-looping the operator.
 
 It also checks that values.yaml's defaults (replicas, resources, security contexts,
 pull policy, the flags values set, the metrics port) are the manifests', so the chart
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import re
 import sys
 import tomllib
@@ -155,6 +159,55 @@ def chart_yaml() -> str:
     return re.sub(r"(?m)^appVersion: .*$", f'appVersion: "{v}"', text)
 
 
+def flag_choices(option: str) -> list[str]:
+    sys.path.insert(0, str(ROOT))
+    from aim_controller.options import parser  # the venv's: make chart runs it there
+
+    [action] = [a for a in parser()._actions if option in a.option_strings]
+    return [str(c) for c in action.choices or []]
+
+
+def values_schema() -> str:
+    string, boolean = {"type": "string"}, {"type": "boolean"}
+    strings = {"type": "array", "items": string}
+    port = {"type": "integer", "minimum": 1, "maximum": 65535}
+    obj = {"type": "object"}
+
+    def props(required: bool = True, **p: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "object", "properties": p}
+        if required:
+            out["required"] = sorted(p)
+        return out
+
+    schema = props(
+        required=False,
+        image=props(repository={"type": "string", "minLength": 1},
+                    tag={"type": ["string", "number"]},
+                    digest={"type": "string", "pattern": "^(sha256:[a-f0-9]{64})?$"},
+                    pullPolicy={"enum": ["Always", "IfNotPresent", "Never"]}),
+        imagePullSecrets={"type": "array"}, nameOverride=string, fullnameOverride=string,
+        replicaCount={"type": "integer", "minimum": 0},
+        serviceAccount=props(required=False, create=boolean, name=string, annotations=obj),
+        leaderElection=props(enabled=boolean, leaseDuration=string, renewDeadline=string,
+                             retryPeriod=string),
+        watchNamespaces=strings,
+        logLevel={"enum": flag_choices("--log-level")},
+        logFormat={"enum": flag_choices("--log-format")},
+        unschedulableGrace=string,
+        metrics=props(port=port,
+                      service=props(enabled=boolean, type=string, port=port),
+                      serviceMonitor=props(required=False, enabled=boolean, interval=string,
+                                           scrapeTimeout=string, labels=obj)),
+        catalog=props(install=boolean),
+        resources=obj, podSecurityContext=obj, securityContext=obj, podAnnotations=obj,
+        podLabels=obj, nodeSelector=obj, tolerations={"type": "array"}, affinity=obj,
+        priorityClassName=string, extraArgs=strings, **{"global": obj},
+    )
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", **schema,
+              "additionalProperties": False}
+    return json.dumps(schema, indent=2) + "\n"
+
+
 def generated() -> dict[Path, str]:
     """Chart path -> the text it must hold."""
     out = {CHART / "crds" / p.name: p.read_text()
@@ -162,6 +215,7 @@ def generated() -> dict[Path, str]:
     out[CHART / "templates" / "_generated.tpl"] = generated_tpl()
     out[CHART / "templates" / "catalog.yaml"] = catalog_template()
     out[CHART / "Chart.yaml"] = chart_yaml()
+    out[CHART / "values.schema.json"] = values_schema()
     return out
 
 

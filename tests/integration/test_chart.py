@@ -232,6 +232,11 @@ def test_helm_lint_is_clean(api_cluster: LocalCluster) -> None:
         res = helm(api_cluster, "lint", "--strict", str(CHART),
                    *[a for s in sets for a in ("--set", s)])
         assert "0 chart(s) failed" in res.stdout, res.stdout
+    # values.schema.json: a value the operator would refuse fails the install at once
+    # (instead of a crash-looping operator), and so does a misspelt key.
+    for bad, says in (("logLevel=verbose", "/logLevel"), ("imageTag=v2", "imageTag")):
+        res = helm(api_cluster, "template", RELEASE, str(CHART), "--set", bad, check=False)
+        assert res.returncode != 0 and says in res.stderr, res.stderr
 
 
 def test_the_servicemonitor_needs_the_prometheus_operator_api(api_cluster: LocalCluster) -> None:

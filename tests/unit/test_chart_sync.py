@@ -4,6 +4,7 @@ values default that disagrees with them is reported as stale until `make chart`.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 import sync_chart
 import yaml
+
+from aim_controller.options import parse, parser
 
 
 def test_the_committed_chart_is_current() -> None:
@@ -113,3 +116,28 @@ def test_values_defaults_that_disagree_with_the_manifests_are_reported(
     assert "values.yaml: the flags values set" in problems and "console" in problems
     # Generation cannot fix values.yaml: make chart fails and says so.
     assert sync_chart.main([]) == 1
+
+
+def test_the_operator_accepts_every_flag_the_chart_passes() -> None:
+    values = yaml.safe_load((sync_chart.CHART / "values.yaml").read_text())
+    values["leaderElection"].update(leaseDuration="30s", renewDeadline="20s", retryPeriod="5s")
+    values.update(watchNamespaces=["team-a", "team-b"], unschedulableGrace="2m",
+                  logLevel="debug")
+    args = [a.replace(sync_chart.NS, "ops") for a in sync_chart.value_args(values)]
+    args += defines(sync_chart.generated_tpl())["args"] or []
+    opts = parse(args)
+    assert (opts.operator_namespace, opts.leader_election_namespace) == ("ops", "ops")
+    assert opts.leader_elect and (opts.lease_duration, opts.renew_deadline,
+                                  opts.retry_period) == (30.0, 20.0, 5.0)
+    assert opts.namespaces == ["team-a", "team-b"] and opts.unschedulable_grace == 120.0
+    assert (opts.log_level, opts.log_format) == ("debug", "json")
+
+
+def test_the_values_schema_takes_the_log_choices_from_the_operator() -> None:
+    schema = json.loads(sync_chart.values_schema())
+    for key, flag in (("logLevel", "--log-level"), ("logFormat", "--log-format")):
+        [action] = [a for a in parser()._actions if flag in a.option_strings]
+        assert schema["properties"][key]["enum"] == list(action.choices or [])
+    values = yaml.safe_load((sync_chart.CHART / "values.yaml").read_text())
+    # Every value has a place in the schema (it forbids the others: typos fail).
+    assert set(values) <= set(schema["properties"])
