@@ -51,7 +51,15 @@ lock: venv ## Re-resolve the hashed lock files from pyproject.toml (runtime: the
 prometheus: ## Install (or find) prometheus and promtool (Debian's prometheus package)
 	@bash hack/install-prometheus.sh
 
-test: venv binaries prometheus lint ## Run every test (unit, property, and on the real local control plane)
+linters: ## Build (or reuse) kubeconform and checkov, pinned and cached by version
+	@bash hack/install-linters.sh
+
+# Needs a kube-apiserver (kubeconform's schemas come from its OpenAPI), so it is not part
+# of `make lint`; `make test` runs the same test.
+lint-manifests: venv binaries linters ## kubeconform (strict) and checkov over kustomize, the chart and the operator's children
+	$(VENV)/bin/pytest -p no:cacheprovider tests/integration/test_manifest_lint.py $(PYTEST_ARGS)
+
+test: venv binaries prometheus lint linters ## Run every test (unit, property, and on the real local control plane)
 	AIM_REQUIRE_PROMETHEUS=1 $(VENV)/bin/pytest $(PYTEST_ARGS) tests
 
 unit: venv ## Only the fast pure tests
@@ -105,4 +113,4 @@ deploy-kustomize: ## kubectl apply -k manifests/default to the current kube cont
 clean: down ## Remove local state (not the cached binaries)
 	rm -rf _out
 
-.PHONY: help venv binaries prometheus manifests lint test unit up down install samples run demo bench chaos docker-build chart deploy undeploy deploy-kustomize clean
+.PHONY: help venv binaries prometheus manifests lint linters lint-manifests test unit up down install samples run demo bench chaos docker-build chart deploy undeploy deploy-kustomize clean

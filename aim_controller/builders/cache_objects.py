@@ -218,8 +218,9 @@ def build_download_job(cache: AIMCache, model: CachedModel, settings: CacheJobSe
     container: dict[str, Any] = {
         "name": JOB_DOWNLOAD, "image": settings.image, "command": ["aim-controller"],
         "args": args, "env": env,
+        # CPU bounded (TLS and hashing of parallel file downloads), not starving the node.
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
-                      "limits": {"memory": "4Gi"}},
+                      "limits": {"cpu": "2", "memory": "4Gi"}},
     }
     if not env:
         del container["env"]
@@ -261,7 +262,7 @@ def build_cleanup_cronjob(cache: AIMCache, settings: CacheJobSettings,
         "args": ["cache-clean", "--root", CACHE_MOUNT_PATH, "--policy-json", policy_json,
                  *(["--capacity-bytes", str(capacity_bytes)] if capacity_bytes else [])],
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                      "limits": {"memory": "512Mi"}},
+                      "limits": {"cpu": "500m", "memory": "512Mi"}},
     }
     return {
         "apiVersion": "batch/v1", "kind": "CronJob",
