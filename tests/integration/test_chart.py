@@ -12,13 +12,14 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from localcluster import LocalCluster, monitoring_crds
+from localcluster import LocalCluster, ensure_binaries, monitoring_crds
 
 pytestmark = pytest.mark.cluster
 
@@ -37,12 +38,23 @@ ROLE = {d["kind"]: d for d in yaml.safe_load_all((ROOT / "manifests/rbac/role.ya
         if d}
 
 
-def helm(c: LocalCluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([str(c.bin_dir / "helm"), f"--kubeconfig={c.kubeconfig}", *args],
+@pytest.fixture(scope="module")
+def bin_dir() -> Path:
+    """helm and kubectl, for what needs no cluster (render, lint)."""
+    return ensure_binaries()
+
+
+def helm(c: LocalCluster | Path, *args: str, check: bool = True,
+         ) -> subprocess.CompletedProcess[str]:
+    """helm against the cluster ``c``, or with no cluster when ``c`` is the bin directory."""
+    bin_dir = c if isinstance(c, Path) else c.bin_dir
+    kubeconfig = [] if isinstance(c, Path) else [f"--kubeconfig={c.kubeconfig}"]
+    home = Path(tempfile.gettempdir()) / "aim-test-helm" if isinstance(c, Path) else c.state_dir
+    res = subprocess.run([str(bin_dir / "helm"), *kubeconfig, *args],
                          capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, HELM_CACHE_HOME=str(c.state_dir / "helm-cache"),
-                                  HELM_CONFIG_HOME=str(c.state_dir / "helm-config"),
-                                  HELM_DATA_HOME=str(c.state_dir / "helm-data")))
+                         env=dict(os.environ, HELM_CACHE_HOME=str(home / "helm-cache"),
+                                  HELM_CONFIG_HOME=str(home / "helm-config"),
+                                  HELM_DATA_HOME=str(home / "helm-data")))
     if check:
         assert res.returncode == 0, res.stdout + res.stderr
     return res
@@ -58,14 +70,15 @@ def absent(c: LocalCluster, *what: str) -> bool:
     return res.returncode != 0 and "NotFound" in res.stderr
 
 
-def render_chart(c: LocalCluster, *sets: str) -> list[dict[str, Any]]:
+def render_chart(c: Path, *sets: str) -> list[dict[str, Any]]:
     out = helm(c, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--include-crds",
                *[a for s in sets for a in ("--set", s)]).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
-def render_kustomize(c: LocalCluster) -> list[dict[str, Any]]:
-    out = c.kubectl("kustomize", str(ROOT / "manifests" / "default")).stdout
+def render_kustomize(bin_dir: Path) -> list[dict[str, Any]]:
+    out = subprocess.run([str(bin_dir / "kubectl"), "kustomize", str(ROOT / "manifests/default")],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -208,10 +221,8 @@ def differences(chart: list[dict[str, Any]], kustomize: list[dict[str, Any]]) ->
     return out
 
 
-def test_chart_and_kustomize_render_the_same_rbac_and_deployment(
-    api_cluster: LocalCluster,
-) -> None:
-    c = api_cluster
+def test_chart_and_kustomize_render_the_same_rbac_and_deployment(bin_dir: Path) -> None:
+    c = bin_dir
     kustomize = render_kustomize(c)
     # kustomize's image, so the image is not a difference (the chart's default tag is
     # its appVersion, manifests/default's aim-controller:dev, as make deploy builds it).
@@ -225,22 +236,22 @@ def test_chart_and_kustomize_render_the_same_rbac_and_deployment(
     assert differences(render_chart(c, *same_image, "catalog.install=false"), kustomize)
 
 
-def test_helm_lint_is_clean(api_cluster: LocalCluster) -> None:
+def test_helm_lint_is_clean(bin_dir: Path) -> None:
     for sets in ([], ["watchNamespaces={team-a,team-b}", "leaderElection.enabled=false",
                       "image.digest=sha256:" + "0" * 64, "unschedulableGrace=2m",
                       "extraArgs={--max-concurrent-reconciles=20}", "nodeSelector.role=ops"]):
-        res = helm(api_cluster, "lint", "--strict", str(CHART),
+        res = helm(bin_dir, "lint", "--strict", str(CHART),
                    *[a for s in sets for a in ("--set", s)])
         assert "0 chart(s) failed" in res.stdout, res.stdout
     # values.schema.json: a value the operator would refuse fails the install at once
     # (instead of a crash-looping operator), and so does a misspelt key.
     for bad, says in (("logLevel=verbose", "/logLevel"), ("imageTag=v2", "imageTag")):
-        res = helm(api_cluster, "template", RELEASE, str(CHART), "--set", bad, check=False)
+        res = helm(bin_dir, "template", RELEASE, str(CHART), "--set", bad, check=False)
         assert res.returncode != 0 and says in res.stderr, res.stderr
 
 
-def test_the_servicemonitor_needs_the_prometheus_operator_api(api_cluster: LocalCluster) -> None:
-    c = api_cluster
+def test_the_servicemonitor_needs_the_prometheus_operator_api(bin_dir: Path) -> None:
+    c = bin_dir
     on = ("metrics.serviceMonitor.enabled=true",)
     res = helm(c, "template", RELEASE, str(CHART), "--set", on[0], check=False)
     assert res.returncode != 0 and "does not serve monitoring.coreos.com/v1" in res.stderr
