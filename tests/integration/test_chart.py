@@ -301,6 +301,9 @@ def test_make_deploy_dry_run_prints_every_command(
         f"kubectl --context kind-aim -n {NAMESPACE} rollout status deployment/{RELEASE}"
         " --timeout=180s",
     ]
+    kind_config = yaml.safe_load((ROOT / "hack" / "kind-config.yaml").read_text())
+    assert (kind_config["apiVersion"], kind_config["kind"]) == ("kind.x-k8s.io/v1alpha4",
+                                                                "Cluster")
     assert make_deploy(env, "undeploy", "DRY_RUN=1", "HELM=helm") == [
         f"helm uninstall {RELEASE} --kube-context kind-aim --namespace {NAMESPACE}"
         " --ignore-not-found"]
