@@ -105,6 +105,7 @@ async def build_app(
         max_concurrent_reconciles=opts.max_concurrent_reconciles,
         unschedulable_grace=timedelta(seconds=opts.unschedulable_grace),
         cache_wait_timeout=timedelta(seconds=opts.cache_wait_timeout),
+        canary_prometheus_url=opts.canary_prometheus_url,
     )
     registrations: dict[str, Callable[[ControllerContext], Controller]] = {
         endpoint.CONTROLLER_NAME: endpoint.register,
@@ -131,6 +132,7 @@ async def build_app(
     manager = Manager(api, informers, serving, leader_election=election)
     for c in controllers:
         manager.add_controller(c)
+    manager.runnables.extend(ctx.runnables)
     log.info("operator configured", namespaces=opts.namespaces or "all",
              leader_elect=opts.leader_elect, identity=opts.identity)
     return App(manager, api, metrics, controllers, ctx.recorder)

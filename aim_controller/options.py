@@ -87,6 +87,7 @@ class Options:
     operator_image: str = DEFAULT_OPERATOR_IMAGE
     cache_max_concurrent_downloads: int = 2
     watch_stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    canary_prometheus_url: str | None = None
 
 
 _DURATIONS = "A duration such as 20s, 5m, 1h30m or 500ms, or plain seconds."
@@ -150,6 +151,11 @@ def parser() -> argparse.ArgumentParser:
                         f"(env OPERATOR_IMAGE; default {DEFAULT_OPERATOR_IMAGE}).")
     p.add_argument("--cache-max-concurrent-downloads", type=_positive_int, default=2,
                    help="Download Jobs one AIMCache runs at once (default 2).")
+    p.add_argument("--canary-prometheus-url", metavar="URL", default=None,
+                   help="Prometheus (e.g. http://prometheus.monitoring:9090) whose engine "
+                        "metrics decide canaries too: the canary's error rate and p95 "
+                        "latency against the stable pods' over its duration (default: "
+                        "none, pod health alone).")
     p.add_argument("--resync-period", metavar="DURATION", type=_seconds, default=0.0,
                    help=f"Time between full resyncs of the caches (default 0: none). {_DURATIONS}")
     p.add_argument("--kube-api-qps", type=_positive_float, default=50.0,

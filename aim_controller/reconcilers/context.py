@@ -7,8 +7,10 @@ Reconcilers read only from the informers' caches and write only through
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from aim_controller.api.v1alpha1.groupversion import (
     API_VERSION,
@@ -53,6 +55,10 @@ class ControllerContext:
     unschedulable_grace: timedelta = DEFAULT_RESELECT_AFTER
     # How long an endpoint waits for an AIMCache to download its model.
     cache_wait_timeout: timedelta = timedelta(minutes=15)
+    # Prometheus for the canaries' metric analysis (None: pod health alone).
+    canary_prometheus_url: str | None = None
+    # Background loops a controller needs (run by the manager while it leads).
+    runnables: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     _gpu_view: GpuView | None = None
 
     def builder(self, name: str) -> ControllerBuilder:

@@ -47,9 +47,11 @@ from aim_controller.machinery.resource import PODS, Resource
 from aim_controller.machinery.workqueue import PRIORITY_DEFAULT, PRIORITY_LOW
 from aim_controller.recipes import RecipeIndex, builtin_index
 
+from .canary_metrics import CanaryAnalyzer
 from .child_resources import child_resources
 from .conditions import now_rfc3339
 from .context import AIM_CACHES, AIM_ENDPOINTS, AIM_RECIPES, RESOURCE_QUOTAS, ControllerContext
+from .endpoint_canary_plan import analysis_window
 from .endpoint_decide import Plan, decide
 from .endpoint_metrics import EndpointStatusCollector
 from .endpoint_observe import (
@@ -160,12 +162,18 @@ class EndpointReconciler:
             self.written[kind] = MutationCache(inf)
         self.written[KIND_AIM_ENDPOINT] = MutationCache(self.endpoints)
         builder.on_optional_served(self.child_kind_served)
+        # The canaries' metric analysis, when a Prometheus is configured.
+        self.analyzer: CanaryAnalyzer | None = None
+        if ctx.canary_prometheus_url:
+            self.analyzer = CanaryAnalyzer(ctx.canary_prometheus_url, self.queue.add)
+            ctx.runnables.append(self.analyzer.run)
         self.caches = EndpointCaches(
             endpoint_kind=KIND_AIM_ENDPOINT, written=self.written, pods=self.pods,
             quotas=self.quotas, inventory=self.gpus.inventory,
             namespace_recipes=self._namespace_recipes, catalog=self._catalog,
             monitoring_available=lambda: self.monitoring_available,
             routes_available=lambda: KIND_HTTP_ROUTE in self.children,
+            canary_metrics=self.analyzer.verdict if self.analyzer is not None else None,
             reservations=self.reservations, aim_caches=self.aim_caches,
         )
 
@@ -247,12 +255,15 @@ class EndpointReconciler:
         if observed is None:
             self._waiting.discard(key)
             self.reservations.forget(key)
+            if self.analyzer is not None:
+                self.analyzer.forget(key)
             self._api_failures.pop(key, None)
             return None
         plan = decide(observed, settings=self.ctx.settings, grace=self.ctx.unschedulable_grace,
                       cache_wait=self.ctx.cache_wait_timeout)
         # Before any await: a reconcile that runs next must see what this one promised.
         self._reserve(observed, plan)
+        self._analyze(observed, plan)
         try:
             applied = await self._apply(observed, plan) if plan.chosen else None
             result = await self._report(observed, plan, applied)
@@ -280,6 +291,16 @@ class EndpointReconciler:
                                 api_error=message)
         with contextlib.suppress(ApiException, TimeoutError, aiohttp.ClientError):
             await self._write_status(o, status, plan)
+
+    def _analyze(self, o: Observed, plan: Plan) -> None:
+        """Registers a running canary with the metric analysis (and forgets others)."""
+        if self.analyzer is None:
+            return
+        window = analysis_window(o, plan.canary)
+        if window is None:
+            self.analyzer.forget(o.key)
+        else:
+            self.analyzer.want(o.key, o.namespace, o.name, window)
 
     def _reserve(self, o: Observed, plan: Plan) -> None:
         chosen = plan.decision.chosen if plan.decision is not None else None

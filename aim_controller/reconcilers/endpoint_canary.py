@@ -60,6 +60,7 @@ __all__ = [
     "CanaryHealth",
     "CanaryInput",
     "CanaryStep",
+    "MetricVerdict",
     "Mode",
     "canary_replicas",
     "container_restarts",
@@ -128,6 +129,16 @@ class CanaryHealth:
 
 
 @dataclass(frozen=True)
+class MetricVerdict:
+    """The metric analysis of a canary against the stable pods over the window
+    (:mod:`.canary_metrics`): ``failed`` with the evidence, else passed; ``message``
+    says what was compared (or that there were no requests to compare)."""
+
+    failed: bool
+    message: str
+
+
+@dataclass(frozen=True)
 class CanaryInput:
     """One reconcile's view of a canary.
 
@@ -154,6 +165,9 @@ class CanaryInput:
     abort: str | None = None
     # An HTTPRoute splits the requests by weight (else: by replica ratio).
     routed: bool = False
+    # A Prometheus is configured: promotion also needs a metric verdict that passed.
+    metrics_required: bool = False
+    metrics: MetricVerdict | None = None
 
     @property
     def replicas(self) -> int:
@@ -362,10 +376,21 @@ def _running(i: CanaryInput, r: dict[str, Any]) -> CanaryStep:
         assert since is not None
         base = base | {"analysisStartTime": stamp}
     healthy = (i.now - since).total_seconds()
+    if healthy >= i.duration_seconds and i.metrics_required:
+        if i.metrics is None:
+            msg = (f"healthy for {i.duration_seconds:g}s; waiting for the metric analysis "
+                   "(Prometheus); " + _split_note(i))
+            return CanaryStep(Mode.CANARY, base | {"phase": ANALYZING, "message": msg}, n)
+        if i.metrics.failed:
+            msg = ("canary rolled back, the stable Deployment is untouched: metric "
+                   f"analysis failed: {i.metrics.message}")
+            return _rollback(r, FAILED, msg, CanaryEvent("Warning", CANARY_FAILED, msg))
     if healthy >= i.duration_seconds:
+        metrics = f"; metric analysis passed: {i.metrics.message}" if (
+            i.metrics_required and i.metrics is not None) else ""
         return _promote(base, PASSED,
                         f"promoted: the canary stayed healthy for {i.duration_seconds:g}s "
-                        f"({n} of {n} replicas Ready, no restart, no failure)")
+                        f"({n} of {n} replicas Ready, no restart, no failure){metrics}")
     left = i.duration_seconds - healthy
     msg = (f"all {n} canary replicas Ready, no restart, no failure; promoted in "
            f"{math.ceil(left)}s if it stays so; {_split_note(i)}")

@@ -30,6 +30,7 @@ from aim_controller.builders.httproute import build_canary_service, build_httpro
 from .conditions import FALSE, TRUE, Cond
 from .endpoint_canary import (
     ABORT_ANNOTATION,
+    ACTIVE,
     CANARY_FAILED,
     PROMOTE_ANNOTATION,
     CanaryHealth,
@@ -45,6 +46,7 @@ __all__ = [
     "GATEWAY_API_NOT_SERVED",
     "GATEWAY_ROUTED",
     "LEGACY_TEMPLATE",
+    "analysis_window",
     "canary_conditions",
     "canary_deployments",
     "canary_status",
@@ -173,6 +175,8 @@ def _deployments(
         promote=annotations.get(PROMOTE_ANNOTATION),
         abort=annotations.get(ABORT_ANNOTATION),
         routed=routed(o),
+        metrics_required=o.metrics_required,
+        metrics=o.canary_metrics,
     )
     i = replace(i, health=_health(o, i.replicas, gpu))
     s = step(i)
@@ -185,6 +189,15 @@ def _deployments(
             out.insert(index + 1, stamp_applied_hash(
                 build_canary_deployment(built, s.replicas, routed=i.routed)))
     return tuple(out), s
+
+
+def analysis_window(o: Observed, s: CanaryStep | None) -> float | None:
+    """The seconds of metrics a running canary is judged on (its duration), or None
+    when no canary runs."""
+    if o.endpoint is None or s is None or (s.record or {}).get("phase") not in ACTIVE:
+        return None
+    c = o.endpoint.spec.deployment.canary
+    return float(parse_duration_seconds(c.duration or DEFAULT_CANARY_DURATION))
 
 
 def canary_conditions(o: Observed, s: CanaryStep | None) -> list[Cond]:

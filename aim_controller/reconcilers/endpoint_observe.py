@@ -34,7 +34,7 @@ from aim_controller.recipes.inventory import pod_device_requests
 from aim_controller.recipes.quota import namespace_gpu_requests, needs_pod_count
 
 from .endpoint_cache import cached_model_keys, model_key
-from .endpoint_canary import container_restarts
+from .endpoint_canary import MetricVerdict, container_restarts
 from .endpoint_status import PodsState
 from .pod_failures import first_failure, is_ready, memory_limits
 from .reservations import ReservationBook
@@ -207,6 +207,9 @@ class Observed:
     canary_restarts: int = 0
     # The Gateway API's HTTPRoute is served.
     routes_available: bool = False
+    # A Prometheus decides canaries too; the canary's last metric verdict.
+    metrics_required: bool = False
+    canary_metrics: MetricVerdict | None = None
 
     @property
     def deployment(self) -> KubeObject | None:
@@ -236,6 +239,8 @@ class EndpointCaches:
     # The Gateway API's HTTPRoute is served (spec.service.gateway can be honoured);
     # the default, bool(), is False.
     routes_available: Callable[[], bool] = bool
+    # The canaries' metric verdicts by endpoint key (None: no Prometheus configured).
+    canary_metrics: Callable[[str], MetricVerdict | None] | None = None
     reservations: ReservationBook = field(default_factory=ReservationBook)
     aim_caches: InformerLike | None = None
 
@@ -299,6 +304,8 @@ class EndpointCaches:
             aim_caches=self._aim_caches(namespace, obj),
             canary_pods=canary_state,
             routes_available=self.routes_available(),
+            metrics_required=self.canary_metrics is not None,
+            canary_metrics=self.canary_metrics(key) if self.canary_metrics else None,
             canary_restarts=container_restarts(canary_pods, canary),
         )
 
