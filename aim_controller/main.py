@@ -37,6 +37,7 @@ from .modelcache.cli import COMMANDS as CACHE_COMMANDS
 from .modelcache.cli import main as cache_main
 from .options import Options, parse
 from .reconcilers import cache, endpoint, recipe_status
+from .reconcilers.canary_metrics import Thresholds
 from .reconcilers.context import ControllerContext
 
 log = structlog.get_logger(__name__)
@@ -106,6 +107,8 @@ async def build_app(
         unschedulable_grace=timedelta(seconds=opts.unschedulable_grace),
         cache_wait_timeout=timedelta(seconds=opts.cache_wait_timeout),
         canary_prometheus_url=opts.canary_prometheus_url,
+        canary_thresholds=Thresholds(opts.canary_max_error_rate_increase,
+                                     opts.canary_max_latency_ratio),
     )
     registrations: dict[str, Callable[[ControllerContext], Controller]] = {
         endpoint.CONTROLLER_NAME: endpoint.register,

@@ -14,6 +14,10 @@ from .builders.durations import parse_duration
 from .builders.settings import DEFAULT_IMAGES
 from .machinery.reflector import DEFAULT_STALL_TIMEOUT
 from .recipes.selection import DEFAULT_RESELECT_AFTER
+from .reconcilers.canary_metrics import (
+    DEFAULT_MAX_ERROR_RATE_INCREASE,
+    DEFAULT_MAX_LATENCY_RATIO,
+)
 
 
 def _positive_float(s: str) -> float:
@@ -88,6 +92,8 @@ class Options:
     cache_max_concurrent_downloads: int = 2
     watch_stall_timeout: float = DEFAULT_STALL_TIMEOUT
     canary_prometheus_url: str | None = None
+    canary_max_error_rate_increase: float = DEFAULT_MAX_ERROR_RATE_INCREASE
+    canary_max_latency_ratio: float = DEFAULT_MAX_LATENCY_RATIO
 
 
 _DURATIONS = "A duration such as 20s, 5m, 1h30m or 500ms, or plain seconds."
@@ -156,6 +162,15 @@ def parser() -> argparse.ArgumentParser:
                         "metrics decide canaries too: the canary's error rate and p95 "
                         "latency against the stable pods' over its duration (default: "
                         "none, pod health alone).")
+    p.add_argument("--canary-max-error-rate-increase", type=_positive_float,
+                   default=DEFAULT_MAX_ERROR_RATE_INCREASE, metavar="FRACTION",
+                   help="With --canary-prometheus-url: how much the canary's share of 5xx "
+                        "responses may exceed the stable's (default "
+                        f"{DEFAULT_MAX_ERROR_RATE_INCREASE:g}, one point).")
+    p.add_argument("--canary-max-latency-ratio", type=_positive_float,
+                   default=DEFAULT_MAX_LATENCY_RATIO, metavar="RATIO",
+                   help="With --canary-prometheus-url: the canary's p95 latency at most this "
+                        f"times the stable's (default {DEFAULT_MAX_LATENCY_RATIO:g}).")
     p.add_argument("--resync-period", metavar="DURATION", type=_seconds, default=0.0,
                    help=f"Time between full resyncs of the caches (default 0: none). {_DURATIONS}")
     p.add_argument("--kube-api-qps", type=_positive_float, default=50.0,

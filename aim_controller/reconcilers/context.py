@@ -32,6 +32,7 @@ from aim_controller.machinery.resource import NODES, PODS, Resource
 from aim_controller.machinery.writer import ObjectWriter
 from aim_controller.recipes.selection import DEFAULT_RESELECT_AFTER
 
+from .canary_metrics import Thresholds
 from .gpu_view import GpuView
 from .pod_slim import slim_pod
 
@@ -57,6 +58,7 @@ class ControllerContext:
     cache_wait_timeout: timedelta = timedelta(minutes=15)
     # Prometheus for the canaries' metric analysis (None: pod health alone).
     canary_prometheus_url: str | None = None
+    canary_thresholds: Thresholds = field(default_factory=Thresholds)
     # Background loops a controller needs (run by the manager while it leads).
     runnables: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     _gpu_view: GpuView | None = None

@@ -165,7 +165,8 @@ class EndpointReconciler:
         # The canaries' metric analysis, when a Prometheus is configured.
         self.analyzer: CanaryAnalyzer | None = None
         if ctx.canary_prometheus_url:
-            self.analyzer = CanaryAnalyzer(ctx.canary_prometheus_url, self.queue.add)
+            self.analyzer = CanaryAnalyzer(ctx.canary_prometheus_url, self.queue.add,
+                                           ctx.canary_thresholds)
             ctx.runnables.append(self.analyzer.run)
         self.caches = EndpointCaches(
             endpoint_kind=KIND_AIM_ENDPOINT, written=self.written, pods=self.pods,
