@@ -3,7 +3,7 @@
 Invariants:
 
 * Children are named from the endpoint: ``<name>`` (Deployment, Service, HPA,
-  ServiceMonitor, PrometheusRule, created ServiceAccount unless
+  PodDisruptionBudget, ServiceMonitor, PrometheusRule, created ServiceAccount unless
   ``security.serviceAccount.name``), ``<name>-config``, ``<name>-cache``,
   ``<name>-dashboard``.
 * The selector (Deployment ``spec.selector``, Service selector, ServiceMonitor
