@@ -52,8 +52,21 @@ from aim_controller.machinery.workqueue import PRIORITY_DEFAULT, PRIORITY_LOW
 from aim_controller.recipes import builtin_index
 
 from .cache_decide import CachePlan, decide
-from .cache_observe import CacheCaches, CacheObserved, cache_keys_of_pod
-from .cache_report import CacheApplied, cache_events, cache_status, invalid_status, status_equal
+from .cache_observe import (
+    CACHE_FINALIZER,
+    CacheCaches,
+    CacheObserved,
+    cache_keys_of_pod,
+    cache_of_endpoint,
+)
+from .cache_report import (
+    CacheApplied,
+    cache_events,
+    cache_status,
+    deletion_status,
+    invalid_status,
+    status_equal,
+)
 from .conditions import now_rfc3339
 from .context import AIM_CACHES, AIM_ENDPOINTS, ControllerContext
 from .pod_slim import slim_pod
@@ -98,10 +111,7 @@ class CacheReconciler:
                                all_namespaces=True, transform=slim_pod)
         endpoints = builder.reads(AIM_ENDPOINTS)
         endpoints.add_event_handler(ResourceEventHandlerFuncs(
-            self._endpoint_changed,
-            lambda old, new: self._endpoint_changed(new) if _model_of(old) != _model_of(new)
-            else None,
-            self._endpoint_changed))
+            self._endpoint_changed, self._endpoint_updated, self._endpoint_changed))
         self.caches = CacheCaches(
             caches=MutationCache(self.cache_inf), pvcs=MutationCache(pvcs),
             jobs=MutationCache(jobs), cronjobs=MutationCache(cronjobs), pods=pods,
@@ -124,7 +134,21 @@ class CacheReconciler:
         labels = (job.get("metadata") or {}).get("labels") or {}
         return self._caches_of_labelled(job) if labels.get(LABEL_CACHE_JOB) == JOB_CLEANUP else []
 
+    def _endpoint_updated(self, old: KubeObject, new: KubeObject) -> None:
+        # The in-use set follows model ids; a deletion hold follows which cache it mounts.
+        if _model_of(old) != _model_of(new):
+            self._endpoint_changed(new)
+        if cache_of_endpoint(old) != cache_of_endpoint(new):
+            for ep in (old, new):
+                self._enqueue_cache_of(ep)
+
+    def _enqueue_cache_of(self, ep: KubeObject) -> None:
+        cache = cache_of_endpoint(ep)
+        if cache is not None:
+            self._low.add(f"{(ep.get('metadata') or {}).get('namespace')}/{cache}")
+
     def _endpoint_changed(self, ep: KubeObject) -> None:
+        self._enqueue_cache_of(ep)
         model = str(_model_of(ep) or "").lower()
         for c in self._caches_in((ep.get("metadata") or {}).get("namespace")):
             ids = {str(m.get("id", "")).lower()
@@ -139,6 +163,11 @@ class CacheReconciler:
         o = self.caches.observe(key, datetime.now(UTC))
         if o is None:
             return None
+        if o.deleting:
+            await self._release(o)
+            return None
+        if CACHE_FINALIZER not in ((o.obj.get("metadata") or {}).get("finalizers") or ()):
+            await self._set_finalizer(o, hold=True)
         plan = decide(o, self.settings, self.max_concurrent)
         if plan.invalid is not None:
             await self._write_status(o, plan, invalid_status(o, now_rfc3339()))
@@ -148,6 +177,43 @@ class CacheReconciler:
         if plan.conflicts or applied.conflicts:
             retry = min(retry or CONFLICT_RECHECK, CONFLICT_RECHECK)
         return Result(requeue_after=retry) if retry else None
+
+    async def _set_finalizer(self, o: CacheObserved, *, hold: bool) -> None:
+        """Adds or removes our finalizer: a server-side apply of it alone (the other
+        finalizers, and every other field, are not ours)."""
+        meta: dict[str, Any] = {"name": o.name, "namespace": o.namespace}
+        if hold:
+            meta["finalizers"] = [CACHE_FINALIZER]
+        try:
+            result = await self.ctx.writer.apply(
+                {"apiVersion": o.obj["apiVersion"], "kind": o.obj["kind"], "metadata": meta})
+        except ApiException as err:
+            if err.status == 404:
+                return
+            raise
+        self.caches.caches.mutated(result)
+
+    async def _release(self, o: CacheObserved) -> None:
+        """A deleted AIMCache: held while AIMEndpoints mount its volume (they move off a
+        cache being deleted), said in its Ready condition and a Warning Event; then let
+        go, and garbage collection removes its PVC, Jobs and CronJob."""
+        if not o.users:
+            log.info("releasing deleted cache")
+            await self._set_finalizer(o, hold=False)
+            return
+        status = deletion_status(o, now_rfc3339())
+        if status_equal(status, o.status):
+            return
+        body = {"apiVersion": o.obj["apiVersion"], "kind": o.obj["kind"],
+                "metadata": o.obj["metadata"], "status": status}
+        try:
+            self.caches.caches.mutated(await self.ctx.writer.apply_status(body))
+        except ApiException as err:
+            if err.status == 404:
+                return
+            raise
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        self.ctx.recorder.emit(dict(o.obj), "Warning", ready["reason"], ready["message"])
 
     async def _name_is_free(self, o: CacheObserved, obj: dict[str, Any]) -> bool:
         existing = await self.ctx.writer.get(obj)

@@ -36,11 +36,14 @@ from aim_controller.machinery.store import CONTROLLER_OWNER_UID_INDEX, NAMESPACE
 from aim_controller.recipes import RecipeIndex
 
 __all__ = [
+    "CACHE_FINALIZER",
     "CacheCaches",
     "CacheObserved",
     "CleanupRun",
     "JobView",
     "cache_keys_of_pod",
+    "cache_of_endpoint",
+    "cache_users",
     "cleanup_run",
     "job_view",
     "termination_report",
@@ -146,6 +149,24 @@ def cleanup_run(jobs: Iterable[tuple[KubeObject, list[KubeObject]]]) -> CleanupR
     return best[1] if best else None
 
 
+CACHE_FINALIZER = "aim.engine.amd.com/cache-in-use"
+"""Holds a deleted AIMCache (and so its PVC and Jobs) while AIMEndpoints mount it."""
+
+
+def cache_of_endpoint(ep: Mapping[str, Any]) -> str | None:
+    """The AIMCache whose volume an AIMEndpoint's pods mount, as its status says."""
+    c = (ep.get("status") or {}).get("cache") or {}
+    return str(c["aimCache"]) if c.get("source") == "AIMCache" and c.get("aimCache") else None
+
+
+def cache_users(endpoints: Iterable[Mapping[str, Any]], cache: str) -> tuple[str, ...]:
+    """Names of the AIMEndpoints (not being deleted) that mount ``cache``'s volume."""
+    return tuple(sorted(
+        str((ep.get("metadata") or {}).get("name")) for ep in endpoints
+        if cache_of_endpoint(ep) == cache
+        and not (ep.get("metadata") or {}).get("deletionTimestamp")))
+
+
 def cache_keys_of_pod(pod: Mapping[str, Any],
                       caches: Iterable[Mapping[str, Any]]) -> list[str]:
     """The AIMCache keys a cache Job pod belongs to (by its cache label; ``caches`` are
@@ -187,6 +208,8 @@ class CacheObserved:
     in_use: frozenset[str]
     catalog: RecipeIndex
     now: datetime
+    deleting: bool = False
+    users: tuple[str, ...] = ()
 
     @property
     def uid(self) -> str:
@@ -211,12 +234,15 @@ class CacheCaches:
     catalog: RecipeIndex
 
     def observe(self, key: str, now: datetime) -> CacheObserved | None:
-        """None when the AIMCache is gone or being deleted (garbage collection removes
-        its children)."""
+        """None when the AIMCache is gone, or being deleted and no longer held by our
+        finalizer (garbage collection removes its children)."""
         obj = self.caches.get(key)
-        if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+        if obj is None:
             return None
         meta = obj.get("metadata") or {}
+        deleting = bool(meta.get("deletionTimestamp"))
+        if deleting and CACHE_FINALIZER not in (meta.get("finalizers") or ()):
+            return None
         namespace, name = split_key(key)
         assert namespace is not None
         uid = str(meta.get("uid") or "")
@@ -249,8 +275,9 @@ class CacheCaches:
             for ep in self.endpoints.store.by_index(NAMESPACE_INDEX, namespace)
             if (m := ((ep.get("spec") or {}).get("model") or {}).get("id"))
             and not (ep.get("metadata") or {}).get("deletionTimestamp"))
+        users = cache_users(self.endpoints.store.by_index(NAMESPACE_INDEX, namespace), name)
         return CacheObserved(
-            key=key, namespace=namespace, name=name, obj=obj,
+            key=key, namespace=namespace, name=name, obj=obj, deleting=deleting, users=users,
             generation=int(meta.get("generation") or 0), status=obj.get("status") or {},
             cache=cache, invalid=invalid, pvc=pvc, pvc_owned=_controlled_by(pvc, uid),
             jobs=jobs, cronjob=cronjob, cronjob_owned=_controlled_by(cronjob, uid),

@@ -23,6 +23,7 @@ from .conditions import FALSE, TRUE, Cond, find, merge_conditions
 __all__ = [
     "CHILD_CONFLICT",
     "INSUFFICIENT_SPACE",
+    "IN_USE",
     "MODELS_READY",
     "READY",
     "STORAGE_READY",
@@ -30,6 +31,7 @@ __all__ = [
     "EventNote",
     "cache_events",
     "cache_status",
+    "deletion_status",
     "invalid_status",
     "status_equal",
 ]
@@ -39,6 +41,7 @@ MODELS_READY = "ModelsReady"
 READY = "Ready"
 CHILD_CONFLICT = "ChildConflict"
 INSUFFICIENT_SPACE = "InsufficientSpace"
+IN_USE = "InUse"
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,19 @@ def invalid_status(o: CacheObserved, now: str) -> dict[str, Any]:
     return {**kept, "observedGeneration": o.generation, "phase": "Failed",
             "conditions": merge_conditions(o.status.get("conditions"), conds, o.generation,
                                            now)}
+
+
+def deletion_status(o: CacheObserved, now: str) -> dict[str, Any]:
+    """The status of a deleted AIMCache that AIMEndpoints still mount (``o.users``)."""
+    names = ", ".join(o.users)
+    conds = [Cond(READY, FALSE, IN_USE,
+                  f"being deleted; waits for the AIMEndpoints that mount its volume: {names} "
+                  "(they move off a cache being deleted)")]
+    kept = {k: v for k, v in o.status.items() if k not in ("conditions", "observedGeneration")}
+    old = list(o.status.get("conditions") or ())
+    return {**kept, "observedGeneration": o.generation,
+            "conditions": [*(dict(c) for c in old if c.get("type") != READY),
+                           *merge_conditions(old, conds, o.generation, now)]}
 
 
 def _normal(v: Any) -> Any:

@@ -36,6 +36,7 @@ from aim_controller.builders.cache_objects import (
 from aim_controller.main import App
 from aim_controller.recipes import builtin_index
 from aim_controller.reconcilers.cache import CONTROLLER_NAME
+from aim_controller.reconcilers.cache_observe import CACHE_FINALIZER
 from aim_controller.reconcilers.cache_size import expected_size
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
@@ -321,7 +322,10 @@ async def test_deleting_the_cache_garbage_collects_its_jobs(
                      and get_json(crds, "-n", namespace, "cronjob", cleanup_cronjob_name("gone"))
                      and get_json(crds, "-n", namespace, "pvc", cache_pvc_claim_name("gone")),
                      60, what="the Job, CronJob and PVC", blocking=True)
-    crds.kubectl("delete", "-n", namespace, f"{CACHE}/gone", "--wait=true")
+    # Not --wait: kubectl would block the loop the operator (which lets it go) runs on.
+    crds.kubectl("delete", "-n", namespace, f"{CACHE}/gone", "--wait=false")
+    await eventually(lambda: get_cache(crds, namespace, "gone") is None, 60,
+                     what="the AIMCache gone", blocking=True)
     await eventually(
         lambda: not jobs(crds, namespace, "gone")
         and get_json(crds, "-n", namespace, "cronjob", cleanup_cronjob_name("gone")) is None,
@@ -373,3 +377,41 @@ async def test_a_ready_cache_costs_no_writes(
     assert await log.reconcile(f"{namespace}/quiet") == "success"
     await settled(operator, crds, namespace)
     assert write_requests(operator) == writes
+
+
+async def test_deleting_a_cache_that_endpoints_mount_waits_for_them(
+    crds: LocalCluster, namespace: str, operator: App, volumes: list[str]
+) -> None:
+    make_pv(crds, volumes, namespace, cache_pvc_claim_name("held"), "10Gi")
+    apply(crds, aimcache("held", [{"id": "org/one-1B", "sizeHint": "1Gi"}]), namespace)
+    obj = await eventually(lambda: cond_is(crds, namespace, "held", "Ready", "True"), 120,
+                           what="Ready", blocking=True)
+    assert CACHE_FINALIZER in obj["metadata"]["finalizers"]
+    apply(crds, {"apiVersion": f"{GROUP}/v1alpha1", "kind": "AIMEndpoint",
+                 "metadata": {"name": "user"}, "spec": {"model": {"id": "org/one-1B"}}},
+          namespace)
+
+    def report_cache(source: str) -> None:
+        # The endpoint controller does not run here: the test writes what it reports.
+        cache = {"source": source, "aimCache": "held",
+                 "persistentVolumeClaim": "aimcache-held" if source == "AIMCache"
+                 else "user-cache"}
+        crds.kubectl("patch", "-n", namespace, f"aimendpoints.{GROUP}/user",
+                     "--subresource=status", "--type=merge",
+                     "-p", json.dumps({"status": {"cache": cache}}))
+
+    report_cache("AIMCache")
+    crds.kubectl("delete", "-n", namespace, f"{CACHE}/held", "--wait=false")
+    obj = await eventually(lambda: cond_is(crds, namespace, "held", "Ready", "False", "InUse"),
+                           60, what="the deletion held", blocking=True)
+    assert obj["metadata"]["deletionTimestamp"]
+    assert "mount its volume: user" in condition(obj, "Ready")["message"]
+    assert jobs(crds, namespace, "held")
+    assert get_json(crds, "-n", namespace, "pvc", cache_pvc_claim_name("held"))
+    await eventually(lambda: events(crds, namespace, "held", "InUse"), 30,
+                     what="InUse Event", blocking=True)
+    report_cache("Own")  # the endpoint moved off the cache being deleted
+    await eventually(lambda: get_cache(crds, namespace, "held") is None, 60,
+                     what="the AIMCache gone", blocking=True)
+    await eventually(lambda: not jobs(crds, namespace, "held"), 60,
+                     what="its Jobs collected", blocking=True)

@@ -4,6 +4,7 @@ pods map to their cache by label."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from test_cache_decide import SETTINGS, cache_obj, observed
@@ -12,7 +13,13 @@ from aim_controller.api.v1alpha1.cache import AIMCache
 from aim_controller.builders.cache_objects import build_download_job
 from aim_controller.builders.diff import needs_apply
 from aim_controller.reconcilers.cache_decide import decide
-from aim_controller.reconcilers.cache_observe import cache_keys_of_pod, job_view
+from aim_controller.reconcilers.cache_observe import (
+    cache_keys_of_pod,
+    cache_of_endpoint,
+    cache_users,
+    job_view,
+)
+from aim_controller.reconcilers.cache_report import deletion_status
 from aim_controller.reconcilers.pod_slim import slim_pod
 
 
@@ -70,3 +77,37 @@ def test_a_larger_size_patches_the_claims_request() -> None:
     assert grown.apply_pvc and grown.pvc is not None
     assert grown.pvc["spec"]["resources"]["requests"]["storage"] == "20Gi"
     assert not needs_apply(grown.pvc, grown.pvc)
+
+
+def endpoint(name: str, cache: dict[str, Any] | None, deleting: bool = False
+             ) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns"}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta, "spec": {"model": {"id": "org/m"}},
+            "status": {"cache": cache} if cache else {}}
+
+
+def test_the_users_of_a_cache_are_the_endpoints_that_mount_it() -> None:
+    mounts = {"source": "AIMCache", "aimCache": "c", "persistentVolumeClaim": "aimcache-c"}
+    eps = [endpoint("b", mounts), endpoint("a", mounts),
+           endpoint("own", {"source": "Own", "aimCache": "c"}),
+           endpoint("other", {**mounts, "aimCache": "d"}),
+           endpoint("going", mounts, deleting=True), endpoint("none", None)]
+    assert cache_users(eps, "c") == ("a", "b")
+    assert cache_of_endpoint(eps[2]) is None and cache_of_endpoint(eps[3]) == "d"
+
+
+def test_a_deleted_cache_in_use_says_who_holds_it() -> None:
+    ready = {"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+             "lastTransitionTime": "2025-01-01T00:00:00Z", "observedGeneration": 1}
+    storage = {**ready, "type": "StorageReady", "reason": "Bound"}
+    o = replace(observed(cache_obj([]), status={"phase": "Ready",
+                                                "conditions": [storage, ready]}),
+                deleting=True, users=("a", "b"))
+    status = deletion_status(o, "2026-01-01T00:00:00Z")
+    assert status["phase"] == "Ready"
+    assert status["conditions"][0] == storage
+    assert status["conditions"][1]["status"] == "False"
+    assert status["conditions"][1]["reason"] == "InUse"
+    assert "the AIMEndpoints that mount its volume: a, b" in status["conditions"][1]["message"]
