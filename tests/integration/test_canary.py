@@ -18,6 +18,7 @@ from localcluster import LocalCluster  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
     ReconcileLog,
     apply,
+    cond_is,
     condition,
     endpoint,
     ep,
@@ -204,3 +205,43 @@ async def test_canary_off_is_a_plain_rolling_update(
     assert condition(obj, "CanaryFailed") is None
     assert deployment(crds, namespace, "plain-canary") is None
     assert events(crds, namespace, "plain", "CanaryStarted") == []
+
+
+async def test_a_second_change_restarts_the_canary_with_the_newest_template(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    before = await serving(crds, namespace, "twice", duration="1h")
+    apply(crds, canary_ep("twice", image=V2, duration="1h"), namespace)
+    first = await phase(crds, namespace, "twice", "Analyzing")
+    v3 = "docker.io/rocm/vllm:canary-v3"
+    apply(crds, canary_ep("twice", image=v3, duration="1h"), namespace)
+    await eventually(lambda: image_of(deployment(crds, namespace, "twice-canary")) == v3, 60,
+                     what="the canary on the newest template", blocking=True)
+    again = await phase(crds, namespace, "twice", "Progressing", "Analyzing")
+    assert again["templateHash"] != first["templateHash"]
+    await eventually(lambda: events(crds, namespace, "twice", "CanaryRestarted"), 30,
+                     what="a CanaryRestarted Event", blocking=True)
+    assert stable_snapshot(deployment(crds, namespace, "twice")) == stable_snapshot(before)
+
+
+async def test_a_canary_name_taken_by_someone_else_is_a_conflict(
+    crds: LocalCluster, namespace: str, operator: App
+) -> None:
+    before = await serving(crds, namespace, "taken")
+    theirs = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "taken-canary"},
+              "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "theirs"}},
+                       "template": {"metadata": {"labels": {"app": "theirs"}},
+                                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}
+    apply(crds, theirs, namespace)
+    mine = get_json(crds, "-n", namespace, "deployment", "taken-canary")
+    apply(crds, canary_ep("taken", image=V2), namespace)
+    obj = await eventually(
+        lambda: cond_is(crds, namespace, "taken", "ResourcesReady", "False", "ChildConflict"),
+        60, what="ChildConflict", blocking=True)
+    assert "Deployment taken-canary" in condition(obj, "ResourcesReady")["message"]  # type: ignore[index]
+    after = get_json(crds, "-n", namespace, "deployment", "taken-canary")
+    assert after["metadata"]["resourceVersion"] == mine["metadata"]["resourceVersion"]
+    assert not after["metadata"].get("ownerReferences")
+    assert stable_snapshot(deployment(crds, namespace, "taken")) == stable_snapshot(before)
+    assert canary_status(crds, namespace, "taken")["phase"] == "Progressing"
