@@ -282,11 +282,11 @@ def _start(i: CanaryInput, previous: Mapping[str, Any] | None) -> dict[str, Any]
 
 
 def _finish(r: Mapping[str, Any], phase: str, result: str, message: str) -> dict[str, Any]:
-    out = dict(r) | {"phase": phase, "result": result, "message": message}
-    if phase != PROMOTING:  # promoted: the healthy period stays on record
+    # The canary and its weight go; a promoted one's healthy period stays on record.
+    out = dict(r) | {"phase": phase, "result": result, "message": message,
+                     "weight": 0, "replicas": 0}
+    if phase != PROMOTING:
         out.pop("analysisStartTime", None)
-        out["weight"] = 0
-        out["replicas"] = 0
     return out
 
 
