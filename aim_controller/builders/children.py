@@ -72,6 +72,7 @@ def desired_children(
     monitoring_available: bool,
     existing_cache_access_modes: Sequence[str] | None = None,
     shared_cache: SharedCache | None = None,
+    gpu_metrics_available: bool = True,
 ) -> list[dict[str, Any]]:
     """Every child the endpoint should have, in :data:`CHILD_KINDS` order (the two
     ConfigMaps: config, then dashboard).
@@ -83,6 +84,8 @@ def desired_children(
     model Ready; the pods load it from there, and the own cache PVC (when
     ``cache.enabled``) is not used for weights: it is not created, but one that exists
     (``existing_cache_access_modes`` given) stays desired, so it is never pruned.
+    ``gpu_metrics_available``: a custom metrics API is served (the HPA leaves out the
+    GPU metric otherwise, see :mod:`.hpa`).
 
     Deterministic: equal inputs give equal lists, with equal key order.
     """
@@ -94,7 +97,7 @@ def desired_children(
         if shared_cache is None or existing_cache_access_modes else None,
         build_deployment(endpoint, chosen, settings, shared_cache),
         build_service(endpoint),
-        build_hpa(endpoint),
+        build_hpa(endpoint, gpu_metrics_available=gpu_metrics_available),
         build_pdb(endpoint),
         build_service_monitor(endpoint, settings, monitoring_available=monitoring_available),
         build_prometheus_rule(endpoint, settings, monitoring_available=monitoring_available),

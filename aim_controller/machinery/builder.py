@@ -11,7 +11,8 @@ workers wait for exactly those sources: one controller never waits for
 another's informers.
 
 An optional owned kind (a CRD that may be installed later) is owned from the
-moment its CRD is seen Established with the wanted version served; see
+moment its CRD is seen Established with the wanted version served, and no longer
+once its CRD is deleted (or stops serving that version); see
 :class:`ControllerBuilder` for what the controller may rely on.
 """
 
@@ -58,6 +59,7 @@ OwnedKinds: TypeAlias = Mapping[str, tuple[Resource, InformerLike]]
 """Owned kind -> its resource and (label-selected) informer."""
 
 OnServed: TypeAlias = Callable[[Resource, InformerLike], None]
+OnGone: TypeAlias = Callable[[Resource], None]
 
 
 def on_every_change(queue: RateLimitingQueue[str]) -> EventHandler:
@@ -104,7 +106,13 @@ class ControllerBuilder:
     - an optional kind is owned (in :attr:`owned`, watched, mapped), and then
       the ``on_optional_served`` callbacks are called, exactly once, when its
       CRD (``<plural>.<group>``) is first seen Established with the wanted
-      version served; removing the CRD later is not followed;
+      version served (and not being deleted);
+    - such a kind stops being owned when its CRD is deleted, starts terminating or
+      stops serving the version: it leaves :attr:`owned`, its informers are stopped
+      and forgotten by the factory (the API they watched is gone: every user of them
+      is done with them), then the ``on_optional_gone`` callbacks are called, once;
+      the kind waits for its CRD again, so a re-installed CRD is followed as the
+      first was;
     - optional kinds whose CRD is served when the controller starts are owned
       and synced before its first reconcile. Why that holds without a
       discovery request: the CRD handler is added in ``complete`` (after the
@@ -138,6 +146,9 @@ class ControllerBuilder:
         self._late: list[InformerLike] = []  # informers of optional kinds, once served
         self._crds: InformerLike | None = None
         self._on_served: list[OnServed] = []
+        self._on_gone: list[OnGone] = []
+        self._served_optional: dict[str, _Optional] = {}  # CRD name -> optional kind owned
+        self._stopping: set[asyncio.Task[None]] = set()
         self._completed = False
 
     # -- declarations ----------------------------------------------------------
@@ -244,6 +255,12 @@ class ControllerBuilder:
         self._check_open()
         self._on_served.append(callback)
 
+    def on_optional_gone(self, callback: OnGone) -> None:
+        """Calls ``callback(resource)`` when an optional kind stops being served (after
+        it left :attr:`owned`). Register before ``complete``."""
+        self._check_open()
+        self._on_gone.append(callback)
+
     def complete(self, reconcile: ReconcileFunc) -> Controller:
         """The controller, waiting for this builder's sources only."""
         self._check_open()
@@ -251,8 +268,8 @@ class ControllerBuilder:
         self._completed = True
         if self._crds is not None:
             # Added last, so the callbacks are all registered when a replay reports kinds.
-            self._crds.add_event_handler(
-                ResourceEventHandlerFuncs(self._crd_seen, lambda _old, new: self._crd_seen(new)))
+            self._crds.add_event_handler(ResourceEventHandlerFuncs(
+                self._crd_seen, lambda _old, new: self._crd_seen(new), self._crd_gone))
         return Controller(
             self.name, reconcile, self.queue,
             max_concurrent_reconciles=self._max_concurrent_reconciles,
@@ -312,20 +329,45 @@ class ControllerBuilder:
         return inf
 
     def _crd_seen(self, crd: KubeObject) -> None:
-        name = (crd.get("metadata") or {}).get("name")
-        want = self._pending.get(str(name))
+        name = str((crd.get("metadata") or {}).get("name"))
+        owned = self._served_optional.get(name)
+        if owned is not None:
+            if served_resource(crd, owned.resource) is None:
+                self._crd_gone(crd)
+            return
+        want = self._pending.get(name)
         if want is None:
             return
         res = served_resource(crd, want.resource)
         if res is None:
             return
-        del self._pending[crd_name(want.resource)]
+        del self._pending[name]
+        self._served_optional[name] = want
         inf = self._own(res, want.label_selector, want.priority)
         self._late.append(inf)
         log.info("optional kind now served", controller=self.name, kind=res.kind,
                  api_version=res.api_version)
         for callback in self._on_served:
             callback(res, inf)
+
+    def _crd_gone(self, crd: KubeObject) -> None:
+        name = str((crd.get("metadata") or {}).get("name"))
+        want = self._served_optional.pop(name, None)
+        if want is None:
+            return
+        self._pending[name] = want
+        res, inf = self._owned.pop(want.resource.kind)
+        if inf in self._late:
+            self._late.remove(inf)
+        # Its watch can only fail from now on: stop it (a handler must not await).
+        gone = self._informers.forget(res)
+        task = asyncio.get_running_loop().create_task(_stop_all(gone))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+        log.info("optional kind no longer served", controller=self.name, kind=res.kind,
+                 api_version=res.api_version)
+        for callback in self._on_gone:
+            callback(res)
 
     async def _optional_kinds_synced(self) -> bool:
         assert self._crds is not None
@@ -336,10 +378,15 @@ class ControllerBuilder:
         return True
 
 
+async def _stop_all(informers: Iterable[InformerLike]) -> None:
+    await asyncio.gather(*(inf.stop() for inf in informers))
+
+
 __all__ = [
     "ControllerBuilder",
     "EnqueuePolicy",
     "MapFunc",
+    "OnGone",
     "OnServed",
     "OwnedKinds",
     "on_every_change",

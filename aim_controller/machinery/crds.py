@@ -2,9 +2,10 @@
 
 A controller may own a kind that is optional (the Prometheus Operator's
 ServiceMonitor, say): served in one cluster, absent in another, installed after
-the controller started in a third. It is followed through one CRD informer per
-process that keeps only a sliver of each CRD (their schemas run to tens of
-kilobytes each) and costs no request at steady state, unlike periodic discovery.
+the controller started in a third, removed again in a fourth. It is followed
+through one CRD informer per process that keeps only a sliver of each CRD (their
+schemas run to tens of kilobytes each) and costs no request at steady state,
+unlike periodic discovery.
 
 Kubernetes names every CRD ``<plural>.<group>``, so a :class:`Resource` alone
 says which CRD serves it.
@@ -30,8 +31,8 @@ def crd_sliver(obj: dict[str, Any]) -> dict[str, Any]:
     spec = obj.get("spec") or {}
     return {
         "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
-        "metadata": {k: meta[k] for k in ("name", "uid", "resourceVersion", "generation")
-                     if k in meta},
+        "metadata": {k: meta[k] for k in ("name", "uid", "resourceVersion", "generation",
+                                          "deletionTimestamp") if k in meta},
         "spec": {
             "group": spec.get("group"), "scope": spec.get("scope"),
             "names": {k: (spec.get("names") or {}).get(k) for k in ("kind", "plural")},
@@ -45,8 +46,10 @@ def crd_sliver(obj: dict[str, Any]) -> dict[str, Any]:
 
 def served_resource(crd: Mapping[str, Any], wanted: Resource) -> Resource | None:
     """``wanted`` as ``crd`` serves it (its scope), or None: not the wanted kind's CRD,
-    not Established yet, or the wanted version not served."""
-    if (crd.get("metadata") or {}).get("name") != crd_name(wanted):
+    not Established yet, being deleted (its objects are going, none can be created), or
+    the wanted version not served."""
+    meta = crd.get("metadata") or {}
+    if meta.get("name") != crd_name(wanted) or meta.get("deletionTimestamp"):
         return None
     spec = crd.get("spec") or {}
     established = any(c.get("type") == "Established" and c.get("status") == "True"

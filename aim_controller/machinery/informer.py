@@ -374,6 +374,12 @@ class InformerFactory:
     def informers(self) -> list[Informer]:
         return list(self._informers.values())
 
+    def forget(self, resource: Resource) -> list[Informer]:
+        """Drops every informer of ``resource`` (any namespace), e.g. when its API is no
+        longer served; the caller stops them. A later ask makes a new one."""
+        gone = [k for k in self._informers if k[0] == resource]
+        return [self._informers.pop(k) for k in gone]
+
     def start(self) -> None:
         self._started = True
         for inf in self._informers.values():

@@ -18,6 +18,9 @@ owner); AIMRecipes (re-enqueue the endpoints of that model, by index); AIMCaches
 pods when one turns Ready or not, fails or stops failing, or cannot be scheduled; GPU
 capacity changes re-enqueue only endpoints still waiting for capacity (no
 feasible recipe or unschedulable pods), so running endpoints are not disturbed.
+Optional APIs, followed as they come and go: the Prometheus Operator's and the
+Gateway API's kinds (their CRDs, through the builder) re-enqueue every endpoint; the
+custom metrics APIServices (:mod:`.custom_metrics`) the endpoints with a GPU target.
 """
 
 from __future__ import annotations
@@ -51,6 +54,12 @@ from .canary_metrics import CanaryAnalyzer
 from .child_resources import child_resources
 from .conditions import now_rfc3339
 from .context import AIM_CACHES, AIM_ENDPOINTS, AIM_RECIPES, RESOURCE_QUOTAS, ControllerContext
+from .custom_metrics import (
+    API_SERVICES,
+    api_service_sliver,
+    custom_metrics_available,
+    is_custom_metrics_api_service,
+)
 from .endpoint_canary_plan import analysis_window
 from .endpoint_decide import Plan, decide
 from .endpoint_metrics import EndpointStatusCollector
@@ -147,6 +156,11 @@ class EndpointReconciler:
         self.pods: InformerLike = builder.watches(
             PODS, self._endpoint_of_pod, priority=PRIORITY_LOW, all_namespaces=True,
             indexers={INDEX_ENDPOINT_PODS: index_pod_by_endpoint}, transform=slim_pod)
+        # A custom metrics API coming, becoming Available or going: the HPAs with a GPU
+        # target gain or lose their GPU metric.
+        self.api_services: InformerLike = builder.watches(
+            API_SERVICES, self._endpoints_with_gpu_target, priority=PRIORITY_LOW,
+            transform=api_service_sliver)
         self.gpus = ctx.gpu_view()
         builder.uses(self.gpus)
         self.gpus.on_capacity_change(self._capacity_changed)
@@ -162,6 +176,7 @@ class EndpointReconciler:
             self.written[kind] = MutationCache(inf)
         self.written[KIND_AIM_ENDPOINT] = MutationCache(self.endpoints)
         builder.on_optional_served(self.child_kind_served)
+        builder.on_optional_gone(self.child_kind_gone)
         # The canaries' metric analysis, when a Prometheus is configured.
         self.analyzer: CanaryAnalyzer | None = None
         if ctx.canary_prometheus_url:
@@ -174,6 +189,8 @@ class EndpointReconciler:
             namespace_recipes=self._namespace_recipes, catalog=self._catalog,
             monitoring_available=lambda: self.monitoring_available,
             routes_available=lambda: KIND_HTTP_ROUTE in self.children,
+            custom_metrics_available=lambda: custom_metrics_available(
+                self.api_services.store.list()),
             canary_metrics=self.analyzer.verdict if self.analyzer is not None else None,
             reservations=self.reservations, aim_caches=self.aim_caches,
         )
@@ -187,6 +204,13 @@ class EndpointReconciler:
         """An optional child kind (ServiceMonitor, PrometheusRule) became served (at start
         or later): read our writes of it, and let every endpoint add its objects of it."""
         self.written[res.kind] = MutationCache(informer)
+        for key in self.endpoints.store.list_keys():
+            self._churn.add(key)
+
+    def child_kind_gone(self, res: Resource) -> None:
+        """An optional child kind is no longer served (its CRD deleted): its objects are
+        gone with it; every endpoint reports so and stops applying it."""
+        self.written.pop(res.kind, None)
         for key in self.endpoints.store.list_keys():
             self._churn.add(key)
 
@@ -208,6 +232,13 @@ class EndpointReconciler:
         # model dropped from the list concerns its endpoints too).
         return [key_of(ep) for k in index_cache_by_model(cache)
                 for ep in self.endpoints.store.by_index(INDEX_NAMESPACE_MODEL, k)]
+
+    def _endpoints_with_gpu_target(self, api_service: Mapping[str, Any]) -> list[str]:
+        if not is_custom_metrics_api_service(api_service):
+            return []
+        return [key_of(ep) for ep in self.endpoints.store.list()
+                if ((ep.get("spec") or {}).get("scaling") or {}).get("targetGPUUtilization")
+                is not None]
 
     def _endpoint_of_pod(self, pod: Mapping[str, Any]) -> list[str]:
         # What the owner reports from its pods: scheduling problems (Degraded,

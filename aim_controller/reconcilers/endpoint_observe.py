@@ -207,6 +207,8 @@ class Observed:
     canary_restarts: int = 0
     # The Gateway API's HTTPRoute is served.
     routes_available: bool = False
+    # A custom metrics API is served and Available (the HPA's GPU metric can be read).
+    custom_metrics_available: bool = False
     # A Prometheus decides canaries too; the canary's last metric verdict.
     metrics_required: bool = False
     canary_metrics: MetricVerdict | None = None
@@ -239,6 +241,8 @@ class EndpointCaches:
     # The Gateway API's HTTPRoute is served (spec.service.gateway can be honoured);
     # the default, bool(), is False.
     routes_available: Callable[[], bool] = bool
+    # A custom metrics API (custom.metrics.k8s.io) is served and Available.
+    custom_metrics_available: Callable[[], bool] = bool
     # The canaries' metric verdicts by endpoint key (None: no Prometheus configured).
     canary_metrics: Callable[[str], MetricVerdict | None] | None = None
     reservations: ReservationBook = field(default_factory=ReservationBook)
@@ -304,6 +308,7 @@ class EndpointCaches:
             aim_caches=self._aim_caches(namespace, obj),
             canary_pods=canary_state,
             routes_available=self.routes_available(),
+            custom_metrics_available=self.custom_metrics_available(),
             metrics_required=self.canary_metrics is not None,
             canary_metrics=self.canary_metrics(key) if self.canary_metrics else None,
             canary_restarts=container_restarts(canary_pods, canary),

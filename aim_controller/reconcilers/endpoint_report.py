@@ -26,6 +26,14 @@ from .endpoint_canary_plan import (
 )
 from .endpoint_decide import Plan
 from .endpoint_observe import ChildKey, Observed
+from .endpoint_optional_apis import (
+    GPU_METRICS_UNAVAILABLE,
+    MONITORING_READY,
+    PROMETHEUS_OPERATOR_NOT_INSTALLED,
+    SCALING_READY,
+    monitoring_condition,
+    scaling_condition,
+)
 from .endpoint_status import (
     AVAILABLE,
     CHILD_CONFLICT,
@@ -89,13 +97,20 @@ def desired_status(
     else:
         selected = (False, str(decision.reason), decision.message)
     deployment = _deployment(o, applied)
+    outcome = applied.outcome if applied else None
+    optional = [c for c in (
+        monitoring_condition(o.endpoint, served=o.monitoring_available, chosen=plan.chosen,
+                             outcome=outcome),
+        scaling_condition(o.endpoint, custom_metrics=o.custom_metrics_available),
+    ) if c is not None]
     conds = endpoint_conditions(
         spec=o.endpoint.spec, selected=selected,
-        outcome=applied.outcome if applied else None, deployment=deployment,
+        outcome=outcome, deployment=deployment,
         desired_replicas=plan.desired_replicas, pods=o.pods, url=plan.url,
         api_error=api_error,
         cache=plan.cache.condition if plan.cache else None,
         waiting_for_cache=plan.cache is not None and plan.cache.wait,
+        optional=optional,
     ) + canary_conditions(o, plan.canary)
     return {
         "observedGeneration": o.generation,
@@ -191,6 +206,9 @@ WARNED_CONDITIONS: dict[tuple[str, str], frozenset[str]] = {
     (DEGRADED, "True"): frozenset({"ApiError", *WORKLOAD_FAILURES, *_ROLLOUT_PROBLEMS}),
     # An AIMCache that cannot serve the model: the endpoint downloads it itself.
     (CACHE_READY, "False"): frozenset({CACHE_UNAVAILABLE, CACHE_WAIT_TIMED_OUT}),
+    # An API the spec asks for that the cluster does not serve (followed when it comes).
+    (MONITORING_READY, "False"): frozenset({PROMETHEUS_OPERATOR_NOT_INSTALLED}),
+    (SCALING_READY, "False"): frozenset({GPU_METRICS_UNAVAILABLE}),
 }
 
 

@@ -103,11 +103,14 @@ def endpoint_conditions(
     api_error: str | None = None,
     cache: Cond | None = None,
     waiting_for_cache: bool = False,
+    optional: Sequence[Cond] = (),
 ) -> list[Cond]:
     """The five conditions, in a fixed order, and ``cache`` (CacheReady, when an
-    AIMCache lists the model) before Ready. ``selected`` = (ok, reason, message).
+    AIMCache lists the model) and ``optional`` (MonitoringReady, ScalingReady: see
+    :mod:`.endpoint_optional_apis`) before Ready. ``selected`` = (ok, reason, message).
     ``waiting_for_cache``: no Deployment until the AIMCache has the model (Available
-    and so Ready say so)."""
+    and so Ready say so). Ready follows the first three only: neither the cache nor an
+    optional API keeps the endpoint from serving."""
     ok, sel_reason, sel_message = selected
     conds = [Cond(RECIPE_SELECTED, TRUE if ok else FALSE, sel_reason, sel_message)]
 
@@ -183,7 +186,7 @@ def endpoint_conditions(
         ready = Cond(READY, TRUE, "Ready", f"serving at {url}" if url else "serving")
     else:
         ready = Cond(READY, FALSE, failing.reason, f"{failing.type}: {failing.message}")
-    return [*conds, degraded, *([cache] if cache is not None else []), ready]
+    return [*conds, degraded, *([cache] if cache is not None else []), *optional, ready]
 
 
 def replica_counts(deployment: Mapping[str, Any] | None) -> dict[str, int]:

@@ -315,3 +315,56 @@ async def test_a_started_crd_informer_replays_served_kinds_at_complete() -> None
         assert served == [WIDGETS] and "Widget" in b.owned
     finally:
         await f.stop()
+
+
+async def test_an_optional_kind_whose_crd_goes_is_forgotten_and_followed_again() -> None:
+    f = factory()
+    f.start()
+    try:
+        b = builder(f)
+        b.for_(THINGS)
+        b.owns(WIDGETS, optional=True)
+        served: list[Resource] = []
+        gone: list[tuple[Resource, set[str]]] = []
+        b.on_optional_served(lambda res, _inf: served.append(res))
+        b.on_optional_gone(lambda res: gone.append((res, set(b.owned))))
+        b.complete(nothing)
+        crds = crd_informer(f)
+        await listed(crds, crd(WIDGETS))
+        first = b.owned["Widget"][1]
+        assert served == [WIDGETS] and first.started
+
+        event(crds, "DELETED", crd(WIDGETS, rv="4"))
+        event(crds, "DELETED", crd(WIDGETS, rv="4"))  # once only
+        assert gone == [(WIDGETS, set())] and not b.served(WIDGETS)
+        assert all(inf is not first for inf in f.informers())  # the factory forgot it
+        await eventually(lambda: not cast(Informer, first).started, what="informer stopped")
+
+        event(crds, "ADDED", crd(WIDGETS, rv="6"))  # installed again
+        second = b.owned["Widget"][1]
+        assert served == [WIDGETS, WIDGETS] and second is not first and second.started
+    finally:
+        await f.stop()
+
+
+async def test_an_optional_kind_is_gone_once_its_crd_is_terminating_or_stops_serving() -> None:
+    f = factory()
+    b = builder(f)
+    b.for_(THINGS)
+    b.owns(WIDGETS, optional=True)
+    gone: list[Resource] = []
+    b.on_optional_gone(gone.append)
+    b.complete(nothing)
+    crds = crd_informer(f)
+    await listed(crds, crd(WIDGETS))
+    terminating = crd(WIDGETS, rv="4")
+    terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    event(crds, "MODIFIED", terminating)
+    assert gone == [WIDGETS] and "Widget" not in b.owned
+
+    event(crds, "MODIFIED", crd(WIDGETS, rv="5"))  # served again (a new CRD of the name)
+    assert "Widget" in b.owned
+    unserved = crd(WIDGETS, rv="6")
+    unserved["spec"]["versions"][0]["served"] = False
+    event(crds, "MODIFIED", unserved)
+    assert gone == [WIDGETS, WIDGETS] and "Widget" not in b.owned

@@ -159,7 +159,12 @@ class Scaling(APIModel):
     """Target average memory utilization (percent of request) across replicas."""
     target_gpu_utilization: Percent | None = Field(None, alias="targetGPUUtilization")
     """Target average GPU utilization (percent) across replicas, read from the Pods metric
-    named by gpuUtilizationMetric."""
+    named by gpuUtilizationMetric through a custom metrics API (custom.metrics.k8s.io,
+    e.g. prometheus-adapter). While no such API is served (APIService
+    v1beta1.custom.metrics.k8s.io or v1beta2.custom.metrics.k8s.io Available), the
+    HorizontalPodAutoscaler is created without the GPU metric, on the CPU/memory targets
+    (CPU 80% when none is set), and ScalingReady=False (GpuMetricsUnavailable) says so;
+    the GPU metric is added when the API becomes available, without a restart."""
     gpu_utilization_metric: Annotated[
         str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=128)
     ] = DEFAULT_GPU_UTILIZATION_METRIC
