@@ -143,6 +143,13 @@
   - get
   - list
   - watch
+- apiGroups:
+  - apiregistration.k8s.io
+  resources:
+  - apiservices
+  verbs:
+  - list
+  - watch
 {{- end }}
 {{- define "aim-engine-operator.generated.leaderElectionRules" -}}
 - apiGroups:
