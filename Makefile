@@ -25,7 +25,7 @@ $(VENV)/.stamp: pyproject.toml requirements-dev.lock
 
 venv: $(VENV)/.stamp ## Create the Python virtualenv with all dependencies
 
-binaries: ## Build (or reuse) the pinned kube-apiserver, etcd, kcm, scheduler, kubectl, kwok, helm
+binaries: ## Build (or reuse) the pinned kube-apiserver, etcd, kcm, scheduler, kubectl, kwok, helm, metrics-server
 	@bash hack/build-binaries.sh
 
 manifests: venv ## Regenerate the CRD YAML (and the catalog manifest) from the pydantic models

@@ -3,12 +3,13 @@
 # caches them outside the repository, keyed by version:
 #   ${AIM_CACHE_DIR:-~/.cache/aim-controller}/k8s-<k8s>-etcd-<etcd>-kwok-<kwok>/bin
 # helm (for the chart) is cached apart, ${AIM_CACHE_DIR}/helm-<helm>/helm, so a new
-# helm pin never rebuilds the control plane, and is linked into that bin directory.
-# Prints that bin directory on stdout (`build-binaries.sh helm`: builds only helm and
-# prints its path). A second run costs nothing.
+# helm pin never rebuilds the control plane, and is linked into that bin directory;
+# so is metrics-server (${AIM_CACHE_DIR}/metrics-server-<version>/metrics-server).
+# Prints that bin directory on stdout (`build-binaries.sh helm` / `build-binaries.sh
+# metrics-server`: builds only that one and prints its path). A second run costs nothing.
 # If KUBEBUILDER_ASSETS names a directory that already holds the binaries,
-# it is used as is and nothing is built (but helm, when it is not there: then a
-# directory of links to both is printed).
+# it is used as is and nothing is built (but helm and metrics-server, when they are not
+# there: then a directory of links to all of them is printed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -23,8 +24,12 @@ have_control_plane() {
 
 cache=${AIM_CACHE_DIR:-$HOME/.cache/aim-controller}
 helm_bin="$cache/helm-$HELM_VERSION/helm"
-# ... and its helm is the pinned one (a link to $helm_bin, or that version's binary).
-have_all() { have_control_plane "$1" && [ "$1/helm" -ef "$helm_bin" ]; }
+ms_bin="$cache/metrics-server-$METRICS_SERVER_VERSION/metrics-server"
+# ... and its helm and metrics-server are the pinned ones (links to the cached builds).
+have_all() {
+  have_control_plane "$1" && [ "$1/helm" -ef "$helm_bin" ] \
+    && [ "$1/metrics-server" -ef "$ms_bin" ]
+}
 
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS=-buildvcs=false CGO_ENABLED=0
 # Two cores: let go build use both, but keep the linker from starving the box.
@@ -51,16 +56,41 @@ build_helm() {
   exec 9>&-
 }
 
+# metrics-server from its upstream module (no replace directives either), the same
+# way: once, under a lock, one package at a time.
+build_metrics_server() {
+  [ -x "$ms_bin" ] && return
+  local gobin
+  mkdir -p "$(dirname "$ms_bin")"
+  exec 8>"$(dirname "$ms_bin")/.lock"
+  flock 8
+  if [ -x "$ms_bin" ]; then exec 8>&-; return; fi
+  gobin=$(mktemp -d)
+  log "building metrics-server $METRICS_SERVER_VERSION"
+  GOBIN="$gobin" GOFLAGS="$GOFLAGS -p=${METRICS_SERVER_BUILD_P:-1}" go install -trimpath \
+    -ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION" \
+    "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION" >&2
+  mv "$gobin/metrics-server" "$ms_bin"
+  rm -rf "$gobin"
+  exec 8>&-
+}
+
 # `build-binaries.sh helm`: only helm (make deploy); prints the binary's path.
 if [ "${1:-}" = helm ]; then build_helm; echo "$helm_bin"; exit 0; fi
+if [ "${1:-}" = metrics-server ]; then build_metrics_server; echo "$ms_bin"; exit 0; fi
 
 if [ -n "${KUBEBUILDER_ASSETS:-}" ] && have_control_plane "$KUBEBUILDER_ASSETS"; then
-  if [ -x "$KUBEBUILDER_ASSETS/helm" ]; then echo "$KUBEBUILDER_ASSETS"; exit 0; fi
-  build_helm
-  links="$cache/assets-helm-$HELM_VERSION/bin"
+  if [ -x "$KUBEBUILDER_ASSETS/helm" ] && [ -x "$KUBEBUILDER_ASSETS/metrics-server" ]; then
+    echo "$KUBEBUILDER_ASSETS"; exit 0
+  fi
+  links="$cache/assets-helm-$HELM_VERSION-metrics-server-$METRICS_SERVER_VERSION/bin"
   mkdir -p "$links"
-  for b in "${need[@]}"; do ln -sfn "$KUBEBUILDER_ASSETS/$b" "$links/$b"; done
-  ln -sfn "$helm_bin" "$links/helm"
+  for b in "${need[@]}" helm metrics-server; do
+    [ -x "$KUBEBUILDER_ASSETS/$b" ] && ln -sfn "$KUBEBUILDER_ASSETS/$b" "$links/$b"
+  done
+  [ -x "$KUBEBUILDER_ASSETS/helm" ] || { build_helm; ln -sfn "$helm_bin" "$links/helm"; }
+  [ -x "$KUBEBUILDER_ASSETS/metrics-server" ] \
+    || { build_metrics_server; ln -sfn "$ms_bin" "$links/metrics-server"; }
   echo "$links"; exit 0
 fi
 
@@ -143,5 +173,7 @@ build_kwok
 build_kubernetes
 build_helm
 ln -sfn "$helm_bin" "$bin/helm"
+build_metrics_server
+ln -sfn "$ms_bin" "$bin/metrics-server"
 have_all "$bin" || { log "some binaries are missing in $bin"; exit 1; }
 echo "$bin"

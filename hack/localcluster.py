@@ -14,7 +14,15 @@ Invariants:
 - ports stay fixed for the cluster's life, so a restarted kube-apiserver is
   reachable at the same URL (the chaos tests rely on it).
 
-CLI: ``localcluster.py up|down|status [--state-dir DIR] [--full] [--inventory F]``.
+Metrics mode (``metrics=True``, opt-in; needs ``full``): a real resource metrics
+pipeline. kwok simulates each pod's usage (``hack/kwok/metrics.yaml``: from the pod's
+``aim.engine.amd.com/kwok-cpu-usage`` / ``-memory-usage`` annotations) and serves a
+kubelet-style ``/metrics/resource`` per node; metrics-server (pinned, built by
+``hack/build-binaries.sh``) scrapes it and is served behind the API aggregation layer
+as ``v1beta1.metrics.k8s.io``, so the HPA controller and ``kubectl top`` work.
+
+CLI: ``localcluster.py up|down|status [--state-dir DIR] [--api-only] [--metrics]
+[--inventory F]``.
 """
 
 from __future__ import annotations
@@ -46,7 +54,12 @@ HACK = Path(__file__).resolve().parent
 ROOT = HACK.parent
 DEFAULT_INVENTORY = HACK / "inventory" / "default.yaml"
 KWOK_STAGES = HACK / "kwok" / "stages.yaml"
+KWOK_METRICS = HACK / "kwok" / "metrics.yaml"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+# metrics-server scrapes <node InternalIP>:<--kubelet-port><this path>: kwok's per-node
+# path (hack/kwok/metrics.yaml) on kwok's server port.
+RESOURCE_METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
+METRICS_API_SERVICE = "v1beta1.metrics.k8s.io"
 
 
 def versions() -> dict[str, str]:
@@ -127,6 +140,19 @@ def make_pki(d: Path) -> None:
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
 
+def make_front_proxy_pki(d: Path) -> None:
+    """The aggregation layer's own CA and the client cert kube-apiserver presents to
+    aggregated API servers (they trust the user headers only from this CA and name)."""
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "front-proxy-ca.key",
+             "-out", "front-proxy-ca.crt", "-days", "3650", "-subj", "/CN=aim-front-proxy-ca",
+             cwd=d)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "front-proxy-client.key",
+             "-out", "front-proxy-client.csr", "-subj", "/CN=front-proxy-client", cwd=d)
+    _openssl("x509", "-req", "-in", "front-proxy-client.csr", "-CA", "front-proxy-ca.crt",
+             "-CAkey", "front-proxy-ca.key", "-CAcreateserial", "-out", "front-proxy-client.crt",
+             "-days", "3650", "-extfile", "client.ext", cwd=d)
+
+
 def kubeconfig_text(server: str, pki: Path) -> str:
     cfg = {
         "apiVersion": "v1",
@@ -152,6 +178,9 @@ class LocalCluster:
     full: bool = False
     watch_cache: bool = True
     attached: bool = True
+    # The resource metrics pipeline (kwok usage -> metrics-server -> metrics.k8s.io); see
+    # the module docstring. Off by default: other clusters are exactly as without it.
+    metrics: bool = False
     # Appended verbatim to kube-apiserver's command line (audit, feature gates, ...).
     extra_apiserver_args: list[str] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -182,8 +211,16 @@ class LocalCluster:
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         if not (self.pki / "ca.crt").exists():
             make_pki(self.pki)
+        if self.metrics and not self.full:
+            raise ValueError("metrics=True needs full=True (kwok simulates the usage)")
+        if self.metrics and not (self.pki / "front-proxy-client.crt").exists():
+            make_front_proxy_pki(self.pki)
         for name in ("etcd", "etcd-peer", "apiserver"):
             self.ports.setdefault(name, free_port())
+        if self.metrics:
+            # Fixed: metrics-server and the APIService name them.
+            for name in ("kwok", "metrics-server"):
+                self.ports.setdefault(name, free_port())
         self.kubeconfig.write_text(kubeconfig_text(self.server, self.pki))
         if self.attached:
             atexit.register(self.stop)
@@ -194,6 +231,9 @@ class LocalCluster:
             self.start_scheduler()
             self.start_kwok()
             self.wait_default_service_account(timeout)
+            if self.metrics:
+                self.start_metrics_server()
+                self.register_metrics_api(timeout)
         self._write_state()
         return self
 
@@ -269,11 +309,26 @@ class LocalCluster:
         if not self.full:
             # No controller-manager means no default ServiceAccount in new namespaces.
             args.append("--disable-admission-plugins=ServiceAccount")
+        if self.metrics:
+            # The aggregation layer: kube-apiserver proxies metrics.k8s.io to metrics-server
+            # with the front-proxy client cert and the caller's identity in these headers.
+            args += [
+                f"--requestheader-client-ca-file={p / 'front-proxy-ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={p / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={p / 'front-proxy-client.key'}",
+            ]
         self._spawn("apiserver", args + list(self.extra_apiserver_args))
         self.wait_ready(timeout)
 
     def start_controller_manager(self) -> None:
         p = self.pki
+        # Metrics mode: the HPA controller looks every 5 s (default 15 s), so tests of
+        # its decisions wait less; its decisions themselves are the upstream ones.
+        hpa = ["--horizontal-pod-autoscaler-sync-period=5s"] if self.metrics else []
         self._spawn("controller-manager", [
             str(self.bin_dir / "kube-controller-manager"),
             f"--kubeconfig={self.kubeconfig}",
@@ -289,6 +344,7 @@ class LocalCluster:
             "--kube-api-qps=200", "--kube-api-burst=400",
             "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
             "--concurrent-gc-syncs=40",
+            *hpa,
             "--v=0",
         ])
 
@@ -303,16 +359,79 @@ class LocalCluster:
         ])
 
     def start_kwok(self) -> None:
+        if self.metrics:
+            # Nodes at 127.0.0.1 and kwok's server on TLS as well (metrics-server speaks
+            # https to "kubelets"), serving the simulated usage of hack/kwok/metrics.yaml.
+            p = self.pki
+            extra = [f"--config={KWOK_METRICS}", "--node-ip=127.0.0.1",
+                     f"--tls-cert-file={p / 'apiserver.crt'}",
+                     f"--tls-private-key-file={p / 'apiserver.key'}",
+                     f"--server-address=127.0.0.1:{self.ports['kwok']}"]
+        else:
+            extra = ["--node-ip=10.1.0.1", f"--server-address=127.0.0.1:{free_port()}"]
         self._spawn("kwok", [
             str(self.bin_dir / "kwok"),
             f"--kubeconfig={self.kubeconfig}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
             f"--config={KWOK_STAGES}",
-            "--cidr=10.244.0.0/16", "--node-ip=10.1.0.1",
+            "--cidr=10.244.0.0/16",
             "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{free_port()}",
+            *extra,
         ])
+
+    def start_metrics_server(self) -> None:
+        """metrics-server as a local process: it scrapes kwok's per-node resource metrics
+        every 10 s (its minimum resolution) and serves metrics.k8s.io on its port, with
+        a self-signed serving cert and the admin identity towards kube-apiserver."""
+        self._spawn("metrics-server", [
+            str(self.bin_dir / "metrics-server"),
+            "--bind-address=127.0.0.1", f"--secure-port={self.ports['metrics-server']}",
+            f"--cert-dir={self.state_dir / 'metrics-server-certs'}",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--kubelet-insecure-tls", "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-port={self.ports['kwok']}",
+            "--metric-resolution=10s", "--kubelet-request-timeout=5s",
+            "--v=0",
+        ])
+
+    def metrics_api_manifests(self) -> list[dict[str, Any]]:
+        """The APIService for metrics.k8s.io and the Service it names. An ExternalName
+        Service to 127.0.0.1 (as kwokctl does): Endpoints and EndpointSlices may not
+        hold loopback addresses, and nothing routes a ClusterIP on this machine."""
+        svc = {"name": "metrics-server", "namespace": "kube-system"}
+        return [
+            {"apiVersion": "v1", "kind": "Service", "metadata": dict(svc),
+             "spec": {"type": "ExternalName", "externalName": "127.0.0.1"}},
+            {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+             "metadata": {"name": METRICS_API_SERVICE},
+             "spec": {"group": "metrics.k8s.io", "version": "v1beta1",
+                      "service": {**svc, "port": self.ports["metrics-server"]},
+                      "insecureSkipTLSVerify": True,
+                      "groupPriorityMinimum": 100, "versionPriority": 100}},
+        ]
+
+    def register_metrics_api(self, timeout: float = 120.0) -> None:
+        """Applies :meth:`metrics_api_manifests` and waits for the APIService to be
+        Available (kube-apiserver reached metrics-server through the aggregator)."""
+        self.kubectl("apply", "--server-side", "--field-manager=aim-localcluster", "-f", "-",
+                     input=yaml.safe_dump_all(self.metrics_api_manifests()))
+        query = '{.status.conditions[?(@.type=="Available")].status}'
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs.get("metrics-server")
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"metrics-server exited; see {self.log('metrics-server')}:\n"
+                                   + self.log("metrics-server").read_text()[-3000:])
+            res = self.kubectl("get", "apiservice", METRICS_API_SERVICE, "-o",
+                               f"jsonpath={query}", check=False)
+            if res.stdout.strip() == "True":
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"APIService {METRICS_API_SERVICE} never became Available; see "
+                           f"{self.log('metrics-server')}")
 
     def stop_component(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)
@@ -329,7 +448,8 @@ class LocalCluster:
         self._write_state()
 
     def stop(self) -> None:
-        for name in ("kwok", "scheduler", "controller-manager", "apiserver", "etcd"):
+        for name in ("metrics-server", "kwok", "scheduler", "controller-manager", "apiserver",
+                     "etcd"):
             self.stop_component(name)
         for name in list(self.procs):
             self.stop_component(name)
@@ -395,6 +515,10 @@ class LocalCluster:
     # -- simulated GPU nodes ---------------------------------------------------
     def apply_inventory(self, inventory: Path = DEFAULT_INVENTORY) -> list[str]:
         nodes = list(inventory_nodes(yaml.safe_load(inventory.read_text())))
+        if self.metrics:
+            for n in nodes:
+                n["metadata"]["annotations"][RESOURCE_METRICS_PATH_ANNOTATION] = (
+                    f"/metrics/nodes/{n['metadata']['name']}/metrics/resource")
         self.kubectl("apply", "--server-side", "--field-manager=aim-localcluster", "-f", "-",
                      input=yaml.safe_dump_all(nodes))
         return [n["metadata"]["name"] for n in nodes]
@@ -455,13 +579,19 @@ def _cli_up(args: argparse.Namespace) -> int:
     if state.exists():
         shutil.rmtree(state)
     state.mkdir(parents=True)
+    if args.metrics and args.api_only:
+        print("--metrics needs the full cluster (not --api-only)", file=sys.stderr)
+        return 2
     cluster = LocalCluster(state_dir=state, bin_dir=ensure_binaries(), full=not args.api_only,
-                           attached=False)
+                           attached=False, metrics=args.metrics)
     cluster.start()
     if not args.api_only:
         names = cluster.apply_inventory(Path(args.inventory))
         print(f"simulated nodes: {' '.join(names)}")
     print(f"cluster up: export KUBECONFIG={cluster.kubeconfig}")
+    if args.metrics:
+        print("metrics: metrics-server serves metrics.k8s.io (kubectl top pods, the HPA);"
+              " a pod's simulated usage: annotation aim.engine.amd.com/kwok-cpu-usage")
     return 0
 
 
@@ -512,6 +642,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--inventory", default=str(DEFAULT_INVENTORY))
     ap.add_argument("--api-only", action="store_true",
                     help="only etcd and kube-apiserver (no controller-manager/scheduler/kwok)")
+    ap.add_argument("--metrics", action="store_true",
+                    help="also the resource metrics pipeline: kwok's simulated usage, "
+                         "metrics-server and the metrics.k8s.io APIService")
     args = ap.parse_args(argv)
     if args.command == "build":
         print(ensure_binaries())
