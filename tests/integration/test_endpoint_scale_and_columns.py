@@ -51,9 +51,11 @@ def warnings(cluster: LocalCluster, ns: str, name: str, reason: str) -> list[dic
 
 
 def table(cluster: LocalCluster, ns: str, name: str, *args: str) -> dict[str, str]:
-    lines = cluster.kubectl("get", "-n", ns, "aiep", name, *args).stdout.splitlines()
-    header, row = (re.split(r"\s{2,}", line.strip()) for line in lines)
-    return dict(zip(header, row, strict=True))
+    """The one row by the header's column offsets (a column may be empty: CANARY)."""
+    header, row = cluster.kubectl("get", "-n", ns, "aiep", name, *args).stdout.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    ends = [*starts[1:], None]
+    return {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, ends, strict=True)}
 
 
 async def test_kubectl_get_aiep_prints_the_columns_the_readme_names(
@@ -68,6 +70,7 @@ async def test_kubectl_get_aiep_prints_the_columns_the_readme_names(
     assert [wide[k] for k in ("NAME", "RECIPE", "HARDWARE", "GPUS", "READY", "REPLICAS", "URL")] \
         == ["cols", st["recipe"]["recipeName"], st["recipe"]["hardware"],
             str(st["recipe"]["gpuCount"]), "True", str(st["readyReplicas"]), st["url"]]
+    assert wide["CANARY"] == ""  # no canary: status.canary is not there
     assert "URL" not in table(crds, namespace, "cols")  # only with -o wide
 
     # The README's `kubectl get aiep ... -o wide  # model, recipe, ...` names these columns.
