@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kubernetes_asyncio.client import ApiClient
 
+from aim_controller.builders.canary import is_canary_pod
 from aim_controller.machinery.handlers import key_of
 from aim_controller.machinery.informer import InformerFactory
 from aim_controller.machinery.reflector import resource_version_of, strip_managed_fields
@@ -26,6 +27,7 @@ from aim_controller.recipes.inventory import pod_device_requests
 from aim_controller.recipes.quota import namespace_gpu_requests
 from aim_controller.reconcilers.context import ControllerContext
 from aim_controller.reconcilers.endpoint import EndpointReconciler
+from aim_controller.reconcilers.endpoint_canary import container_restarts
 from aim_controller.reconcilers.endpoint_observe import index_pod_by_endpoint, pods_state
 from aim_controller.reconcilers.gpu_fingerprint import pod_gpu_fingerprint
 from aim_controller.reconcilers.pod_slim import slim_pod
@@ -160,6 +162,7 @@ ONE_POD_READERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "endpoint_of_pod": _endpoint_of_pod(False),
     "endpoint_of_pod(waiting)": _endpoint_of_pod(True),
     "uid": lambda p: p["metadata"].get("uid"),  # InventoryCache's key, with name and RV
+    "is_canary_pod": is_canary_pod,
 }
 try:  # failure detection (item 2): its readers, once they are in
     failures = importlib.import_module("aim_controller.reconcilers.pod_failures")
@@ -194,6 +197,7 @@ def test_pod_lists_read_the_same_from_slim_pods(
     slim = [slim_pod(p) for p in some]
     assert pods_state(slim, deployment) == pods_state(full, deployment)
     assert namespace_gpu_requests(slim) == namespace_gpu_requests(full)
+    assert container_restarts(slim, deployment) == container_restarts(full, deployment)
     if failures is not None and hasattr(failures, "first_failure"):
         limits = failures.memory_limits(((deployment or {}).get("spec") or {}).get("template"))
         assert failures.first_failure(slim, limits) == failures.first_failure(full, limits)
