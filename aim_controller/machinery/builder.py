@@ -149,6 +149,7 @@ class ControllerBuilder:
         self._on_gone: list[OnGone] = []
         self._served_optional: dict[str, _Optional] = {}  # CRD name -> optional kind owned
         self._stopping: set[asyncio.Task[None]] = set()
+        self._late_gone = asyncio.Event()  # an informer left _late: stop waiting for it
         self._completed = False
 
     # -- declarations ----------------------------------------------------------
@@ -359,6 +360,7 @@ class ControllerBuilder:
         res, inf = self._owned.pop(want.resource.kind)
         if inf in self._late:
             self._late.remove(inf)
+            self._late_gone.set()
         # Its watch can only fail from now on: stop it (a handler must not await).
         gone = self._informers.forget(res)
         task = asyncio.get_running_loop().create_task(_stop_all(gone))
@@ -373,8 +375,17 @@ class ControllerBuilder:
         assert self._crds is not None
         await self._crds.wait_synced()
         # The CRD handler saw the whole initial list before the informer reported synced:
-        # every optional kind served at start has its informer by now.
-        await asyncio.gather(*(inf.wait_synced() for inf in list(self._late)))
+        # every optional kind served at start has its informer by now. One whose CRD goes
+        # meanwhile is stopped and will never sync: it is waited for no longer.
+        while waiting := [inf for inf in self._late if not inf.has_synced()]:
+            self._late_gone.clear()
+            tasks = [asyncio.ensure_future(inf.wait_synced()) for inf in waiting]
+            tasks.append(asyncio.ensure_future(self._late_gone.wait()))
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in tasks:
+                    t.cancel()
         return True
 
 

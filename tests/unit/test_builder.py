@@ -368,3 +368,28 @@ async def test_an_optional_kind_is_gone_once_its_crd_is_terminating_or_stops_ser
     unserved["spec"]["versions"][0]["served"] = False
     event(crds, "MODIFIED", unserved)
     assert gone == [WIDGETS, WIDGETS] and "Widget" not in b.owned
+
+
+async def test_a_controller_does_not_wait_for_an_optional_kind_whose_crd_went_unsynced() -> None:
+    f = factory()
+    b = builder(f)
+    things = b.for_(THINGS)
+    b.owns(WIDGETS, optional=True)
+    seen: list[str] = []
+
+    async def reconcile(key: str) -> Result | None:
+        seen.append(key)
+        return None
+
+    controller = b.complete(reconcile)
+    task = asyncio.create_task(controller.run())
+    crds = crd_informer(f)
+    await listed(things, thing("a"))
+    await listed(crds, crd(WIDGETS))  # served at start; its informer never lists
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert seen == []
+    event(crds, "DELETED", crd(WIDGETS, rv="4"))
+    await eventually(lambda: seen == ["ns/a"], what="a reconcile once the kind went")
+    await controller.stop()
+    await task
