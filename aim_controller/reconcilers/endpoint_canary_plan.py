@@ -54,6 +54,7 @@ __all__ = [
     "routed",
 ]
 
+MAX_TOKEN = 256
 GATEWAY_ROUTED = "GatewayRouted"
 GATEWAY_API_NOT_SERVED = "GatewayAPINotServed"
 # A stable Deployment from before canaries, whose template differs from the spec's.
@@ -86,6 +87,12 @@ def _stable_hash(stable: Mapping[str, Any] | None, built: Mapping[str, Any]) -> 
     template = built["spec"]["template"]
     same = covers(template, (stable.get("spec") or {}).get("template"), ("spec", "template"))
     return template_hash(template) if same else LEGACY_TEMPLATE
+
+
+def _token(value: object) -> str | None:
+    """An annotation's value as the status keeps it (status.canary's tokens hold 256
+    characters)."""
+    return None if value is None else str(value)[:MAX_TOKEN]
 
 
 def _progress_stuck(deployment: Mapping[str, Any] | None) -> str | None:
@@ -172,8 +179,8 @@ def _deployments(
         health=CanaryHealth(),
         record=o.status.get("canary"),
         now=o.now,
-        promote=annotations.get(PROMOTE_ANNOTATION),
-        abort=annotations.get(ABORT_ANNOTATION),
+        promote=_token(annotations.get(PROMOTE_ANNOTATION)),
+        abort=_token(annotations.get(ABORT_ANNOTATION)),
         routed=routed(o),
         metrics_required=o.metrics_required,
         metrics=o.canary_metrics,
