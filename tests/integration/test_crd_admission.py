@@ -77,7 +77,8 @@ def get(c: LocalCluster, ns: str, resource: str, name: str) -> dict[str, Any]:
 
 
 def prune_empty(value: Any) -> Any:
-    """Drop empty maps and lists: the server does not default those."""
+    """Drop empty maps and lists: the server defaults a map only where the schema says
+    so (``default: {}``), never a list."""
     if isinstance(value, dict):
         items = {k: prune_empty(v) for k, v in value.items()}
         return {k: v for k, v in items.items() if v not in ({}, [])}
@@ -163,7 +164,9 @@ def test_server_defaults_match_model_defaults(
     assert model.model_validate(stored).spec == model.model_validate(obj).spec
     # ... and the server really filled them in (the model did not just default again).
     want = model.model_validate(obj).model_dump(mode="json", exclude_none=True)["spec"]
-    assert prune_empty(want) == stored["spec"]
+    # (An object defaulted to {} by the server, e.g. AIMCache spec.source, is as good as
+    # absent: compare both pruned.)
+    assert prune_empty(want) == prune_empty(stored["spec"])
 
 
 # --- the invalid-object corpus --------------------------------------------------------

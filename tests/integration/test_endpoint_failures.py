@@ -179,7 +179,10 @@ async def test_pod_security_admission_that_refuses_the_pods_is_failed_create(
 ) -> None:
     crds.kubectl("label", "namespace", namespace,
                  "pod-security.kubernetes.io/enforce=restricted")
-    apply(crds, endpoint("locked"), namespace)
+    # The default pods are admitted in a restricted namespace (test_restricted_namespace);
+    # one that asks to run as root is not.
+    apply(crds, endpoint("locked", security={"podSecurityContext": {"runAsUser": 0}}),
+          namespace)
     cond = await degraded(crds, namespace, "locked", "FailedCreate")
     assert 'violates PodSecurity "restricted' in cond["message"]
 
