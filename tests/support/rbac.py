@@ -56,15 +56,22 @@ def audit_events(log: Path, user: str) -> list[dict[str, Any]]:
 
 def used(events: Iterable[Mapping[str, Any]]) -> dict[Permission, set[str]]:
     """Each permission the events exercised (whether allowed or not) -> the namespaces
-    it was used in ("" for cluster scope or all namespaces)."""
+    it was used in ("" for cluster scope or all namespaces). A patch that created its
+    object (201) used create as well."""
     out: dict[Permission, set[str]] = {}
     for e in events:
         ref = e.get("objectRef") or {}
         if not ref.get("resource"):
             continue  # discovery, /version, ...: not resource requests
         res = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-        out.setdefault((ref.get("apiGroup") or "", res, e["verb"]), set()).add(
-            ref.get("namespace") or "")
+        verbs = [e["verb"]]
+        # A server-side apply that creates is audited as a patch answered 201; the API
+        # server authorised it as a create too.
+        if e["verb"] == "patch" and (e.get("responseStatus") or {}).get("code") == 201:
+            verbs.append("create")
+        for verb in verbs:
+            out.setdefault((ref.get("apiGroup") or "", res, verb), set()).add(
+                ref.get("namespace") or "")
     return out
 
 

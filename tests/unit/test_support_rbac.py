@@ -50,6 +50,9 @@ def test_audit_events_give_the_used_and_the_denied(tmp_path: Path) -> None:
          "requestURI": "/api/v1/pods"},
         {"stage": "ResponseComplete", "user": {"username": user}, "verb": "get",
          "requestURI": "/version", "responseStatus": {"code": 200}},
+        {"stage": "ResponseComplete", "user": {"username": user}, "verb": "patch",
+         "objectRef": {"apiGroup": "apps", "resource": "deployments", "namespace": "x"},
+         "responseStatus": {"code": 201}},
         {"stage": "ResponseComplete", "user": {"username": "admin"}, "verb": "delete",
          "objectRef": {"resource": "pods"}, "responseStatus": {"code": 200}},
     ]
@@ -57,5 +60,7 @@ def test_audit_events_give_the_used_and_the_denied(tmp_path: Path) -> None:
     log.write_text("\n".join(json.dumps(e) for e in lines) + "\n")
     events = audit_events(log, user)
     assert used(events) == {("aim.engine.amd.com", "aimendpoints/status", "patch"): {"x"},
-                            ("", "pods", "list"): {""}}
+                            ("", "pods", "list"): {""},
+                            ("apps", "deployments", "patch"): {"x"},
+                            ("apps", "deployments", "create"): {"x"}}
     assert denied(events) == ["list /api/v1/pods: no"]

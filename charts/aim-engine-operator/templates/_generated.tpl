@@ -5,13 +5,17 @@
   resources:
   - aimendpoints
   - aimrecipes
+  verbs:
+  - list
+  - watch
+- apiGroups:
+  - aim.engine.amd.com
+  resources:
   - aimcaches
   verbs:
-  - get
   - list
   - watch
   - patch
-  - update
 - apiGroups:
   - aim.engine.amd.com
   resources:
@@ -19,9 +23,7 @@
   - aimrecipes/status
   - aimcaches/status
   verbs:
-  - get
   - patch
-  - update
 - apiGroups:
   - aim.engine.amd.com
   resources:
@@ -42,7 +44,6 @@
   - watch
   - create
   - patch
-  - update
   - delete
 - apiGroups:
   - ''
@@ -51,18 +52,15 @@
   - pods
   - resourcequotas
   verbs:
-  - get
   - list
   - watch
 - apiGroups:
   - ''
-  - events.k8s.io
   resources:
   - events
   verbs:
   - create
   - patch
-  - update
 - apiGroups:
   - apps
   resources:
@@ -73,7 +71,6 @@
   - watch
   - create
   - patch
-  - update
   - delete
 - apiGroups:
   - autoscaling
@@ -85,7 +82,6 @@
   - watch
   - create
   - patch
-  - update
   - delete
 - apiGroups:
   - policy
@@ -121,7 +117,6 @@
   - watch
   - create
   - patch
-  - update
   - delete
 - apiGroups:
   - gateway.networking.k8s.io
@@ -133,14 +128,12 @@
   - watch
   - create
   - patch
-  - update
   - delete
 - apiGroups:
   - apiextensions.k8s.io
   resources:
   - customresourcedefinitions
   verbs:
-  - get
   - list
   - watch
 - apiGroups:
@@ -158,20 +151,8 @@
   - leases
   verbs:
   - get
-  - list
-  - watch
   - create
   - update
-  - patch
-  - delete
-- apiGroups:
-  - ''
-  - events.k8s.io
-  resources:
-  - events
-  verbs:
-  - create
-  - patch
 {{- end }}
 {{- define "aim-engine-operator.generated.args" -}}
 - --health-probe-bind-address=:8081
