@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal, TypeAlias, overload
+from typing import Any, Literal, TypeAlias, overload
 
 import structlog
 
@@ -379,8 +379,9 @@ class ControllerBuilder:
         # meanwhile is stopped and will never sync: it is waited for no longer.
         while waiting := [inf for inf in self._late if not inf.has_synced()]:
             self._late_gone.clear()
-            tasks = [asyncio.ensure_future(inf.wait_synced()) for inf in waiting]
-            tasks.append(asyncio.ensure_future(self._late_gone.wait()))
+            tasks: list[asyncio.Task[Any]] = [asyncio.create_task(inf.wait_synced())
+                                              for inf in waiting]
+            tasks.append(asyncio.create_task(self._late_gone.wait()))
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
