@@ -85,7 +85,7 @@ def monitoring_crds() -> Path:
     """Fetches (first time) or finds the pinned Prometheus Operator CRDs (ServiceMonitor,
     PrometheusRule); returns their directory."""
     res = subprocess.run(
-        ["bash", str(HACK / "fetch-monitoring-crds.sh")],
+        ["bash", str(HACK / "fetch-crds.sh"), "monitoring"],
         check=True, stdout=subprocess.PIPE, text=True,
     )
     return Path(res.stdout.strip().splitlines()[-1])
@@ -95,7 +95,7 @@ def gateway_api_crds() -> Path:
     """Fetches (first time) or finds the pinned Gateway API HTTPRoute CRD; returns its
     directory."""
     res = subprocess.run(
-        ["bash", str(HACK / "fetch-gateway-api-crds.sh")],
+        ["bash", str(HACK / "fetch-crds.sh"), "gateway-api"],
         check=True, stdout=subprocess.PIPE, text=True,
     )
     return Path(res.stdout.strip().splitlines()[-1])

@@ -202,16 +202,8 @@ class CacheReconciler:
             await self._set_finalizer(o, hold=False)
             return
         status = deletion_status(o, now_rfc3339())
-        if status_equal(status, o.status):
+        if not await self._apply_status(o, status):
             return
-        body = {"apiVersion": o.obj["apiVersion"], "kind": o.obj["kind"],
-                "metadata": o.obj["metadata"], "status": status}
-        try:
-            self.caches.caches.mutated(await self.ctx.writer.apply_status(body))
-        except ApiException as err:
-            if err.status == 404:
-                return
-            raise
         ready = next(c for c in status["conditions"] if c["type"] == "Ready")
         self.ctx.recorder.emit(dict(o.obj), "Warning", ready["reason"], ready["message"])
 
@@ -265,18 +257,25 @@ class CacheReconciler:
             self.ctx.recorder.emit(dict(o.obj), "Warning", "ApplyFailed", errors[0])
         return CacheApplied(frozenset(started), tuple(conflicts), tuple(errors)), retry
 
-    async def _write_status(self, o: CacheObserved, plan: CachePlan,
-                            status: dict[str, Any]) -> None:
+    async def _apply_status(self, o: CacheObserved, status: dict[str, Any]) -> bool:
+        """Writes ``status`` if it differs from the observed one; whether it wrote (an
+        AIMCache gone meanwhile is not an error)."""
         if status_equal(status, o.status):
-            return
+            return False
         body = {"apiVersion": o.obj["apiVersion"], "kind": o.obj["kind"],
                 "metadata": o.obj["metadata"], "status": status}
         try:
             self.caches.caches.mutated(await self.ctx.writer.apply_status(body))
         except ApiException as err:
             if err.status == 404:
-                return
+                return False
             raise
+        return True
+
+    async def _write_status(self, o: CacheObserved, plan: CachePlan,
+                            status: dict[str, Any]) -> None:
+        if not await self._apply_status(o, status):
+            return
         log.info("cache status", phase=status.get("phase"), models=status.get("modelsReady"))
         for event in cache_events(o, plan, status):
             self.ctx.recorder.emit(dict(o.obj), event.type, event.reason, event.message)

@@ -1,6 +1,6 @@
 """The canary's exact traffic split through the Gateway API, on a private control
 plane with the upstream HTTPRoute CRD (pinned in hack/versions.env, fetched through the
-Go module proxy by hack/fetch-gateway-api-crds.sh, never copied into the repository).
+Go module proxy by hack/fetch-crds.sh gateway-api, never copied into the repository).
 
 Without the CRD, ``spec.service.gateway`` is refused in ``GatewayRouted=False``; once
 it is installed (after the operator started) the operator follows it: the HTTPRoute

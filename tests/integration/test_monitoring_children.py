@@ -2,7 +2,7 @@
 
 A private full control plane with the upstream ServiceMonitor and PrometheusRule
 CRDs (pinned in hack/versions.env, fetched through the Go module proxy by
-hack/fetch-monitoring-crds.sh): the operator's CRD watch finds them at start, the objects
+hack/fetch-crds.sh monitoring): the operator's CRD watch finds them at start, the objects
 it builds pass the upstream schemas, carry ownerReferences, cost no writes once
 applied (no perpetual diff against the schemas' defaulting), and go away when
 monitoring is turned off."""
