@@ -65,8 +65,8 @@ test: venv binaries prometheus lint linters ## Run every test (unit, property, a
 unit: venv ## Only the fast pure tests
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-up: venv binaries ## Start the local control plane with simulated AMD GPU nodes (kwok)
-	$(PY) hack/localcluster.py up --state-dir $(STATE_DIR)
+up: venv binaries ## Start the local control plane with simulated AMD GPU nodes (kwok) and metrics-server
+	$(PY) hack/localcluster.py up --metrics --state-dir $(STATE_DIR)
 
 down: ## Stop the local control plane
 	-$(PY) hack/localcluster.py down --state-dir $(STATE_DIR)
