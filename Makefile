@@ -89,6 +89,9 @@ demo: up install samples run ## Local simulated AMD GPU cluster + CRDs + samples
 bench: venv binaries ## Scale benchmark: prints a table and writes _out/bench/results.json
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+bench-big: venv binaries ## Big-cluster scenario (2,000 nodes, 30,000 pods not ours, N=1000; ~15 min): _out/bench/big-cluster.json
+	$(PY) bench/run.py --big-cluster $(BENCH_BIG_ARGS)
+
 chaos: venv binaries ## Fault scenarios with pass/fail verdicts
 	$(PY) bench/chaos.py $(CHAOS_ARGS)
 
@@ -113,4 +116,4 @@ deploy-kustomize: ## kubectl apply -k manifests/default to the current kube cont
 clean: down ## Remove local state (not the cached binaries)
 	rm -rf _out
 
-.PHONY: help venv binaries prometheus manifests lint linters lint-manifests test unit up down install samples run demo bench chaos docker-build chart deploy undeploy deploy-kustomize clean
+.PHONY: help venv binaries prometheus manifests lint linters lint-manifests test unit up down install samples run demo bench bench-big chaos docker-build chart deploy undeploy deploy-kustomize clean

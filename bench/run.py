@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 from aimbench.benchmark import BenchOptions, goals, run_one
+from aimbench.bigcluster import inventory_update_costs, run_big
 from aimbench.operator import cli_available
 from aimbench.podcache import PODS, pod_cache_cost
 from aimbench.report import bench_table, plot_convergence, write_json
@@ -56,6 +57,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--keep-cluster", action="store_true",
                     help="keep each cluster's state directory (logs) after the run")
     ap.add_argument("--strict", action="store_true", help="exit non-zero when a goal is missed")
+    ap.add_argument("--big-cluster", action="store_true",
+                    help="only the big-cluster scenario (aimbench/bigcluster.py): --big-nodes "
+                         "nodes, --big-pods pods of other tenants, then N endpoints "
+                         "(default N=1000); make bench-big")
+    ap.add_argument("--big-nodes", type=int, default=2000)
+    ap.add_argument("--big-gpu-nodes", type=int, default=300)
+    ap.add_argument("--big-pods", type=int, default=30000)
     return ap.parse_args(argv)
 
 
@@ -85,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         print("aim-controller CLI not available (.venv/bin/aim-controller --help fails)",
               file=sys.stderr)
         return 2
+    if args.big_cluster:
+        return big_cluster(args, opts)
     started = time.monotonic()
     data: dict[str, object] = {
         "machine": {"cpus": psutil.cpu_count(), "memoryGiB": round(
@@ -150,6 +160,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.strict and not all(g["met"] for g in data["goals"]):  # type: ignore[union-attr]
         return 1
     return 0
+
+
+def big_cluster(args: argparse.Namespace, opts: BenchOptions) -> int:
+    """The big-cluster scenario alone: results in big-cluster.json."""
+    started = time.monotonic()
+    n = opts.ns[0] if args.n else 1000
+    data: dict[str, object] = {
+        "machine": {"cpus": psutil.cpu_count(), "memoryGiB": round(
+            psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version()},
+        "options": {"n": n, "nodes": args.big_nodes, "gpuNodes": args.big_gpu_nodes,
+                    "pods": args.big_pods, "concurrency": opts.concurrency,
+                    "operatorArgs": opts.operator_args},
+    }
+    log("inventory update cost after one pod change (in-process)")
+    inv = inventory_update_costs((args.big_pods // 10, args.big_pods), nodes=args.big_nodes,
+                                 gpu_nodes=args.big_gpu_nodes)
+    data["inventoryUpdate"] = inv
+    r = run_big(n, opts, nodes=args.big_nodes, gpu_nodes=args.big_gpu_nodes,
+                pods=args.big_pods)
+    data["result"] = r
+    data["totalSeconds"] = round(time.monotonic() - started, 1)
+    write_json(opts.out / "big-cluster.json", data)
+    print()
+    print(f"big cluster: {args.big_nodes:,} nodes ({args.big_gpu_nodes} with GPUs), "
+          f"{args.big_pods:,} pods of other tenants, N={n}")
+    rss, cpu = r.get("rss") or {}, r.get("cpuSeconds") or {}
+    print(f"  pods created in {r.get('podCreateSeconds')} s, all Running "
+          f"{r.get('podsRunningAfterSeconds')} s later; operator ready (caches synced) in "
+          f"{r.get('operatorReadySeconds')} s, {cpu.get('startAndSync')} CPU s")
+    print(f"  converged {r.get('convergedSeconds')} s, all Ready {r.get('readySeconds')} s")
+    print(f"  RSS idle {rss.get('idleMB')} MB, peak {rss.get('peakMB')} MB; CPU "
+          f"{cpu.get('perEndpoint')} s per endpoint ({cpu.get('toReady')} s to all Ready)")
+    for row in inv:
+        print(f"  inventory update after one GPU pod change at {row['pods']:,} pods: "
+              f"{row['gpuPodChangeMs']} ms (cold build {row['coldBuildMs']} ms; a CPU-only "
+              f"pod's change {row['cpuPodChangeUs']} us)")
+    print(f"  end state: {'ok' if (r.get('correct') or {}).get('ok') else 'WRONG'}")
+    print(f"\nwrote {opts.out / 'big-cluster.json'}; total {data['totalSeconds']} s")
+    return 0 if (r.get("correct") or {}).get("ok") and r.get("readySeconds") else 1
 
 
 if __name__ == "__main__":
