@@ -101,6 +101,13 @@ def gateway_api_crds() -> Path:
     return Path(res.stdout.strip().splitlines()[-1])
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl call that says what kubectl said (a failing test shows it)."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{(self.stderr or '').strip()[-2000:]}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -492,7 +499,7 @@ class LocalCluster:
             input=input, text=True, capture_output=True, timeout=timeout,
         )
         if check and res.returncode != 0:
-            raise subprocess.CalledProcessError(res.returncode, res.args, res.stdout, res.stderr)
+            raise KubectlError(res.returncode, res.args, res.stdout, res.stderr)
         return res
 
     def etcd_request(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,9 @@ MONITORING_CRDS = ("crd/servicemonitors.monitoring.coreos.com",
 
 def install(c: LocalCluster, crds: Path, *names: str) -> None:
     c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(crds))
-    c.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    # A fresh control plane on two busy cores may take a while to establish them.
+    c.kubectl("wait", "--for=condition=Established", "--timeout=180s", *names,
+              timeout=200)
 
 
 def gpu_cluster(make_cluster: Callable[..., LocalCluster]) -> LocalCluster:
