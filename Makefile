@@ -89,7 +89,7 @@ demo: up install samples run ## Local simulated AMD GPU cluster + CRDs + samples
 bench: venv binaries ## Scale benchmark: prints a table and writes _out/bench/results.json
 	$(PY) bench/run.py $(BENCH_ARGS)
 
-bench-big: venv binaries ## Big-cluster scenario (2,000 nodes, 30,000 pods not ours, N=1000; ~15 min): _out/bench/big-cluster.json
+bench-big: venv binaries ## Big-cluster scenario (2,000 nodes, 30,000 pods not ours, N=1000; ~22 min): _out/bench/big-cluster.json
 	$(PY) bench/run.py --big-cluster $(BENCH_BIG_ARGS)
 
 chaos: venv binaries ## Fault scenarios with pass/fail verdicts

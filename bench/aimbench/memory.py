@@ -73,7 +73,45 @@ def list_transient(pods: int = 5000) -> dict[str, Any]:
             "slimBytesPerPod": round(held_slim / pods)}
 
 
+_LIST_RSS = """
+import gc, itertools, json, sys
+sys.path.insert(0, "bench")
+from aimbench.podcache import simulated_pods
+from aim_controller.reconcilers.pod_slim import slim_pod
+def status(k):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(k)) // 1024
+paged, n = sys.argv[1] == "paged", int(sys.argv[2])
+page = 500 if paged else n
+store = {}
+base = status("VmRSS:")
+pods = simulated_pods(n)
+for _ in range(0, n, page):
+    body = json.dumps({"items": list(itertools.islice(pods, page))}).encode()
+    items = json.loads(body)["items"]
+    del body
+    for o in items:
+        s = slim_pod(o)
+        store[s["metadata"]["uid"]] = s
+    del items, o
+gc.collect()
+print(json.dumps({"rssBeforeMB": base, "rssAfterMB": status("VmRSS:"), "peakMB": status("VmHWM:")}))
+"""
+
+
+def list_rss(pods: int, *, paged: bool) -> dict[str, Any]:
+    """RSS of a fresh process after it decoded a list of ``pods`` whole pods and kept them
+    slim: in one response (what the reflector does: the API server serves a list at
+    resourceVersion=0 from its watch cache in one piece, ignoring ``limit``), or page by
+    page (500), slimming each page before decoding the next."""
+    out = subprocess.run([sys.executable, "-c", _LIST_RSS, "paged" if paged else "whole",
+                          str(pods)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    return {"pods": pods, "paged": paged, **json.loads(out.stdout)}
+
+
 if __name__ == "__main__":
     for row in import_costs():
         print(row)
     print(list_transient())
+    for paged in (False, True):
+        print(list_rss(30_000, paged=paged))
