@@ -20,7 +20,17 @@ case "${1:-}" in
 esac
 
 run apply --server-side -f "$MANIFESTS/crd"
-run wait --for=condition=Established --timeout=60s -f "$MANIFESTS/crd"
+# kubectl wait fails at once on a CRD whose status has no conditions yet (just created):
+# retry that case for up to a minute.
+for attempt in $(seq 60); do
+  if out="$(run wait --for=condition=Established --timeout=60s -f "$MANIFESTS/crd" 2>&1)"; then
+    echo "$out"; break
+  fi
+  case "$out" in
+    *".status.conditions accessor error"*) [ "$attempt" -lt 60 ] && sleep 1 && continue ;;
+  esac
+  echo "$out" >&2; exit 1
+done
 if [ "$1" = install ]; then
   $KUBECTL create namespace "$NAMESPACE" --dry-run=client -o yaml | run apply -f -
   run apply --server-side -n "$NAMESPACE" -f "$MANIFESTS/catalog"

@@ -101,6 +101,9 @@ def gateway_api_crds() -> Path:
     return Path(res.stdout.strip().splitlines()[-1])
 
 
+WAIT_NO_CONDITIONS = ".status.conditions accessor error"
+
+
 class KubectlError(subprocess.CalledProcessError):
     """A failed kubectl call that says what kubectl said (a failing test shows it)."""
 
@@ -494,10 +497,20 @@ class LocalCluster:
     # -- helpers -------------------------------------------------------------
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input, text=True, capture_output=True, timeout=timeout,
-        )
+        deadline = time.monotonic() + timeout
+        while True:
+            res = subprocess.run(
+                [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+                input=input, text=True, capture_output=True,
+                timeout=max(deadline - time.monotonic(), 1.0),
+            )
+            # kubectl wait on an object that has no status.conditions yet (a CRD just
+            # created) fails at once instead of waiting: wait for the list to appear.
+            if (res.returncode != 0 and args[:1] == ("wait",)
+                    and WAIT_NO_CONDITIONS in res.stderr and time.monotonic() < deadline):
+                time.sleep(0.5)
+                continue
+            break
         if check and res.returncode != 0:
             raise KubectlError(res.returncode, res.args, res.stdout, res.stderr)
         return res
