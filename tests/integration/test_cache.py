@@ -342,7 +342,8 @@ async def test_a_cleanup_run_evicts_what_it_removed_and_says_so(
     # The CronJob runs within a minute; kwok's cleanup pod removes the kwok-evict model.
     obj = await eventually(
         lambda: (o := get_cache(crds, namespace, "swept"))
-        and o["status"].get("lastCleanupTime") and o, 150, what="a cleanup run reported",
+        and (o.get("status") or {}).get("lastCleanupTime") and o, 150,
+        what="a cleanup run reported",
         blocking=True)
     st = obj["status"]
     assert st["lastCleanup"] == "removed org/kwok-evict-1B (maxAge, 1Gi); freed 1Gi; 10Gi free"

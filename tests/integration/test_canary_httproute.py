@@ -96,7 +96,10 @@ async def test_the_httproute_splits_a_canary_by_weight(gpu_cluster: LocalCluster
         assert set(svc["spec"]["selector"].items()) <= set(labels.items())
         stable_svc = get_json(c, "-n", NS, "service/web")
         assert not set(stable_svc["spec"]["selector"].items()) <= set(labels.items())
-        record = get_json(c, "-n", NS, "aiep/web")["status"]["canary"]
+        # The status follows the children's apply (its own write, maybe a moment later).
+        record = await eventually(
+            lambda: ((get_json(c, "-n", NS, "aiep/web") or {}).get("status") or {}).get(
+                "canary"), 60, what="status.canary", blocking=True)
         assert record["weight"] == 20 and "HTTPRoute" in record["message"]
 
         await eventually(lambda: (get_json(c, "-n", NS, "aiep/web")["status"]["canary"]

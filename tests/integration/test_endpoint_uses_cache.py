@@ -93,6 +93,9 @@ async def test_waits_while_the_cache_downloads_then_mounts_it_read_only(
     async with running_operator(crds, "--namespace", ns, only=(CONTROLLER_NAME,)) as app:
         apply(crds, aim_cache("models", MODEL, "org/Other"), ns)
         set_cache_status(crds, ns, "models", "models-pvc", **model_state("Downloading"))
+        # The operator has the AIMCache before the endpoint comes (else the endpoint
+        # starts on its own PVC and, serving, keeps serving: another rule).
+        await settled(app, crds, ns)
         apply(crds, endpoint("ep", model=MODEL, cache={"enabled": True, "size": "10Gi"}), ns)
 
         obj = await eventually(
