@@ -35,44 +35,39 @@ export GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS=-buildvcs=false CGO_ENABLED=0
 # Two cores: let go build use both, but keep the linker from starving the box.
 log() { echo "[build-binaries] $*" >&2; }
 
-# helm from its upstream module (no replace directives, so `go install mod@version`
-# builds exactly the release's go.sum); one package at a time (-p=1): the machines
-# have 2 cores shared with other work.
-build_helm() {
-  [ -x "$helm_bin" ] && return
-  local gobin
-  mkdir -p "$(dirname "$helm_bin")"
-  # Test runs started at once build it once: the others wait here for the first.
-  exec 9>"$(dirname "$helm_bin")/.lock"
-  flock 9
-  if [ -x "$helm_bin" ]; then exec 9>&-; return; fi
-  gobin=$(mktemp -d)
-  log "building helm $HELM_VERSION"
-  GOBIN="$gobin" GOFLAGS="$GOFLAGS -p=${HELM_BUILD_P:-1}" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.metadata=" \
-    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" >&2
-  mv "$gobin/helm" "$helm_bin"
-  rm -rf "$gobin"
-  exec 9>&-
+# A tool from its upstream module (helm, metrics-server: no replace directives, so
+# `go install mod@version` builds exactly the release's go.sum), once: test runs started
+# at once wait on a lock for the first; one package at a time (-p, default 1): the
+# machines have 2 cores shared with other work.
+#   go_install_once BIN NAME VERSION PACKAGE LDFLAGS PARALLELISM
+go_install_once() {
+  local bin="$1" name="$2" version="$3" pkg="$4" ldflags="$5" p="$6" gobin lock
+  [ -x "$bin" ] && return
+  mkdir -p "$(dirname "$bin")"
+  exec {lock}>"$(dirname "$bin")/.lock"
+  flock "$lock"
+  if [ ! -x "$bin" ]; then
+    gobin=$(mktemp -d)
+    log "building $name $version"
+    GOBIN="$gobin" GOFLAGS="$GOFLAGS -p=$p" go install -trimpath -ldflags "$ldflags" \
+      "$pkg@$version" >&2
+    mv "$gobin/$(basename "$pkg")" "$bin"
+    rm -rf "$gobin"
+  fi
+  exec {lock}>&-
 }
 
-# metrics-server from its upstream module (no replace directives either), the same
-# way: once, under a lock, one package at a time.
+build_helm() {
+  go_install_once "$helm_bin" helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm \
+    "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.metadata=" \
+    "${HELM_BUILD_P:-1}"
+}
+
 build_metrics_server() {
-  [ -x "$ms_bin" ] && return
-  local gobin
-  mkdir -p "$(dirname "$ms_bin")"
-  exec 8>"$(dirname "$ms_bin")/.lock"
-  flock 8
-  if [ -x "$ms_bin" ]; then exec 8>&-; return; fi
-  gobin=$(mktemp -d)
-  log "building metrics-server $METRICS_SERVER_VERSION"
-  GOBIN="$gobin" GOFLAGS="$GOFLAGS -p=${METRICS_SERVER_BUILD_P:-1}" go install -trimpath \
-    -ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION" \
-    "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION" >&2
-  mv "$gobin/metrics-server" "$ms_bin"
-  rm -rf "$gobin"
-  exec 8>&-
+  go_install_once "$ms_bin" metrics-server "$METRICS_SERVER_VERSION" \
+    sigs.k8s.io/metrics-server/cmd/metrics-server \
+    "-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION" \
+    "${METRICS_SERVER_BUILD_P:-1}"
 }
 
 # `build-binaries.sh helm`: only helm (make deploy); prints the binary's path.
