@@ -18,8 +18,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the shared helpers: `import support`
 
 import localcluster  # noqa: E402
 from localcluster import LocalCluster  # noqa: E402
-
-CRD_DIR = ROOT / "manifests" / "crd"
+from support.kube import install_crds  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -60,13 +59,6 @@ def make_cluster() -> Iterator[Callable[..., LocalCluster]]:
     yield make
     for c in made:
         c.stop()
-
-
-def install_crds(c: LocalCluster) -> None:
-    c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(CRD_DIR))
-    c.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-              "crd/aimendpoints.aim.engine.amd.com", "crd/aimrecipes.aim.engine.amd.com",
-              "crd/aimcaches.aim.engine.amd.com")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ again."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,10 +25,10 @@ from operator_harness import (  # type: ignore[import-not-found]
     wait_ready,
 )
 from support import eventually
+from support.kube import install_crds
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crd"
 NS = "routed"
 V2 = "docker.io/rocm/vllm:canary-v2"
 
@@ -38,9 +37,7 @@ V2 = "docker.io/rocm/vllm:canary-v2"
 def gpu_cluster(make_cluster: Callable[..., LocalCluster]) -> Iterator[LocalCluster]:
     c = make_cluster(full=True)
     c.apply_inventory()
-    c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(CRD_DIR))
-    c.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-              "crd/aimendpoints.aim.engine.amd.com", "crd/aimrecipes.aim.engine.amd.com")
+    install_crds(c)
     c.kubectl("create", "namespace", NS)
     yield c
 

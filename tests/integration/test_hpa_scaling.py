@@ -17,7 +17,6 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import localcluster  # type: ignore[import-not-found]
 import pytest
@@ -31,10 +30,10 @@ from operator_harness import (  # type: ignore[import-not-found]
     wait_ready,
 )
 from support import eventually
+from support.kube import install_crds
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crd"
 CPU_USAGE = "aim.engine.amd.com/kwok-cpu-usage"
 MEMORY_USAGE = "aim.engine.amd.com/kwok-memory-usage"
 UP_DELAY, DOWN_DELAY = 15, 30  # seconds: scaling.scaleUpDelay / scaleDownDelay
@@ -50,9 +49,7 @@ def metrics_cluster() -> Iterator[LocalCluster]:
     try:
         c.start()
         c.apply_inventory()
-        c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(CRD_DIR))
-        c.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                  "crd/aimendpoints.aim.engine.amd.com", "crd/aimrecipes.aim.engine.amd.com")
+        install_crds(c)
         yield c
     finally:
         c.stop()

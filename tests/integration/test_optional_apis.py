@@ -38,10 +38,10 @@ from operator_harness import (  # type: ignore[import-not-found]
     wait_ready,
 )
 from support import eventually
+from support.kube import install_crds
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crd"
 NS = "apis"
 MONITORING_CRDS = ("crd/servicemonitors.monitoring.coreos.com",
                    "crd/prometheusrules.monitoring.coreos.com")
@@ -51,9 +51,7 @@ CUSTOM_METRICS = "v1beta1.custom.metrics.k8s.io"
 def gpu_cluster(make_cluster: Callable[..., LocalCluster]) -> LocalCluster:
     c = make_cluster(full=True)
     c.apply_inventory()
-    c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(CRD_DIR))
-    c.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-              "crd/aimendpoints.aim.engine.amd.com", "crd/aimrecipes.aim.engine.amd.com")
+    install_crds(c)
     c.kubectl("create", "namespace", NS)
     return c
 

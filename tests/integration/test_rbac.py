@@ -36,6 +36,7 @@ from localcluster import (  # type: ignore[import-not-found]
 )
 from operator_harness import GROUP, apply, endpoint, get_json
 from support import eventually
+from support.kube import install_crds
 from support.rbac import Permission, audit_events, denied, role_rules, used
 
 from aim_controller.builders.cache_objects import cache_pvc_claim_name, cleanup_cronjob_name
@@ -44,7 +45,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC_DIR = ROOT / "manifests" / "rbac"
-CRD_DIR = ROOT / "manifests" / "crd"
 CLI = Path(sys.executable).parent / "aim-controller"
 OPERATOR_NS = "aim-system"
 SA_USER = f"system:serviceaccount:{OPERATOR_NS}:aim-controller"
@@ -290,7 +290,7 @@ def rbac_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     try:
         c.start()
         c.apply_inventory()
-        c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(CRD_DIR))
+        install_crds(c)
         for extra in (monitoring_crds(), gateway_api_crds()):
             c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(extra))
         c.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from localcluster import LocalCluster  # type: ignore[import-not-found]
 from tcprelay import Relay  # type: ignore[import-not-found]  # noqa: F401  (re-exported)
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crd"
+
+
+def install_crds(c: LocalCluster) -> None:
+    """Our three CRDs, installed and Established."""
+    c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(CRD_DIR))
+    c.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+              "crd/aimendpoints.aim.engine.amd.com", "crd/aimrecipes.aim.engine.amd.com",
+              "crd/aimcaches.aim.engine.amd.com")
 
 
 async def api_client(c: LocalCluster, host: str | None = None) -> ApiClient:
