@@ -128,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         audit = ", ".join(f"{k} {v:.2f}" for k, v in
                           (r.get("auditVerbsPerEndpoint") or {}).items() if v)
         print(f"  N={r['n']}: {client or '-'} | {audit or '-'}")
+    print("\nwrites per endpoint until all Ready, by resource (audit):")
+    for r in results:
+        writes = ", ".join(f"{k} {v:.2f}" for k, v in
+                           (r.get("auditWritesPerEndpoint") or {}).items() if v)
+        print(f"  N={r['n']}: {writes or '-'}")
     sel = data.get("selection")
     if isinstance(sel, dict):
         print(f"\nrecipe selection, {sel['recipes']} recipes / {sel['nodes']} nodes: "

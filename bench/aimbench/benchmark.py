@@ -27,7 +27,14 @@ from typing import Any
 from aim_controller.reconcilers.recipe_status import REFRESH_DELAY as RECIPE_REFRESH_DELAY
 
 from . import workload as wl
-from .cluster import BenchCluster, audit_verbs, dispose, gpu_inventory, new_cluster
+from .cluster import (
+    BenchCluster,
+    audit_verbs,
+    audit_writes,
+    dispose,
+    gpu_inventory,
+    new_cluster,
+)
 from .kube import Credentials, Kube
 from .metrics import Metrics, histogram_quantile, per, percentile
 from .observer import Observer
@@ -90,6 +97,7 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
 
             log(f"[N={n}] applying {n} endpoints")
             t0, wall0 = time.monotonic(), time.time()
+            cpu0 = op.cpu_seconds()
             result["applySeconds"] = round(await wl.apply_all(
                 kube, objs, concurrency=opts.apply_concurrency), 3)
             ok = await obs.wait(lambda: obs.all_converged(want), opts.timeout)
@@ -99,6 +107,7 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             log(f"[N={n}] converged: {ok} {obs.snapshot()}")
             ok_ready = ok and await obs.wait(lambda: obs.all_ready(want), opts.timeout)
             m_ready = op.metrics()
+            cpu_ready = op.cpu_seconds()
             wall_ready = time.time()
             result["readySeconds"] = (round(max(obs.ready_at.values()) - t0, 3)
                                       if ok_ready else None)
@@ -112,10 +121,15 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             result["writesPerEndpointAtConvergence"] = round(at_conv.writes() / n, 3)
             result["requestsPerEndpoint"] = per(at_ready.requests_by_method(), n)
             result["writesPerEndpointAtReady"] = round(at_ready.writes() / n, 3)
+            # The operator's user + system CPU from the first apply to all Ready, / N.
+            result["cpuSecondsPerEndpoint"] = round((cpu_ready - cpu0) / n, 4)
             # The same, by API verb (get/list/watch/create/patch/...) as the API server saw it.
             await asyncio.sleep(1.5)  # the audit backend flushes every second
             result["auditVerbsPerEndpoint"] = per(
                 {k: float(v) for k, v in audit_verbs(cluster.audit_events(wall0, wall_ready))
+                 .items()}, n)
+            result["auditWritesPerEndpoint"] = per(
+                {k: float(v) for k, v in audit_writes(cluster.audit_events(wall0, wall_ready))
                  .items()}, n)
 
             # -- quiet period -------------------------------------------------------

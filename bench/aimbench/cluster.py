@@ -224,6 +224,20 @@ def audit_verbs(events: Sequence[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(Counter(str(e.get("verb")) for e in events).items()))
 
 
+def audit_writes(events: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Writes by "verb resource[/subresource]" (``patch aimendpoints/status``): which
+    requests an endpoint's way to Ready costs."""
+    out: Counter[str] = Counter()
+    for e in events:
+        verb = str(e.get("verb"))
+        if verb in ("get", "list", "watch"):
+            continue
+        ref = e.get("objectRef") or {}
+        sub = ref.get("subresource")
+        out[f"{verb} {ref.get('resource')}{'/' + sub if sub else ''}"] += 1
+    return dict(sorted(out.items()))
+
+
 def _rfc3339(s: str) -> float:
     from datetime import datetime
     try:

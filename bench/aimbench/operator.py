@@ -207,6 +207,14 @@ class OperatorProcess:
         except (psutil.Error, RuntimeError):
             return 0
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the operator has used so far (0 when it is not running)."""
+        try:
+            t = psutil.Process(self.pid).cpu_times()
+        except (psutil.Error, RuntimeError):
+            return 0.0
+        return float(t.user + t.system)
+
     def kill(self, sig: int = signal.SIGKILL, timeout: float = 30.0) -> int | None:
         """Sends ``sig`` and waits for the exit; returns the exit code."""
         if self.proc is None:

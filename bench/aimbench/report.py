@@ -26,7 +26,7 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 def bench_table(results: Sequence[dict[str, Any]]) -> str:
     header = ["N", "apply s", "converged s", "ready s", "raw s", "ratio", "writes/ep",
-              "GET/ep", "quiet W", "quiet R", "peak MB", "KB/ep", "rec p50 ms",
+              "GET/ep", "CPU s/ep", "quiet W", "quiet R", "peak MB", "KB/ep", "rec p50 ms",
               "rec p99 ms", "chg p50 ms", "chg p99 ms", "correct"]
     rows = []
     for r in results:
@@ -41,6 +41,7 @@ def bench_table(results: Sequence[dict[str, Any]]) -> str:
             _fmt(r.get("readySeconds")), _fmt(raw.get("seconds")), _fmt(r.get("ratio"), ".2f"),
             _fmt(r.get("writesPerEndpointAtConvergence"), ".2f"),
             _fmt((r.get("requestsPerEndpoint") or {}).get("GET"), ".2f"),
+            _fmt(r.get("cpuSecondsPerEndpoint"), ".3f"),
             _fmt(quiet.get("writes"), ".0f"), _fmt(quiet.get("reads"), ".0f"),
             _fmt(rss.get("peakMB")), _fmt(rss.get("growthKBPerEndpoint")),
             _fmt(ms(rec.get("p50")), ".0f"), _fmt(ms(rec.get("p99")), ".0f"),
