@@ -4,7 +4,8 @@
 #   ${AIM_CACHE_DIR:-~/.cache/aim-controller}/k8s-<k8s>-etcd-<etcd>-kwok-<kwok>/bin
 # helm (for the chart) is cached apart, ${AIM_CACHE_DIR}/helm-<helm>/helm, so a new
 # helm pin never rebuilds the control plane, and is linked into that bin directory;
-# so is metrics-server (${AIM_CACHE_DIR}/metrics-server-<version>/metrics-server).
+# so is metrics-server (${AIM_CACHE_DIR}/metrics-server-<version>/metrics-server), and
+# KEDA's keda-operator and keda-adapter (${AIM_CACHE_DIR}/keda-<version>/, its CRDs in crds/).
 # Prints that bin directory on stdout (`build-binaries.sh helm` / `build-binaries.sh
 # metrics-server`: builds only that one and prints its path). A second run costs nothing.
 # If KUBEBUILDER_ASSETS names a directory that already holds the binaries,
@@ -25,10 +26,13 @@ have_control_plane() {
 cache=${AIM_CACHE_DIR:-$HOME/.cache/aim-controller}
 helm_bin="$cache/helm-$HELM_VERSION/helm"
 ms_bin="$cache/metrics-server-$METRICS_SERVER_VERSION/metrics-server"
+keda_dir="$cache/keda-$KEDA_VERSION"
 # ... and its helm and metrics-server are the pinned ones (links to the cached builds).
 have_all() {
   have_control_plane "$1" && [ "$1/helm" -ef "$helm_bin" ] \
-    && [ "$1/metrics-server" -ef "$ms_bin" ]
+    && [ "$1/metrics-server" -ef "$ms_bin" ] \
+    && [ "$1/keda-operator" -ef "$keda_dir/keda-operator" ] \
+    && [ "$1/keda-adapter" -ef "$keda_dir/keda-adapter" ] && have_keda
 }
 
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS=-buildvcs=false CGO_ENABLED=0
@@ -70,15 +74,59 @@ build_metrics_server() {
     "${METRICS_SERVER_BUILD_P:-1}"
 }
 
+# KEDA's operator and metrics adapter, and its CRDs (config/crd/bases) beside them in
+# $keda_dir/crds: built from a writable copy of the module source, since its go.mod
+# has replace directives (`go install mod@version` refuses those). Same lock as above.
+KEDA_CRDS=(keda.sh_scaledobjects.yaml keda.sh_scaledjobs.yaml keda.sh_triggerauthentications.yaml
+           keda.sh_clustertriggerauthentications.yaml)
+have_keda() {
+  local f
+  [ -x "$keda_dir/keda-operator" ] && [ -x "$keda_dir/keda-adapter" ] || return 1
+  for f in "${KEDA_CRDS[@]}"; do [ -s "$keda_dir/crds/$f" ] || return 1; done
+}
+
+build_keda() {
+  local lock src tmp f
+  have_keda && return
+  mkdir -p "$keda_dir"
+  exec {lock}>"$keda_dir/.lock"
+  flock "$lock"
+  if ! have_keda; then
+    log "building keda $KEDA_VERSION (operator, adapter)"
+    src=$(go mod download -json "github.com/kedacore/keda/v2@$KEDA_VERSION" \
+          | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -n "$src" ] || { log "go mod download gave no directory for keda $KEDA_VERSION"; exit 1; }
+    tmp=$(mktemp -d)
+    cp -r "$src" "$tmp/src" && chmod -R u+w "$tmp/src"
+    (cd "$tmp/src" && GOFLAGS="$GOFLAGS -mod=mod -p=${KEDA_BUILD_P:-2}" go build -trimpath \
+      -ldflags "-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION" \
+      -o "$tmp/bin/" ./cmd/operator ./cmd/adapter >&2)
+    mkdir -p "$keda_dir/crds"
+    for f in "${KEDA_CRDS[@]}"; do cp "$tmp/src/config/crd/bases/$f" "$keda_dir/crds/$f"; done
+    mv "$tmp/bin/adapter" "$keda_dir/keda-adapter"
+    mv "$tmp/bin/operator" "$keda_dir/keda-operator"
+    rm -rf "$tmp"
+  fi
+  exec {lock}>&-
+}
+
+link_keda() {
+  ln -sfn "$keda_dir/keda-operator" "$1/keda-operator"
+  ln -sfn "$keda_dir/keda-adapter" "$1/keda-adapter"
+}
+
 # `build-binaries.sh helm`: only helm (make deploy); prints the binary's path.
 if [ "${1:-}" = helm ]; then build_helm; echo "$helm_bin"; exit 0; fi
 if [ "${1:-}" = metrics-server ]; then build_metrics_server; echo "$ms_bin"; exit 0; fi
+# `build-binaries.sh keda`: only KEDA; prints its directory (binaries, crds/).
+if [ "${1:-}" = keda ]; then build_keda; echo "$keda_dir"; exit 0; fi
 
 if [ -n "${KUBEBUILDER_ASSETS:-}" ] && have_control_plane "$KUBEBUILDER_ASSETS"; then
-  if [ -x "$KUBEBUILDER_ASSETS/helm" ] && [ -x "$KUBEBUILDER_ASSETS/metrics-server" ]; then
+  if [ -x "$KUBEBUILDER_ASSETS/helm" ] && [ -x "$KUBEBUILDER_ASSETS/metrics-server" ] \
+      && [ -x "$KUBEBUILDER_ASSETS/keda-operator" ]; then
     echo "$KUBEBUILDER_ASSETS"; exit 0
   fi
-  links="$cache/assets-helm-$HELM_VERSION-metrics-server-$METRICS_SERVER_VERSION/bin"
+  links="$cache/assets-helm-$HELM_VERSION-metrics-server-$METRICS_SERVER_VERSION-keda-$KEDA_VERSION/bin"
   mkdir -p "$links"
   for b in "${need[@]}" helm metrics-server; do
     [ -x "$KUBEBUILDER_ASSETS/$b" ] && ln -sfn "$KUBEBUILDER_ASSETS/$b" "$links/$b"
@@ -86,6 +134,7 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ] && have_control_plane "$KUBEBUILDER_ASSETS";
   [ -x "$KUBEBUILDER_ASSETS/helm" ] || { build_helm; ln -sfn "$helm_bin" "$links/helm"; }
   [ -x "$KUBEBUILDER_ASSETS/metrics-server" ] \
     || { build_metrics_server; ln -sfn "$ms_bin" "$links/metrics-server"; }
+  build_keda; link_keda "$links"
   echo "$links"; exit 0
 fi
 
@@ -170,5 +219,7 @@ build_helm
 ln -sfn "$helm_bin" "$bin/helm"
 build_metrics_server
 ln -sfn "$ms_bin" "$bin/metrics-server"
+build_keda
+link_keda "$bin"
 have_all "$bin" || { log "some binaries are missing in $bin"; exit 1; }
 echo "$bin"

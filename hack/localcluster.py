@@ -21,7 +21,14 @@ kubelet-style ``/metrics/resource`` per node; metrics-server (pinned, built by
 ``hack/build-binaries.sh``) scrapes it and is served behind the API aggregation layer
 as ``v1beta1.metrics.k8s.io``, so the HPA controller and ``kubectl top`` work.
 
-CLI: ``localcluster.py up|down|status [--state-dir DIR] [--api-only] [--metrics]
+KEDA mode (``keda=True``, opt-in; needs ``metrics``): KEDA's operator and metrics
+adapter (pinned, built by ``hack/build-binaries.sh``) as local processes, its CRDs
+installed and the adapter served as ``v1beta1.external.metrics.k8s.io`` (the HPAs KEDA
+creates read their triggers there). The operator and the adapter talk gRPC over mTLS
+with a cert of the cluster's CA; KEDA's cert rotation and admission webhooks are off
+(the webhooks only validate ScaledObjects, nothing here needs them).
+
+CLI: ``localcluster.py up|down|status [--state-dir DIR] [--api-only] [--metrics] [--keda]
 [--inventory F]``.
 """
 
@@ -60,6 +67,8 @@ KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 # path (hack/kwok/metrics.yaml) on kwok's server port.
 RESOURCE_METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
 METRICS_API_SERVICE = "v1beta1.metrics.k8s.io"
+EXTERNAL_METRICS_API_SERVICE = "v1beta1.external.metrics.k8s.io"
+KEDA_NAMESPACE = "keda"
 
 
 def versions() -> dict[str, str]:
@@ -86,6 +95,16 @@ def monitoring_crds() -> Path:
     PrometheusRule); returns their directory."""
     res = subprocess.run(
         ["bash", str(HACK / "fetch-crds.sh"), "monitoring"],
+        check=True, stdout=subprocess.PIPE, text=True,
+    )
+    return Path(res.stdout.strip().splitlines()[-1])
+
+
+def keda_assets() -> Path:
+    """Builds (first time) or finds the pinned KEDA; returns its directory (the
+    keda-operator and keda-adapter binaries, its CRDs in ``crds/``)."""
+    res = subprocess.run(
+        ["bash", str(HACK / "build-binaries.sh"), "keda"],
         check=True, stdout=subprocess.PIPE, text=True,
     )
     return Path(res.stdout.strip().splitlines()[-1])
@@ -163,6 +182,20 @@ def make_front_proxy_pki(d: Path) -> None:
              "-days", "3650", "-extfile", "client.ext", cwd=d)
 
 
+def make_keda_pki(pki: Path, d: Path) -> None:
+    """KEDA's operator/adapter gRPC mTLS material, as KEDA reads it from its cert dir
+    (ca.crt, tls.crt, tls.key): one cert of the cluster's CA for both ends, on 127.0.0.1."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "keda.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                                "extendedKeyUsage=serverAuth,clientAuth\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "tls.key", "-out", "tls.csr",
+             "-subj", "/CN=keda", cwd=d)
+    _openssl("x509", "-req", "-in", "tls.csr", "-CA", str(pki / "ca.crt"), "-CAkey",
+             str(pki / "ca.key"), "-CAcreateserial", "-out", "tls.crt", "-days", "3650",
+             "-extfile", "keda.ext", cwd=d)
+    shutil.copyfile(pki / "ca.crt", d / "ca.crt")
+
+
 def kubeconfig_text(server: str, pki: Path) -> str:
     cfg = {
         "apiVersion": "v1",
@@ -191,6 +224,8 @@ class LocalCluster:
     # The resource metrics pipeline (kwok usage -> metrics-server -> metrics.k8s.io); see
     # the module docstring. Off by default: other clusters are exactly as without it.
     metrics: bool = False
+    # KEDA's operator and metrics adapter (see the module docstring); needs ``metrics``.
+    keda: bool = False
     # Appended verbatim to kube-apiserver's command line (audit, feature gates, ...).
     extra_apiserver_args: list[str] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -200,6 +235,10 @@ class LocalCluster:
     @property
     def pki(self) -> Path:
         return self.state_dir / "pki"
+
+    @property
+    def keda_certs(self) -> Path:
+        return self.state_dir / "keda-certs"
 
     @property
     def kubeconfig(self) -> Path:
@@ -223,13 +262,20 @@ class LocalCluster:
             make_pki(self.pki)
         if self.metrics and not self.full:
             raise ValueError("metrics=True needs full=True (kwok simulates the usage)")
+        if self.keda and not self.metrics:
+            raise ValueError("keda=True needs metrics=True (the aggregation layer)")
         if self.metrics and not (self.pki / "front-proxy-client.crt").exists():
             make_front_proxy_pki(self.pki)
+        if self.keda and not (self.keda_certs / "tls.crt").exists():
+            make_keda_pki(self.pki, self.keda_certs)
         for name in ("etcd", "etcd-peer", "apiserver"):
             self.ports.setdefault(name, free_port())
         if self.metrics:
             # Fixed: metrics-server and the APIService name them.
             for name in ("kwok", "metrics-server"):
+                self.ports.setdefault(name, free_port())
+        if self.keda:
+            for name in ("keda-grpc", "keda-adapter"):
                 self.ports.setdefault(name, free_port())
         self.kubeconfig.write_text(kubeconfig_text(self.server, self.pki))
         if self.attached:
@@ -244,6 +290,8 @@ class LocalCluster:
             if self.metrics:
                 self.start_metrics_server()
                 self.register_metrics_api(timeout)
+            if self.keda:
+                self.start_keda(timeout)
         self._write_state()
         return self
 
@@ -263,10 +311,12 @@ class LocalCluster:
             time.sleep(0.5)
         raise TimeoutError("the default ServiceAccount never appeared (controller-manager?)")
 
-    def _spawn(self, name: str, argv: Sequence[str]) -> None:
+    def _spawn(self, name: str, argv: Sequence[str],
+               env: dict[str, str] | None = None) -> None:
         logf = open(self.log(name), "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
             list(argv), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True, preexec_fn=_pdeathsig if self.attached else None,
         )
         logf.close()
@@ -407,6 +457,57 @@ class LocalCluster:
             "--v=0",
         ])
 
+    def start_keda(self, timeout: float = 120.0) -> None:
+        """KEDA's CRDs, its operator and its metrics adapter (registered as the external
+        metrics API), without leader election, cert rotation or webhooks."""
+        assets = keda_assets()
+        self.kubectl("create", "namespace", KEDA_NAMESPACE, check=False)
+        for crd in sorted((assets / "crds").glob("*.yaml")):
+            self.kubectl("apply", "--server-side", "--field-manager=aim-localcluster",
+                         "-f", str(crd))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                     "crd/scaledobjects.keda.sh")
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "WATCH_NAMESPACE": "",
+               "POD_NAMESPACE": KEDA_NAMESPACE,
+               "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE}
+        certs = self.keda_certs
+        self._spawn("keda-operator", [
+            str(assets / "keda-operator"), f"--kubeconfig={self.kubeconfig}",
+            "--leader-elect=false", "--enable-cert-rotation=false",
+            "--enable-prometheus-metrics=false",
+            f"--health-probe-bind-address=127.0.0.1:{free_port()}",
+            f"--metrics-service-bind-address=127.0.0.1:{self.ports['keda-grpc']}",
+            f"--cert-dir={certs}", f"--ca-dir={certs}",
+            "--zap-log-level=info", "--zap-encoder=console",
+        ], env=env)
+        self._spawn("keda-adapter", [
+            str(assets / "keda-adapter"), f"--kubeconfig={self.kubeconfig}",
+            f"--lister-kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={self.ports['keda-adapter']}",
+            f"--cert-dir={certs}", f"--tls-cert-file={certs / 'tls.crt'}",
+            f"--tls-private-key-file={certs / 'tls.key'}",
+            f"--metrics-service-address=127.0.0.1:{self.ports['keda-grpc']}",
+            f"--port={free_port()}", "--zap-log-level=info", "--zap-encoder=console",
+        ], env=env)
+        self.register_api_service(self.external_metrics_api_manifests(),
+                                  EXTERNAL_METRICS_API_SERVICE, "keda-adapter", timeout)
+
+    def external_metrics_api_manifests(self) -> list[dict[str, Any]]:
+        """external.metrics.k8s.io served by KEDA's adapter (as for metrics-server)."""
+        svc = {"name": "keda-metrics-apiserver", "namespace": KEDA_NAMESPACE}
+        return [
+            {"apiVersion": "v1", "kind": "Service", "metadata": dict(svc),
+             "spec": {"type": "ExternalName", "externalName": "127.0.0.1"}},
+            {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+             "metadata": {"name": EXTERNAL_METRICS_API_SERVICE},
+             "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
+                      "service": {**svc, "port": self.ports["keda-adapter"]},
+                      "insecureSkipTLSVerify": True,
+                      "groupPriorityMinimum": 100, "versionPriority": 100}},
+        ]
+
     def metrics_api_manifests(self) -> list[dict[str, Any]]:
         """The APIService for metrics.k8s.io and the Service it names. An ExternalName
         Service to 127.0.0.1 (as kwokctl does): Endpoints and EndpointSlices may not
@@ -426,22 +527,29 @@ class LocalCluster:
     def register_metrics_api(self, timeout: float = 120.0) -> None:
         """Applies :meth:`metrics_api_manifests` and waits for the APIService to be
         Available (kube-apiserver reached metrics-server through the aggregator)."""
+        self.register_api_service(self.metrics_api_manifests(), METRICS_API_SERVICE,
+                                  "metrics-server", timeout)
+
+    def register_api_service(self, manifests: list[dict[str, Any]], name: str,
+                             component: str, timeout: float = 120.0) -> None:
+        """Applies an APIService (and its Service) and waits for it to be Available."""
         self.kubectl("apply", "--server-side", "--field-manager=aim-localcluster", "-f", "-",
-                     input=yaml.safe_dump_all(self.metrics_api_manifests()))
+                     input=yaml.safe_dump_all(manifests))
         query = '{.status.conditions[?(@.type=="Available")].status}'
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            proc = self.procs.get("metrics-server")
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"metrics-server exited; see {self.log('metrics-server')}:\n"
-                                   + self.log("metrics-server").read_text()[-3000:])
-            res = self.kubectl("get", "apiservice", METRICS_API_SERVICE, "-o",
+            for c in ("keda-operator", component):
+                proc = self.procs.get(c)
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"{c} exited; see {self.log(c)}:\n"
+                                       + self.log(c).read_text()[-3000:])
+            res = self.kubectl("get", "apiservice", name, "-o",
                                f"jsonpath={query}", check=False)
             if res.stdout.strip() == "True":
                 return
             time.sleep(0.5)
-        raise TimeoutError(f"APIService {METRICS_API_SERVICE} never became Available; see "
-                           f"{self.log('metrics-server')}")
+        raise TimeoutError(f"APIService {name} never became Available; see "
+                           f"{self.log(component)}")
 
     def stop_component(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)
@@ -458,8 +566,8 @@ class LocalCluster:
         self._write_state()
 
     def stop(self) -> None:
-        for name in ("metrics-server", "kwok", "scheduler", "controller-manager", "apiserver",
-                     "etcd"):
+        for name in ("keda-adapter", "keda-operator", "metrics-server", "kwok", "scheduler",
+                     "controller-manager", "apiserver", "etcd"):
             self.stop_component(name)
         for name in list(self.procs):
             self.stop_component(name)
@@ -599,11 +707,14 @@ def _cli_up(args: argparse.Namespace) -> int:
     if state.exists():
         shutil.rmtree(state)
     state.mkdir(parents=True)
+    if args.keda and not args.metrics:
+        print("--keda needs --metrics", file=sys.stderr)
+        return 2
     if args.metrics and args.api_only:
         print("--metrics needs the full cluster (not --api-only)", file=sys.stderr)
         return 2
     cluster = LocalCluster(state_dir=state, bin_dir=ensure_binaries(), full=not args.api_only,
-                           attached=False, metrics=args.metrics)
+                           attached=False, metrics=args.metrics, keda=args.keda)
     cluster.start()
     if not args.api_only:
         names = cluster.apply_inventory(Path(args.inventory))
@@ -665,6 +776,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--metrics", action="store_true",
                     help="also the resource metrics pipeline: kwok's simulated usage, "
                          "metrics-server and the metrics.k8s.io APIService")
+    ap.add_argument("--keda", action="store_true",
+                    help="also KEDA (operator and metrics adapter, external.metrics.k8s.io);"
+                         " needs --metrics")
     args = ap.parse_args(argv)
     if args.command == "build":
         print(ensure_binaries())
