@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
-from kubernetes_asyncio import config
-from kubernetes_asyncio.client import ApiClient, Configuration
 from prometheus_client import CollectorRegistry
 
 from .builders.cache_objects import CacheJobSettings
@@ -29,6 +27,7 @@ from .machinery.controller import Controller
 from .machinery.events import EventRecorder
 from .machinery.httpserver import ServingEndpoints
 from .machinery.informer import InformerFactory
+from .machinery.kubeclient import KubeClient, load_incluster_config, load_kubeconfig
 from .machinery.manager import LeaderElectionConfig, Manager
 from .machinery.metrics import MachineryMetrics, default_metrics, instrument_api_client
 from .machinery.resource import EVENTS
@@ -45,7 +44,7 @@ log = structlog.get_logger(__name__)
 @dataclass
 class App:
     manager: Manager
-    api_client: ApiClient
+    api_client: KubeClient
     metrics: MachineryMetrics
     controllers: list[Controller]
     recorder: EventRecorder
@@ -58,15 +57,10 @@ class App:
         await self.api_client.close()
 
 
-async def kube_configuration(opts: Options) -> Configuration:
-    cfg = Configuration()
-    if opts.kubeconfig:
-        await config.load_kube_config(config_file=opts.kubeconfig, client_configuration=cfg)
-    else:
-        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    # One connection per watch plus the workers' requests.
-    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 200)
-    return cfg
+def kube_client(opts: Options) -> KubeClient:
+    """From ``--kubeconfig`` (its current context), else the Pod's service account."""
+    return KubeClient(load_kubeconfig(opts.kubeconfig) if opts.kubeconfig
+                      else load_incluster_config())
 
 
 def operator_settings(opts: Options) -> OperatorSettings:
@@ -85,7 +79,7 @@ async def build_app(
     metrics = MachineryMetrics(registry) if registry is not None else default_metrics()
     # The throttle wraps the instrumentation, so request latencies exclude its wait.
     api = throttle_api_client(
-        instrument_api_client(ApiClient(await kube_configuration(opts)), metrics),
+        instrument_api_client(kube_client(opts), metrics),
         opts.kube_api_qps, opts.kube_api_burst, metrics)
     informers = InformerFactory(
         api, namespaces=opts.namespaces or None,

@@ -1,6 +1,6 @@
 """Client-side request throttling (client-go's ``rest.Config`` QPS and Burst).
 
-A token bucket in front of every request an ``ApiClient`` sends, so a burst of
+A token bucket in front of every request a ``KubeClient`` sends, so a burst of
 reconciles (a thousand endpoints applied at once, a relist after an outage)
 cannot flood the API server: requests beyond the burst wait for tokens that
 refill at ``qps`` per second. Time spent waiting is observed as
@@ -21,11 +21,10 @@ def throttle_api_client(
     api_client: Any, qps: float, burst: int, metrics: MachineryMetrics | None = None
 ) -> Any:
     """Wraps ``api_client``'s requests in a token bucket; idempotent; returns ``api_client``."""
-    rest = api_client.rest_client
-    if getattr(rest, "_aim_throttled", False):
+    if getattr(api_client, "_aim_throttled", False):
         return api_client
     bucket = BucketRateLimiter(qps, burst)
-    original = rest.request
+    original = api_client.request
 
     async def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         delay = bucket.when(None)
@@ -36,6 +35,6 @@ def throttle_api_client(
                 method.upper(), urlsplit(url).netloc).observe(delay)
         return await original(method, url, *args, **kwargs)
 
-    rest.request = request
-    rest._aim_throttled = True
+    api_client.request = request
+    api_client._aim_throttled = True
     return api_client

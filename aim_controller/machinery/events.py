@@ -20,8 +20,8 @@ from collections import OrderedDict
 from typing import Final
 
 import structlog
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from .kubeclient import ApiException
 from .resource import Obj
 from .writer import ObjectWriter
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 import structlog
-from kubernetes_asyncio.client import ApiClient
 
 from aim_controller.machinery.handlers import EventHandler, KubeObject, split_key
+from aim_controller.machinery.kubeclient import KubeClient
 from aim_controller.machinery.metrics import MachineryMetrics
 from aim_controller.machinery.reflector import (
     DEFAULT_STALL_TIMEOUT,
@@ -68,7 +68,7 @@ class Informer:
 
     def __init__(
         self,
-        api_client: ApiClient,
+        api_client: KubeClient,
         resource: Resource,
         *,
         namespace: str | None = None,
@@ -289,7 +289,7 @@ class InformerFactory:
 
     def __init__(
         self,
-        api_client: ApiClient,
+        api_client: KubeClient,
         *,
         namespaces: Sequence[str] | None = None,
         transform: Transform | None = strip_managed_fields,

@@ -36,9 +36,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import structlog
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from aim_controller.machinery.kubeclient import ApiException, KubeClient
 from aim_controller.machinery.resource import LEASES, Obj, request_json
 
 JITTER_FACTOR: Final = 1.2  # client-go's: waits between acquire attempts are in [retry, 2.2*retry)
@@ -104,7 +103,7 @@ class LeaderElector:
 
     def __init__(
         self,
-        api_client: ApiClient,
+        api_client: KubeClient,
         namespace: str,
         name: str,
         identity: str,

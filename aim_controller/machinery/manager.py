@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from kubernetes_asyncio.client import ApiClient
 
 from .controller import Controller
 from .httpserver import ServingEndpoints
 from .informer import InformerFactory
+from .kubeclient import KubeClient
 from .leaderelection import LeaderElector
 
 log = structlog.get_logger(__name__)
@@ -46,7 +46,7 @@ class LeaderElectionConfig:
 
 @dataclass
 class Manager:
-    api_client: ApiClient
+    api_client: KubeClient
     informers: InformerFactory
     serving: ServingEndpoints
     leader_election: LeaderElectionConfig | None = None

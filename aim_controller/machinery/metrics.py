@@ -345,8 +345,8 @@ def default_metrics() -> MachineryMetrics:
 
 
 def _status_of(err: BaseException) -> str:
-    # kubernetes_asyncio's ApiException and aiohttp's ClientResponseError both
-    # carry ``status``; ApiException uses 0 for "never got a response".
+    # Our ApiException and aiohttp's ClientResponseError both carry ``status``;
+    # ApiException uses 0 for "never got a response".
     status = getattr(err, "status", None)
     if isinstance(status, int) and status > 0:
         return str(status)
@@ -356,15 +356,14 @@ def _status_of(err: BaseException) -> str:
 def instrument_api_client(api_client: Any, metrics: MachineryMetrics) -> Any:
     """Count every HTTP request ``api_client`` makes, by verb and status code.
 
-    Wraps the instance's ``rest_client.request`` coroutine, through which every
-    ``kubernetes_asyncio`` call (including watches) goes. Failures without a
+    Wraps the instance's ``request`` coroutine, through which every call
+    (including watches) goes. Failures without a
     response are counted with code ``<error>``; a cancelled request is not
     counted (it never completed). Idempotent; returns ``api_client``.
     """
-    rest = api_client.rest_client
-    if getattr(rest, "_aim_metrics_instrumented", False):
+    if getattr(api_client, "_aim_metrics_instrumented", False):
         return api_client
-    original = rest.request
+    original = api_client.request
     clock = metrics.clock
 
     async def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
@@ -381,6 +380,6 @@ def instrument_api_client(api_client: Any, metrics: MachineryMetrics) -> Any:
         metrics.observe_request(verb, host, str(response.status), clock() - start)
         return response
 
-    rest.request = request
-    rest._aim_metrics_instrumented = True
+    api_client.request = request
+    api_client._aim_metrics_instrumented = True
     return api_client

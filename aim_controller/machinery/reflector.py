@@ -24,10 +24,9 @@ from typing import Final, Literal
 
 import aiohttp
 import structlog
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from aim_controller.machinery.handlers import EventHandler, KubeObject, key_of
+from aim_controller.machinery.kubeclient import ApiException, KubeClient
 from aim_controller.machinery.metrics import ReflectorMetricsRecorder
 from aim_controller.machinery.resource import (
     Obj,
@@ -202,7 +201,7 @@ class Reflector:
 
     def __init__(
         self,
-        api: ApiClient,
+        api: KubeClient,
         resource: Resource,
         store: Store,
         handlers: Sequence[EventHandler],

@@ -1,17 +1,10 @@
 """Any Kubernetes resource, listed and watched as plain JSON dicts.
 
-We go through ``ApiClient.call_api`` with ``_preload_content=False`` and parse
-the JSON ourselves: no OpenAPI model objects (they drop unknown fields and
-cannot represent custom resources), and a watch is read as the raw
-newline-delimited JSON stream.
-
-kubernetes_asyncio caveats handled here:
-- with ``_preload_content=False`` it returns the raw ``aiohttp.ClientResponse``
-  and does NOT check the status, so we raise ``ApiException`` ourselves;
-- without ``_request_timeout`` requests have no timeout at all, so every call
-  here passes an ``aiohttp.ClientTimeout``;
-- ``auth_settings`` must name ``BearerToken`` or token auth (in-cluster service
-  account, exec plugins) is silently not sent.
+We send raw requests through our :class:`KubeClient` and parse the JSON
+ourselves: no OpenAPI model objects (they drop unknown fields and cannot
+represent custom resources), and a watch is read as the raw newline-delimited
+JSON stream. Every call passes an ``aiohttp.ClientTimeout``: aiohttp's default
+(5 minutes total) would cut long watches and let a dead list hang.
 """
 
 from __future__ import annotations
@@ -23,8 +16,8 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.client.exceptions import ApiException
+
+from .kubeclient import ApiException, KubeClient
 
 Obj = dict[str, Any]
 
@@ -116,17 +109,8 @@ class WatchEvent:
 
 
 def api_exception(status: int, body: bytes | str, reason: str | None = None) -> ApiException:
-    """An ``ApiException`` like the ones kubernetes_asyncio raises, from a status and body."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    if reason is None:
-        try:
-            parsed = json.loads(text)
-            reason = str(parsed.get("reason") or parsed.get("message") or "")
-        except (ValueError, AttributeError):
-            reason = ""
-    exc = ApiException(status=status, reason=reason)
-    exc.body = text  # type: ignore[assignment]  # str, as kubernetes_asyncio itself stores it
-    return exc
+    """An ``ApiException`` from a status and body (reason: the body's, if a ``Status``)."""
+    return ApiException.from_response(status, body, reason)
 
 
 def status_exception(status_obj: Obj) -> ApiException:
@@ -136,7 +120,7 @@ def status_exception(status_obj: Obj) -> ApiException:
 
 
 async def raw_request(
-    api: ApiClient,
+    api: KubeClient,
     method: str,
     path: str,
     *,
@@ -147,30 +131,21 @@ async def raw_request(
 ) -> aiohttp.ClientResponse:
     """Sends one request; returns the unread response, or raises ``ApiException`` on non-2xx.
 
-    The caller must release the response (``async with resp`` or ``resp.release()``).
+    ``body``: bytes or text as is, anything else as JSON. The caller must
+    release the response (``async with resp`` or ``resp.release()``).
     """
-    resp: aiohttp.ClientResponse = await api.call_api(
-        path,
-        method,
-        query_params=list(query),
-        header_params={"Accept": "application/json", "Content-Type": content_type},
-        body=body,
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-        _request_timeout=request_timeout
+    data = (body if isinstance(body, bytes) or body is None
+            else body.encode() if isinstance(body, str) else json.dumps(body).encode())
+    return await api.call(
+        method, path, query=query, body=data,
+        headers={"Accept": "application/json", "Content-Type": content_type},
+        request_timeout=request_timeout
         or aiohttp.ClientTimeout(total=LIST_TIMEOUT, sock_connect=CONNECT_TIMEOUT),
     )
-    if not 200 <= resp.status <= 299:
-        try:
-            data = await resp.read()
-        finally:
-            resp.release()
-        raise api_exception(resp.status, data)
-    return resp
 
 
 async def request_json(
-    api: ApiClient,
+    api: KubeClient,
     method: str,
     path: str,
     *,
@@ -210,7 +185,7 @@ def _fill_type(resource: Resource, obj: Obj) -> Obj:
 
 
 async def list_page(
-    api: ApiClient,
+    api: KubeClient,
     resource: Resource,
     *,
     namespace: str | None = None,
@@ -245,7 +220,7 @@ async def list_page(
 
 
 async def list_objects(
-    api: ApiClient,
+    api: KubeClient,
     resource: Resource,
     *,
     namespace: str | None = None,
@@ -281,7 +256,7 @@ async def list_objects(
 
 
 async def watch_objects(
-    api: ApiClient,
+    api: KubeClient,
     resource: Resource,
     *,
     namespace: str | None = None,
@@ -341,7 +316,7 @@ def _event(resource: Resource, line: bytes) -> WatchEvent:
     return WatchEvent(etype, obj)
 
 
-async def discover(api: ApiClient, group: str, version: str) -> set[str]:
+async def discover(api: KubeClient, group: str, version: str) -> set[str]:
     """The plurals a group/version serves (subresources excluded); empty if not served.
 
     Used at start to find optional CRDs (e.g. ``monitoring.coreos.com/v1``

@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.client.exceptions import ApiException
-
+from .kubeclient import ApiException, KubeClient
 from .resource import Obj, Resource, request_json
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+# A resourceVersion no stored object has: etcd's first write is revision 2, and a
+# namespaced object is written after its namespace anyway.
+NO_OBJECT_HAS_THIS_VERSION = "1"
 
 
 class RESTMapper:
@@ -47,7 +48,7 @@ class RESTMapper:
 class ObjectWriter:
     """Server-side apply and deletes through one field manager."""
 
-    def __init__(self, api: ApiClient, mapper: RESTMapper, field_manager: str) -> None:
+    def __init__(self, api: KubeClient, mapper: RESTMapper, field_manager: str) -> None:
         self._api = api
         self._mapper = mapper
         self.field_manager = field_manager
@@ -69,6 +70,29 @@ class ObjectWriter:
             self._api, "PATCH", resource.object_path(name, ns),
             query=self._apply_query(force), body=obj, content_type=APPLY_CONTENT_TYPE,
         )
+
+    async def apply_new(self, obj: Obj) -> Obj | None:
+        """Server-side applies namespaced ``obj`` only if no object has its name: the
+        server creates it (owned by this manager, as ``apply`` would), or answers 409
+        and writes nothing (then None).
+
+        One request, no read first: the apply carries a resourceVersion precondition
+        that no existing object meets, and that a create does not check.
+        """
+        resource, name, ns = self._target(obj)
+        if ns is None:
+            raise ValueError(f"apply_new is for namespaced objects, not {resource.kind}")
+        body = {**obj, "metadata": {**obj["metadata"],
+                                    "resourceVersion": NO_OBJECT_HAS_THIS_VERSION}}
+        try:
+            return await request_json(
+                self._api, "PATCH", resource.object_path(name, ns),
+                query=self._apply_query(True), body=body, content_type=APPLY_CONTENT_TYPE,
+            )
+        except ApiException as e:
+            if e.status == 409:
+                return None
+            raise
 
     async def apply_status(self, obj: Obj, *, force: bool = True) -> Obj:
         """Server-side applies ``obj``'s ``status`` through the status subresource."""

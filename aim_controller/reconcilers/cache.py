@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from aim_controller.builders import LABEL_MANAGED_BY
 from aim_controller.builders.cache_objects import (
@@ -45,6 +44,7 @@ from aim_controller.machinery.handlers import (
     ResourceEventHandlerFuncs,
     enqueue_mapped,
 )
+from aim_controller.machinery.kubeclient import ApiException
 from aim_controller.machinery.mutationcache import MutationCache
 from aim_controller.machinery.resource import JOBS, PERSISTENT_VOLUME_CLAIMS, PODS, Resource
 from aim_controller.machinery.store import NAMESPACE_INDEX

@@ -33,7 +33,6 @@ from typing import Any
 
 import aiohttp
 import structlog
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from aim_controller.api.v1alpha1.groupversion import KIND_AIM_ENDPOINT
 from aim_controller.builders import (
@@ -45,6 +44,7 @@ from aim_controller.machinery.builder import ControllerBuilder, OwnedKinds, spec
 from aim_controller.machinery.controller import Controller, Result
 from aim_controller.machinery.handlers import AtPriority, KubeObject, key_of
 from aim_controller.machinery.informer import InformerLike
+from aim_controller.machinery.kubeclient import ApiException
 from aim_controller.machinery.mutationcache import MutationCache
 from aim_controller.machinery.resource import PODS, Resource
 from aim_controller.machinery.workqueue import PRIORITY_DEFAULT, PRIORITY_LOW

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import structlog
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from aim_controller.api.v1alpha1.recipe import AIMRecipeStatus
@@ -29,6 +28,7 @@ from aim_controller.machinery.controller import Controller, Result
 from aim_controller.machinery.events import WARNING
 from aim_controller.machinery.handlers import KubeObject
 from aim_controller.machinery.informer import InformerLike
+from aim_controller.machinery.kubeclient import ApiException
 from aim_controller.machinery.workqueue import RateLimitingQueue
 from aim_controller.recipes import GpuInventory
 

@@ -2,7 +2,7 @@
 
 No informers, no diff, no status: ``concurrency`` workers each take one
 endpoint's children and apply them in order, as one reconcile would. The
-client is the operator's own (kubernetes_asyncio ``ApiClient.call_api``), so
+client is the operator's own (``KubeClient.call``), so
 the ratio measures the controller, not the HTTP library.
 
 The objects are what the operator applied, read back from the cluster and cut
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import config
-from kubernetes_asyncio.client import ApiClient, Configuration
+
+from aim_controller.machinery.kubeclient import ApiException, KubeClient, load_kubeconfig
 
 from .kube import APPLY, Obj, object_path
 
@@ -93,31 +93,29 @@ async def raw_apply(kubeconfig: str, groups: Sequence[Sequence[Obj]], concurrenc
                     *, manager: str = RAW_MANAGER) -> dict[str, Any]:
     """Applies each group's objects in order, ``concurrency`` groups at a time.
     Returns seconds, writes and failures."""
-    cfg = Configuration()
-    await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-    cfg.connection_pool_maxsize = max(concurrency, 10)
     queue: asyncio.Queue[Sequence[Obj]] = asyncio.Queue()
     for g in groups:
         queue.put_nowait(g)
     writes = failures = 0
     timeout = aiohttp.ClientTimeout(total=60, sock_connect=10)
 
-    async with ApiClient(cfg) as api:
+    async with KubeClient(load_kubeconfig(kubeconfig), pool_size=max(concurrency, 10)) as api:
 
         async def apply(obj: Obj) -> None:
             nonlocal writes, failures
-            resp = await api.call_api(
-                object_path(obj), "PATCH",
-                query_params=[("fieldManager", manager), ("force", "true")],
-                header_params={"Accept": "application/json", "Content-Type": APPLY},
-                body=obj, auth_settings=["BearerToken"], _preload_content=False,
-                _request_timeout=timeout,
-            )
+            writes += 1
+            try:
+                resp = await api.call(
+                    "PATCH", object_path(obj),
+                    query=[("fieldManager", manager), ("force", "true")],
+                    headers={"Accept": "application/json", "Content-Type": APPLY},
+                    body=json.dumps(obj).encode(), request_timeout=timeout,
+                )
+            except ApiException:
+                failures += 1
+                return
             async with resp:
                 await resp.read()
-            writes += 1
-            if not 200 <= resp.status <= 299:
-                failures += 1
 
         async def worker() -> None:
             while not queue.empty():

@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 
 import structlog
-from kubernetes_asyncio import config
-from kubernetes_asyncio.client import ApiClient, Configuration
 
+from aim_controller.machinery.kubeclient import KubeClient, load_kubeconfig
 from aim_controller.machinery.leaderelection import LeaderElector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for `support`
@@ -37,9 +36,7 @@ async def main(argv: list[str]) -> None:
     kubeconfig, namespace, lease, identity = argv[:4]
     lease_s, renew_s, retry_s = (float(x) for x in (argv[4:7] or ["15", "10", "2"]))
     frozen = argv[7:8] == ["frozen"]
-    cfg = Configuration()
-    await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-    async with ApiClient(cfg) as api:
+    async with KubeClient(load_kubeconfig(kubeconfig)) as api:
 
         async def lead() -> None:
             say("LEADING")

@@ -18,14 +18,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from kubernetes_asyncio.client import (
-    ApiClient,
-    CoreV1Api,
-    V1ConfigMap,
-    V1Namespace,
-    V1ObjectMeta,
-)
-from kubernetes_asyncio.client.exceptions import ApiException
 from localcluster import LocalCluster  # type: ignore[import-not-found]
 from prometheus_client import CollectorRegistry
 from support import eventually
@@ -38,6 +30,7 @@ from aim_controller.machinery.informer import (
     MultiNamespaceInformer,
     wait_for_cache_sync,
 )
+from aim_controller.machinery.kubeclient import ApiException, KubeClient
 from aim_controller.machinery.metrics import MachineryMetrics
 from aim_controller.machinery.reflector import BackoffManager
 from aim_controller.machinery.resource import (
@@ -46,10 +39,13 @@ from aim_controller.machinery.resource import (
     discover,
     list_objects,
     list_page,
+    request_json,
 )
 from aim_controller.machinery.store import NAMESPACE_INDEX, index_by_label
 
 pytestmark = pytest.mark.cluster
+
+MERGE_PATCH = "application/merge-patch+json"
 
 
 # -- helpers ---------------------------------------------------------------------
@@ -91,18 +87,33 @@ class Exploding:
         raise RuntimeError("boom")
 
 
-async def create_cm(core: CoreV1Api, ns: str, name: str, **data: str) -> str:
-    body = V1ConfigMap(metadata=V1ObjectMeta(name=name), data=data or {"v": "1"})
-    created = await core.create_namespaced_config_map(ns, body)
-    return str(created.metadata.resource_version)
+async def create_cm(api: KubeClient, ns: str, name: str, **data: str) -> str:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+            "data": data or {"v": "1"}}
+    created = await request_json(api, "POST", CONFIGMAPS.collection_path(ns), body=body)
+    return str(created["metadata"]["resourceVersion"])
 
 
-async def patch_cm(core: CoreV1Api, ns: str, name: str, **data: str) -> str:
-    patched = await core.patch_namespaced_config_map(name, ns, {"data": data})
-    return str(patched.metadata.resource_version)
+async def patch_cm(api: KubeClient, ns: str, name: str, **data: str) -> str:
+    patched = await request_json(api, "PATCH", CONFIGMAPS.object_path(name, ns),
+                                 body={"data": data}, content_type=MERGE_PATCH)
+    return str(patched["metadata"]["resourceVersion"])
 
 
-async def server_state(api: ApiClient, ns: str) -> dict[str, str]:
+async def delete_cm(api: KubeClient, ns: str, name: str) -> None:
+    await request_json(api, "DELETE", CONFIGMAPS.object_path(name, ns))
+
+
+async def create_ns(api: KubeClient, name: str) -> None:
+    await request_json(api, "POST", NAMESPACES.collection_path(),
+                       body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+async def delete_ns(api: KubeClient, name: str) -> None:
+    await request_json(api, "DELETE", NAMESPACES.object_path(name))
+
+
+async def server_state(api: KubeClient, ns: str) -> dict[str, str]:
     listed = await list_objects(api, CONFIGMAPS, namespace=ns)
     return {key_of(o): o["metadata"]["resourceVersion"] for o in listed.items
             if o["metadata"]["name"] != "kube-root-ca.crt"}
@@ -132,20 +143,19 @@ class RecordingBackoff(BackoffManager):
 
 # -- fixtures --------------------------------------------------------------------
 @pytest.fixture(scope="module")
-async def api(api_cluster: LocalCluster) -> AsyncIterator[ApiClient]:
+async def api(api_cluster: LocalCluster) -> AsyncIterator[KubeClient]:
     client = await api_client(api_cluster)
     yield client
     await client.close()
 
 
 @pytest.fixture
-async def ns(api: ApiClient) -> AsyncIterator[str]:
+async def ns(api: KubeClient) -> AsyncIterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
-    core = CoreV1Api(api)
-    await core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name)))
+    await create_ns(api, name)
     yield name
     with contextlib.suppress(ApiException):
-        await core.delete_namespace(name)
+        await delete_ns(api, name)
 
 
 @contextlib.asynccontextmanager
@@ -161,7 +171,7 @@ async def running(*informers: Informer | MultiNamespaceInformer) -> AsyncIterato
 
 
 # -- tests -----------------------------------------------------------------------
-async def test_discover_finds_core_resources_and_reports_missing_groups(api: ApiClient) -> None:
+async def test_discover_finds_core_resources_and_reports_missing_groups(api: KubeClient) -> None:
     core = await discover(api, "", "v1")
     assert {"configmaps", "pods", "namespaces"} <= core
     assert not any("/" in p for p in core)  # subresources excluded
@@ -170,10 +180,9 @@ async def test_discover_finds_core_resources_and_reports_missing_groups(api: Api
 
 
 async def test_informer_delivers_creates_updates_deletes_in_order(
-    api: ApiClient, ns: str
+    api: KubeClient, ns: str
 ) -> None:
-    core = CoreV1Api(api)
-    await create_cm(core, ns, "before")  # exists before the informer starts
+    await create_cm(api, ns, "before")  # exists before the informer starts
     inf = Informer(api, CONFIGMAPS, namespace=ns, indexers={"app": index_by_label("app")})
     rec, late = Recorder(), Recorder()
     inf.add_event_handler(Exploding())  # must not disturb the others
@@ -182,12 +191,13 @@ async def test_informer_delivers_creates_updates_deletes_in_order(
     async with running(inf):
         assert inf.has_synced()
         assert rec.of(f"{ns}/before") == ["add"]
-        a1 = await create_cm(core, ns, "a", v="1")
-        await core.patch_namespaced_config_map("a", ns, {"metadata": {"labels": {"app": "x"}}})
-        a3 = await patch_cm(core, ns, "a", v="3")
-        await create_cm(core, ns, "b")
-        await core.delete_namespaced_config_map("b", ns)
-        await core.delete_namespaced_config_map("before", ns)
+        a1 = await create_cm(api, ns, "a", v="1")
+        await request_json(api, "PATCH", CONFIGMAPS.object_path("a", ns),
+                           body={"metadata": {"labels": {"app": "x"}}}, content_type=MERGE_PATCH)
+        a3 = await patch_cm(api, ns, "a", v="3")
+        await create_cm(api, ns, "b")
+        await delete_cm(api, ns, "b")
+        await delete_cm(api, ns, "before")
         await eventually(lambda: rec.of(f"{ns}/before")[-1:] == ["delete"])
 
         assert rec.of(f"{ns}/a") == ["add", "update", "update"]
@@ -210,7 +220,7 @@ async def test_informer_delivers_creates_updates_deletes_in_order(
 
 
 async def test_cut_watches_resume_without_losing_or_duplicating_events(
-    api_cluster: LocalCluster, api: ApiClient, ns: str
+    api_cluster: LocalCluster, api: KubeClient, ns: str
 ) -> None:
     relay = Relay(api_cluster.ports["apiserver"])
     await relay.start()
@@ -220,22 +230,21 @@ async def test_cut_watches_resume_without_losing_or_duplicating_events(
     inf = Informer(via_relay, CONFIGMAPS, namespace=ns, watch_timeout=(1, 1))
     rec = Recorder()
     inf.add_event_handler(rec)
-    core = CoreV1Api(api)
     names = [f"cm-{i:02d}" for i in range(40)]
     try:
         async with running(inf):
             for i, name in enumerate(names[:20]):
-                await create_cm(core, ns, name)
+                await create_cm(api, ns, name)
                 if i % 3 == 0:
-                    await patch_cm(core, ns, names[i // 2], v=f"u{i}")
+                    await patch_cm(api, ns, names[i // 2], v=f"u{i}")
                 if i % 5 == 4:  # the next changes go to the next watch
                     watches = inf.stats.watch_attempts
                     await eventually(lambda w=watches: inf.stats.watch_attempts > w,
                                      what="the server ended the watch and another began")
             for i, name in enumerate(names[20:], 20):
-                await create_cm(core, ns, name)
+                await create_cm(api, ns, name)
                 if i % 3 == 0:
-                    await patch_cm(core, ns, names[i // 2], v=f"u{i}")
+                    await patch_cm(api, ns, names[i // 2], v=f"u{i}")
                 if i % 7 == 0:
                     relay.drop_connections()
                 await asyncio.sleep(0.1)
@@ -244,7 +253,7 @@ async def test_cut_watches_resume_without_losing_or_duplicating_events(
                     relay.drop_connections()
                     await asyncio.sleep(0.3)
             for name in names[:10]:
-                await core.delete_namespaced_config_map(name, ns)
+                await delete_cm(api, ns, name)
             expected = await server_state(api, ns)
             await eventually(lambda: store_state(inf) == expected, what="store converged")
             await eventually(lambda: len(rec.count("delete")) == 10)
@@ -264,7 +273,7 @@ async def test_cut_watches_resume_without_losing_or_duplicating_events(
 
 
 async def test_stalled_watch_is_dropped_and_a_change_made_meanwhile_arrives(
-    api_cluster: LocalCluster, api: ApiClient, ns: str
+    api_cluster: LocalCluster, api: KubeClient, ns: str
 ) -> None:
     relay = Relay(api_cluster.ports["apiserver"])
     await relay.start()
@@ -282,15 +291,14 @@ async def test_stalled_watch_is_dropped_and_a_change_made_meanwhile_arrives(
 
     rec = Stalls()
     inf.add_event_handler(rec)
-    core = CoreV1Api(api)
     key = f"{ns}/a"
     try:
         async with running(inf):
-            await create_cm(core, ns, "a", v="1")
+            await create_cm(api, ns, "a", v="1")
             await eventually(lambda: rec.of(key) == ["add"], what="the watch is live")
             stalls = inf.stats.stalls
             assert relay.pause() >= 1  # the watch's connection: open, forwarding nothing
-            changed = await patch_cm(core, ns, "a", v="2")
+            changed = await patch_cm(api, ns, "a", v="2")
             await eventually(lambda: (inf.store.get(key) or {}).get("data") == {"v": "2"},
                              what="the change made during the stall")
     finally:
@@ -313,7 +321,6 @@ async def test_apiserver_restart_recovers_and_converges(
 ) -> None:
     c = make_cluster(full=False)
     api = await api_client(c)
-    core = CoreV1Api(api)
     taken: list[tuple[int, float, float]] = []
     inf = Informer(api, CONFIGMAPS, namespace="default", backoff=RecordingBackoff(taken))
     rec = Recorder()
@@ -321,7 +328,7 @@ async def test_apiserver_restart_recovers_and_converges(
     try:
         async with running(inf):
             for i in range(5):
-                await create_cm(core, "default", f"a{i}")
+                await create_cm(api, "default", f"a{i}")
             await eventually(lambda: len(rec.count("add")) >= 5)
 
             await asyncio.to_thread(c.stop_component, "apiserver")
@@ -332,10 +339,10 @@ async def test_apiserver_restart_recovers_and_converges(
             backoffs = taken[waited:]
             await asyncio.to_thread(c.start_apiserver)
 
-            await core.delete_namespaced_config_map("a0", "default")
-            await patch_cm(core, "default", "a1", v="2")
+            await delete_cm(api, "default", "a0")
+            await patch_cm(api, "default", "a1", v="2")
             for i in range(3):
-                await create_cm(core, "default", f"b{i}")
+                await create_cm(api, "default", f"b{i}")
             expected = await server_state(api, "default")
             await eventually(lambda: store_state(inf) == expected, 90,
                              what="store converged after restart")
@@ -369,7 +376,6 @@ async def test_expired_resource_version_relists_and_delivers_missed_changes(
     await relay.start()
     api = await api_client(c)
     via_relay = await api_client(c, relay.url)
-    core = CoreV1Api(api)
     # page_size=2: the quorum relist after 410 spans pages (continue tokens).
     inf = Informer(via_relay, CONFIGMAPS, namespace="default", page_size=2,
                    backoff=BackoffManager(initial=0.5, cap=2))
@@ -379,14 +385,14 @@ async def test_expired_resource_version_relists_and_delivers_missed_changes(
         async with running(inf):
             last_known: dict[str, str] = {}
             for name in ("keep", "change", "gone-1", "gone-2"):
-                last_known[name] = await create_cm(core, "default", name)
+                last_known[name] = await create_cm(api, "default", name)
             await eventually(lambda: len(rec.count("add")) >= 4)
 
             await relay.cut()  # the informer stops hearing anything
-            await core.delete_namespaced_config_map("gone-1", "default")
-            await core.delete_namespaced_config_map("gone-2", "default")
-            changed = await patch_cm(core, "default", "change", v="2")
-            await create_cm(core, "default", "new")
+            await delete_cm(api, "default", "gone-1")
+            await delete_cm(api, "default", "gone-2")
+            changed = await patch_cm(api, "default", "change", v="2")
+            await create_cm(api, "default", "new")
             await asyncio.to_thread(c.compact_etcd)
             await relay.restore()
 
@@ -410,10 +416,9 @@ async def test_expired_resource_version_relists_and_delivers_missed_changes(
     assert rec.of("default/keep") == ["add"]  # unchanged RV: no update on relist
 
 
-async def test_paginated_lists_follow_continue_tokens(api: ApiClient, ns: str) -> None:
-    core = CoreV1Api(api)
+async def test_paginated_lists_follow_continue_tokens(api: KubeClient, ns: str) -> None:
     for i in range(7):
-        await create_cm(core, ns, f"p{i}")
+        await create_cm(api, ns, f"p{i}")
     # A quorum list (no resourceVersion) is served from etcd in pages...
     first = await list_page(api, CONFIGMAPS, namespace=ns, limit=2)
     assert len(first.items) == 2 and first.continue_token
@@ -425,12 +430,11 @@ async def test_paginated_lists_follow_continue_tokens(api: ApiClient, ns: str) -
     assert len(cached.items) == 7 and not cached.continue_token
 
 
-async def test_factory_shares_informers_and_spans_namespaces(api: ApiClient) -> None:
-    core = CoreV1Api(api)
+async def test_factory_shares_informers_and_spans_namespaces(api: KubeClient) -> None:
     namespaces = [f"m-{uuid.uuid4().hex[:6]}" for _ in range(2)]
     for n in namespaces:
-        await core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=n)))
-        await create_cm(core, n, "x", v=n)
+        await create_ns(api, n)
+        await create_cm(api, n, "x", v=n)
     factory = InformerFactory(api, namespaces=namespaces)
     multi = factory.for_resource(CONFIGMAPS)
     assert isinstance(multi, MultiNamespaceInformer)
@@ -450,18 +454,17 @@ async def test_factory_shares_informers_and_spans_namespaces(api: ApiClient) -> 
         assert [key_of(o) for o in multi.store.by_index(NAMESPACE_INDEX, namespaces[1])
                 if o["metadata"]["name"] == "x"] == [f"{namespaces[1]}/x"]
         assert set(namespaces) <= set(cluster_wide.store.list_keys())
-        await create_cm(core, namespaces[1], "y")
+        await create_cm(api, namespaces[1], "y")
         await eventually(lambda: f"{namespaces[1]}/y" in multi.store)
         assert rec.count("add")[f"{namespaces[1]}/y"] == 1
     finally:
         await factory.stop()
         for n in namespaces:
-            await core.delete_namespace(n)
+            await delete_ns(api, n)
 
 
-async def test_resync_redelivers_cached_objects(api: ApiClient, ns: str) -> None:
-    core = CoreV1Api(api)
-    await create_cm(core, ns, "r")
+async def test_resync_redelivers_cached_objects(api: KubeClient, ns: str) -> None:
+    await create_cm(api, ns, "r")
     inf = Informer(api, CONFIGMAPS, namespace=ns, resync_period=0.2)
     updates: list[tuple[KubeObject, KubeObject]] = []
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio.client import ApiClient
 from localcluster import LocalCluster  # type: ignore[import-not-found]
 from support import eventually
 from support.kube import Relay, RequestLog, api_client
 
+from aim_controller.machinery.kubeclient import KubeClient
 from aim_controller.machinery.leaderelection import LeaderElector
 from aim_controller.machinery.resource import LEASES, request_json
 
@@ -39,7 +39,7 @@ class Candidate:
     """An in-process elector with its own client, recording its callbacks (also into a
     timeline shared with other candidates) and every request it sends."""
 
-    def __init__(self, api: ApiClient, lease: str, identity: str,
+    def __init__(self, api: KubeClient, lease: str, identity: str,
                  timing: tuple[float, float, float], timeline: Timeline | None = None) -> None:
         self.api = api
         self.identity = identity

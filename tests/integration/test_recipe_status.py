@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes_asyncio import config as kubeconfig
-from kubernetes_asyncio.client import ApiClient, Configuration
 from localcluster import LocalCluster, inventory_nodes  # type: ignore[import-not-found]
 from prometheus_client import CollectorRegistry
 from support import eventually
@@ -28,6 +26,7 @@ from aim_controller.builders.settings import OperatorSettings
 from aim_controller.machinery.controller import Controller
 from aim_controller.machinery.events import EventRecorder
 from aim_controller.machinery.informer import InformerFactory
+from aim_controller.machinery.kubeclient import KubeClient, load_kubeconfig
 from aim_controller.machinery.metrics import MachineryMetrics, instrument_api_client
 from aim_controller.machinery.resource import EVENTS, Obj, request_json
 from aim_controller.machinery.writer import ObjectWriter, RESTMapper
@@ -57,7 +56,7 @@ class SpyWriter(ObjectWriter):
 
 @dataclass
 class Harness:
-    api: ApiClient
+    api: KubeClient
     metrics: MachineryMetrics
     writer: SpyWriter
     controller: Controller
@@ -88,9 +87,7 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def status_controller(cluster: LocalCluster, namespace: str) -> AsyncIterator[Harness]:
-    cfg = Configuration()
-    await kubeconfig.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)
-    api = ApiClient(cfg)
+    api = KubeClient(load_kubeconfig(cluster.kubeconfig))
     metrics = MachineryMetrics(registry=CollectorRegistry())
     instrument_api_client(api, metrics)
     # AIMRecipes of this namespace only, so every PATCH counted is about our recipes.

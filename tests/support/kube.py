@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from localcluster import LocalCluster  # type: ignore[import-not-found]
 from tcprelay import Relay  # type: ignore[import-not-found]  # noqa: F401  (re-exported)
+
+from aim_controller.machinery.kubeclient import KubeClient, load_kubeconfig
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crd"
 
@@ -21,12 +24,16 @@ def install_crds(c: LocalCluster) -> None:
               "crd/aimcaches.aim.engine.amd.com")
 
 
-async def api_client(c: LocalCluster, host: str | None = None) -> ApiClient:
-    """An async client for ``c`` (through ``host`` instead, e.g. a :class:`Relay`)."""
+async def api_client(c: LocalCluster, host: str | None = None) -> KubeClient:
+    """The operator's client for ``c`` (through ``host`` instead, e.g. a :class:`Relay`)."""
+    cfg = load_kubeconfig(c.kubeconfig)
+    return KubeClient(dataclasses.replace(cfg, server=host) if host else cfg)
+
+
+async def typed_api_client(c: LocalCluster) -> ApiClient:
+    """A kubernetes_asyncio client for ``c``, for tests that want its typed APIs."""
     cfg = Configuration()
     await config.load_kube_config(config_file=str(c.kubeconfig), client_configuration=cfg)
-    if host:
-        cfg.host = host
     return ApiClient(cfg)
 
 
@@ -36,16 +43,15 @@ class RequestLog:
     Recorded when sent, so a request counts even if its answer never comes.
     """
 
-    def __init__(self, api: ApiClient) -> None:
+    def __init__(self, api: KubeClient) -> None:
         self.requests: list[tuple[str, str]] = []
-        rest = api.rest_client
-        original = rest.request
+        original = api.request
 
         async def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             self.requests.append((method.upper(), url))
             return await original(method, url, *args, **kwargs)
 
-        rest.request = request
+        api.request = request
 
     def __len__(self) -> int:
         return len(self.requests)

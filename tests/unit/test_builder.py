@@ -9,7 +9,6 @@ import copy
 from typing import Any, cast
 
 import pytest
-from kubernetes_asyncio.client import ApiClient
 from support import eventually
 
 from aim_controller.machinery.builder import (
@@ -26,6 +25,7 @@ from aim_controller.machinery.informer import (
     InformerLike,
     MultiNamespaceInformer,
 )
+from aim_controller.machinery.kubeclient import KubeClient
 from aim_controller.machinery.resource import (
     CONFIGMAPS,
     ObjectList,
@@ -49,7 +49,7 @@ class NeverAnswers:
 
 
 def factory(**kw: Any) -> InformerFactory:
-    return InformerFactory(cast(ApiClient, NeverAnswers()), **kw)
+    return InformerFactory(cast(KubeClient, NeverAnswers()), **kw)
 
 
 def builder(f: InformerFactory | None = None, mapper: RESTMapper | None = None

@@ -18,12 +18,12 @@ async def test_requests_beyond_the_burst_wait_for_tokens() -> None:
         sent.append(method)
         return "ok"
 
-    client = SimpleNamespace(rest_client=SimpleNamespace(request=request))
+    client = SimpleNamespace(request=request)
     metrics = MachineryMetrics(CollectorRegistry())
     throttle_api_client(client, qps=50.0, burst=2, metrics=metrics)
     throttle_api_client(client, qps=50.0, burst=2, metrics=metrics)  # idempotent
     for _ in range(4):
-        assert await client.rest_client.request("GET", "https://h:1/api") == "ok"
+        assert await client.request("GET", "https://h:1/api") == "ok"
     assert sent == ["GET"] * 4
     samples = {s.name: s.value for m in metrics.registry.collect()
                if m.name == "rest_client_rate_limiter_duration_seconds" for s in m.samples

@@ -8,14 +8,13 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from aim_controller.machinery.controller import Controller
 from aim_controller.machinery.health import ping
 from aim_controller.machinery.httpserver import BindAddress, ServingEndpoints, parse_bind_address
+from aim_controller.machinery.kubeclient import ApiException, ClientConfig, KubeClient
 from aim_controller.machinery.metrics import MachineryMetrics, instrument_api_client
 from aim_controller.machinery.workqueue import RateLimitingQueue
 
@@ -198,23 +197,21 @@ async def test_rest_client_requests_are_counted_by_verb_and_code(
     registry = CollectorRegistry()
     metrics = MachineryMetrics(registry)
     host = f"127.0.0.1:{endpoints.health_port}"
-    config = Configuration(host=f"http://{host}")
-    async with ApiClient(configuration=config) as api:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with KubeClient(ClientConfig(server=f"http://{host}")) as api:
         assert instrument_api_client(api, metrics) is api
         instrument_api_client(api, metrics)  # idempotent: still counted once
-        await api.call_api("/healthz", "GET", auth_settings=[], _return_http_data_only=True)
-        with pytest.raises(ApiException):
-            await api.call_api("/nope", "GET", auth_settings=[])
-        await api.call_api("/readyz", "HEAD", auth_settings=[])
-        # Streaming calls (watches, raw requests) do not raise on non-2xx: still counted.
-        raw = await api.call_api("/nope", "GET", auth_settings=[], _preload_content=False)
-        raw.release()
+        (await api.call("GET", "/healthz", request_timeout=timeout)).release()
+        for _ in range(2):
+            with pytest.raises(ApiException) as err:
+                await api.call("GET", "/nope", request_timeout=timeout)
+            assert err.value.status == 404
+        (await api.call("HEAD", "/readyz", request_timeout=timeout)).release()
     dead_host = f"127.0.0.1:{closed_port()}"
-    dead = Configuration(host=f"http://{dead_host}")
-    async with ApiClient(configuration=dead) as api:
+    async with KubeClient(ClientConfig(server=f"http://{dead_host}")) as api:
         instrument_api_client(api, metrics)
         with pytest.raises(aiohttp.ClientError):
-            await api.call_api("/healthz", "GET", auth_settings=[])
+            await api.call("GET", "/healthz", request_timeout=timeout)
 
     def count(code: str, method: str, where: str = host) -> float | None:
         labels = {"code": code, "method": method, "host": where}

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from kubernetes_asyncio.client import ApiClient
 from prometheus_client import CollectorRegistry
 
 from aim_controller.machinery.controller import Controller, Result
 from aim_controller.machinery.httpserver import ServingEndpoints
 from aim_controller.machinery.informer import InformerFactory
+from aim_controller.machinery.kubeclient import KubeClient
 from aim_controller.machinery.manager import Manager
 from aim_controller.machinery.resource import CONFIGMAPS
 from aim_controller.machinery.workqueue import RateLimitingQueue
@@ -25,7 +25,7 @@ class NeverAnswers:
 
 
 async def test_a_controller_runs_while_an_informer_it_does_not_use_never_syncs() -> None:
-    api = cast(ApiClient, NeverAnswers())
+    api = cast(KubeClient, NeverAnswers())
     informers = InformerFactory(api)
     informers.informer(CONFIGMAPS)  # another controller's, stuck listing
     reconciled = asyncio.Event()

@@ -15,11 +15,11 @@ from typing import Any, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kubernetes_asyncio.client import ApiClient
 
 from aim_controller.builders.canary import is_canary_pod
 from aim_controller.machinery.handlers import key_of
 from aim_controller.machinery.informer import InformerFactory
+from aim_controller.machinery.kubeclient import KubeClient
 from aim_controller.machinery.reflector import resource_version_of, strip_managed_fields
 from aim_controller.machinery.resource import PODS
 from aim_controller.machinery.store import index_by_controller_owner_uid, index_by_namespace
@@ -229,7 +229,7 @@ def test_captured_pods_keep_only_what_is_read() -> None:
 
 
 def test_the_shared_pod_informer_is_slim_whoever_asks_first() -> None:
-    factory = InformerFactory(cast(ApiClient, None))
+    factory = InformerFactory(cast(KubeClient, None))
     ctx = ControllerContext(informers=factory, writer=None, recorder=None,  # type: ignore[arg-type]
                             metrics=None, settings=None,  # type: ignore[arg-type]
                             operator_namespace="aim-system")

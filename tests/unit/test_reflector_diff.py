@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from kubernetes_asyncio.client.exceptions import ApiException
 from support import FakeClock
 
 from aim_controller.machinery.handlers import KubeObject
+from aim_controller.machinery.kubeclient import ApiException
 from aim_controller.machinery.reflector import (
     BackoffManager,
     Delta,

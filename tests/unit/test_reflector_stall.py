@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import pytest
-from kubernetes_asyncio.client import ApiClient
 from prometheus_client import CollectorRegistry
 from support import eventually
 
 from aim_controller.machinery import reflector as reflector_module
 from aim_controller.machinery.handlers import KubeObject, ResourceEventHandlerFuncs
 from aim_controller.machinery.informer import InformerFactory
+from aim_controller.machinery.kubeclient import KubeClient
 from aim_controller.machinery.metrics import MachineryMetrics
 from aim_controller.machinery.reflector import BackoffManager, Reflector, strip_managed_fields
 from aim_controller.machinery.resource import CONFIGMAPS, PODS, ObjectList, WatchEvent
@@ -96,7 +96,7 @@ async def running(r: Reflector) -> AsyncIterator[Reflector]:
 def reflector(stall_timeout: float | None, metrics: MachineryMetrics | None = None,
               on_update: Callable[[KubeObject, KubeObject], None] | None = None) -> Reflector:
     return Reflector(
-        cast(ApiClient, None), CONFIGMAPS, Indexer(),
+        cast(KubeClient, None), CONFIGMAPS, Indexer(),
         [ResourceEventHandlerFuncs(update_func=on_update)],
         stall_timeout=stall_timeout, backoff=BackoffManager(initial=0.01, cap=0.05),
         metrics=metrics.reflector("d/configmaps") if metrics else None,
@@ -165,7 +165,7 @@ async def test_the_clients_own_timeout_is_a_transport_error_not_a_stall(
 
 def test_factory_informers_share_the_stall_timeout_and_metrics() -> None:
     metrics = MachineryMetrics(CollectorRegistry())
-    f = InformerFactory(cast(ApiClient, None), stall_timeout=7.0, metrics=metrics)
+    f = InformerFactory(cast(KubeClient, None), stall_timeout=7.0, metrics=metrics)
     inf = f.informer(CONFIGMAPS, "d")
     assert inf.reflector.stall_timeout == 7.0
     assert metrics.registry.get_sample_value(
@@ -174,7 +174,7 @@ def test_factory_informers_share_the_stall_timeout_and_metrics() -> None:
 
 
 def test_factory_refuses_a_second_ask_with_another_transform() -> None:
-    f = InformerFactory(cast(ApiClient, None))
+    f = InformerFactory(cast(KubeClient, None))
 
     def slim(obj: dict[str, Any]) -> dict[str, Any]:
         return obj
