@@ -67,6 +67,7 @@ def operator_settings(opts: Options) -> OperatorSettings:
     return OperatorSettings(
         images={**DEFAULT_IMAGES, **opts.backend_images},
         field_manager=FIELD_MANAGER,
+        gpu_metrics_prometheus_url=opts.gpu_metrics_prometheus_url,
     )
 
 

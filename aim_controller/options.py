@@ -92,6 +92,7 @@ class Options:
     cache_max_concurrent_downloads: int = 2
     watch_stall_timeout: float = DEFAULT_STALL_TIMEOUT
     canary_prometheus_url: str | None = None
+    gpu_metrics_prometheus_url: str | None = None
     canary_max_error_rate_increase: float = DEFAULT_MAX_ERROR_RATE_INCREASE
     canary_max_latency_ratio: float = DEFAULT_MAX_LATENCY_RATIO
 
@@ -162,6 +163,13 @@ def parser() -> argparse.ArgumentParser:
                         "metrics decide canaries too: the canary's error rate and p95 "
                         "latency against the stable pods' over its duration (default: "
                         "none, pod health alone).")
+    p.add_argument("--gpu-metrics-prometheus-url", metavar="URL", default=None,
+                   help="Prometheus (e.g. http://prometheus.monitoring:9090) that scrapes "
+                        "the AMD device metrics exporter: where KEDA is installed, an "
+                        "endpoint's scaling.targetGPUUtilization becomes a KEDA ScaledObject "
+                        "with a Prometheus trigger on its pods' gpu_gfx_activity instead of "
+                        "the HPA (default: none; the HPA then scales on CPU/memory, or on a "
+                        "custom metrics API's Pods metric where one is served).")
     p.add_argument("--canary-max-error-rate-increase", type=_positive_float,
                    default=DEFAULT_MAX_ERROR_RATE_INCREASE, metavar="FRACTION",
                    help="With --canary-prometheus-url: how much the canary's share of 5xx "

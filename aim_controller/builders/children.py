@@ -21,6 +21,7 @@ from .inputs import ChosenRecipe, SharedCache
 from .monitoring import build_prometheus_rule, build_service_monitor
 from .pdb import build_pdb
 from .pvc import build_cache_pvc
+from .scaledobject import build_scaled_object, uses_keda
 from .service import build_service
 from .serviceaccount import build_service_account
 from .settings import OperatorSettings
@@ -41,6 +42,8 @@ class ChildKind(NamedTuple):
     needs_prometheus_operator: bool = False
     # Served only where the Gateway API's CRDs are installed (see .httproute).
     needs_gateway_api: bool = False
+    # Served only where KEDA's CRDs are installed (see .scaledobject).
+    needs_keda: bool = False
 
 
 # Apply order: what the Deployment references first, monitoring last.
@@ -51,6 +54,7 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind("apps/v1", "Deployment", "deployments"),
     ChildKind("v1", "Service", "services"),
     ChildKind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+    ChildKind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects", needs_keda=True),
     ChildKind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     ChildKind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors", True),
     ChildKind("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules", True),
@@ -73,6 +77,7 @@ def desired_children(
     existing_cache_access_modes: Sequence[str] | None = None,
     shared_cache: SharedCache | None = None,
     gpu_metrics_available: bool = True,
+    keda_available: bool = False,
 ) -> list[dict[str, Any]]:
     """Every child the endpoint should have, in :data:`CHILD_KINDS` order (the two
     ConfigMaps: config, then dashboard).
@@ -85,10 +90,15 @@ def desired_children(
     ``cache.enabled``) is not used for weights: it is not created, but one that exists
     (``existing_cache_access_modes`` given) stays desired, so it is never pruned.
     ``gpu_metrics_available``: a custom metrics API is served (the HPA leaves out the
-    GPU metric otherwise, see :mod:`.hpa`).
+    GPU metric otherwise, see :mod:`.hpa`). ``keda_available``: KEDA's ScaledObject
+    is served; with ``settings.gpu_metrics_prometheus_url`` and a GPU target the
+    autoscaler is a ScaledObject instead of the HPA (see :mod:`.scaledobject`).
 
     Deterministic: equal inputs give equal lists, with equal key order.
     """
+    prometheus_url = settings.gpu_metrics_prometheus_url
+    keda = prometheus_url is not None and uses_keda(
+        endpoint, keda_served=keda_available, prometheus_url=prometheus_url)
     built = [
         build_service_account(endpoint),
         build_config_map(endpoint, chosen, settings, shared_cache),
@@ -97,7 +107,9 @@ def desired_children(
         if shared_cache is None or existing_cache_access_modes else None,
         build_deployment(endpoint, chosen, settings, shared_cache),
         build_service(endpoint),
-        build_hpa(endpoint, gpu_metrics_available=gpu_metrics_available),
+        None if keda else build_hpa(endpoint, gpu_metrics_available=gpu_metrics_available),
+        build_scaled_object(endpoint, prometheus_url=prometheus_url)
+        if keda and prometheus_url is not None else None,
         build_pdb(endpoint),
         build_service_monitor(endpoint, settings, monitoring_available=monitoring_available),
         build_prometheus_rule(endpoint, settings, monitoring_available=monitoring_available),

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_STABILIZATION_SECONDS",
     "build_hpa",
     "describe_hpa_metrics",
+    "hpa_behavior",
     "hpa_metrics",
 ]
 
@@ -79,7 +80,7 @@ def _window(delay: str) -> int:
     return min(max(parse_duration_seconds(delay), 0), MAX_STABILIZATION_SECONDS)
 
 
-def _behavior(endpoint: AIMEndpoint) -> dict[str, Any] | None:
+def hpa_behavior(endpoint: AIMEndpoint) -> dict[str, Any] | None:
     s = endpoint.spec.scaling
     behavior: dict[str, Any] = {}
     if s.scale_up_delay is not None:
@@ -103,7 +104,7 @@ def build_hpa(endpoint: AIMEndpoint, *, gpu_metrics_available: bool = True
         "maxReplicas": hi,
         "metrics": hpa_metrics(endpoint, gpu_metrics_available=gpu_metrics_available),
     }
-    behavior = _behavior(endpoint)
+    behavior = hpa_behavior(endpoint)
     if behavior is not None:
         spec["behavior"] = behavior
     return {

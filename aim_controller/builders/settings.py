@@ -61,6 +61,9 @@ class OperatorSettings:
     monitoring_labels: Mapping[str, str] = field(default_factory=dict)
     """Extra labels on ServiceMonitors and PrometheusRules so a Prometheus with a
     selector picks them up (e.g. ``release: kube-prometheus-stack``)."""
+    gpu_metrics_prometheus_url: str | None = None
+    """The Prometheus of KEDA ScaledObjects' GPU triggers (``--gpu-metrics-prometheus-url``);
+    None: no ScaledObject is built."""
 
     def __post_init__(self) -> None:
         if not self.cache_mount_path.startswith("/"):

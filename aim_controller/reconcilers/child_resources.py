@@ -2,8 +2,8 @@
 :class:`~aim_controller.builders.children.ChildKind` becomes a :class:`Resource`.
 
 ServiceMonitor and PrometheusRule are optional: served only where the Prometheus
-Operator's CRDs are installed (HTTPRoute: the Gateway API's), possibly after the
-operator started (a common order: operators first, monitoring stack after); the
+Operator's CRDs are installed (HTTPRoute: the Gateway API's; ScaledObject: KEDA's),
+possibly after the operator started (a common order: operators first, monitoring stack after); the
 controller builder follows their CRDs.
 """
 
@@ -29,7 +29,8 @@ def child_resources() -> list[ChildResource]:
     for ck in child_kinds():
         group, _, version = ck.api_version.rpartition("/")
         out.append(ChildResource(Resource(group, version, ck.plural, ck.kind),
-                                 ck.needs_prometheus_operator or ck.needs_gateway_api))
+                                 ck.needs_prometheus_operator or ck.needs_gateway_api
+                                 or ck.needs_keda))
     return out
 
 

@@ -91,6 +91,7 @@ log = structlog.get_logger(__name__)
 CONTROLLER_NAME = "aimendpoint"
 MONITORING_GROUP = "monitoring.coreos.com"  # the Prometheus Operator's optional kinds
 KIND_HTTP_ROUTE = "HTTPRoute"  # the Gateway API's optional kind
+KIND_SCALED_OBJECT = "ScaledObject"  # KEDA's optional kind
 # Requeue for 4xx apply failures (bad input): not hot, not forgotten.
 INVALID_INPUT_RETRY = 300.0
 # Look again at a child whose name somebody else's object holds (its deletion is not
@@ -189,6 +190,8 @@ class EndpointReconciler:
             namespace_recipes=self._namespace_recipes, catalog=self._catalog,
             monitoring_available=lambda: self.monitoring_available,
             routes_available=lambda: KIND_HTTP_ROUTE in self.children,
+            keda_available=lambda: KIND_SCALED_OBJECT in self.children,
+            gpu_metrics_url=ctx.settings.gpu_metrics_prometheus_url,
             custom_metrics_available=lambda: custom_metrics_available(
                 self.api_services.store.list()),
             canary_metrics=self.analyzer.verdict if self.analyzer is not None else None,

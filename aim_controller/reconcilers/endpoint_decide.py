@@ -157,6 +157,7 @@ def decide(o: Observed, *, settings: OperatorSettings, grace: timedelta,
         existing_cache_access_modes=((pvc or {}).get("spec") or {}).get("accessModes"),
         shared_cache=cache.shared,
         gpu_metrics_available=o.custom_metrics_available,
+        keda_available=o.keda_available,
     ) if not _held_back(d, cache, pvc is not None and (
         labelled_as(pvc, o.name) or ("PersistentVolumeClaim", o.name + CACHE_PVC_SUFFIX)
         in o.owned)))

@@ -209,6 +209,10 @@ class Observed:
     routes_available: bool = False
     # A custom metrics API is served and Available (the HPA's GPU metric can be read).
     custom_metrics_available: bool = False
+    # KEDA's ScaledObject is served (the GPU target can go through KEDA).
+    keda_available: bool = False
+    # --gpu-metrics-prometheus-url (settings.gpu_metrics_prometheus_url), for the report.
+    gpu_metrics_url: str | None = None
     # A Prometheus decides canaries too; the canary's last metric verdict.
     metrics_required: bool = False
     canary_metrics: MetricVerdict | None = None
@@ -243,6 +247,9 @@ class EndpointCaches:
     routes_available: Callable[[], bool] = bool
     # A custom metrics API (custom.metrics.k8s.io) is served and Available.
     custom_metrics_available: Callable[[], bool] = bool
+    # KEDA's ScaledObject (keda.sh/v1alpha1) is served.
+    keda_available: Callable[[], bool] = bool
+    gpu_metrics_url: str | None = None
     # The canaries' metric verdicts by endpoint key (None: no Prometheus configured).
     canary_metrics: Callable[[str], MetricVerdict | None] | None = None
     reservations: ReservationBook = field(default_factory=ReservationBook)
@@ -309,6 +316,8 @@ class EndpointCaches:
             canary_pods=canary_state,
             routes_available=self.routes_available(),
             custom_metrics_available=self.custom_metrics_available(),
+            keda_available=self.keda_available(),
+            gpu_metrics_url=self.gpu_metrics_url,
             metrics_required=self.canary_metrics is not None,
             canary_metrics=self.canary_metrics(key) if self.canary_metrics else None,
             canary_restarts=container_restarts(canary_pods, canary),

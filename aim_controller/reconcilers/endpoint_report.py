@@ -101,7 +101,11 @@ def desired_status(
     optional = [c for c in (
         monitoring_condition(o.endpoint, served=o.monitoring_available, chosen=plan.chosen,
                              outcome=outcome),
-        scaling_condition(o.endpoint, custom_metrics=o.custom_metrics_available),
+        scaling_condition(o.endpoint, custom_metrics=o.custom_metrics_available,
+                          keda_served=o.keda_available,
+                          prometheus_url=o.gpu_metrics_url,
+                          scaled_object=o.children.get(("ScaledObject", o.name)),
+                          outcome=outcome),
     ) if c is not None]
     conds = endpoint_conditions(
         spec=o.endpoint.spec, selected=selected,

@@ -32,6 +32,7 @@ import yaml
 from localcluster import (  # type: ignore[import-not-found]
     LocalCluster,
     gateway_api_crds,
+    keda_assets,
     monitoring_crds,
 )
 from operator_harness import GROUP, apply, endpoint, get_json
@@ -132,6 +133,8 @@ class Operator:
             [str(CLI), "--kubeconfig", str(kubeconfig), "--leader-elect",
              "--leader-election-namespace", OPERATOR_NS, "--operator-namespace", OPERATOR_NS,
              "--identity", "rbac-e2e", "--log-format", "console",
+             # ScaledObjects for a GPU target (KEDA's CRD only: nothing reads this URL).
+             "--gpu-metrics-prometheus-url", "http://127.0.0.1:9",
              "--metrics-bind-address", f"127.0.0.1:{self.metrics}",
              "--health-probe-bind-address", f"127.0.0.1:{self.health}"],
             stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ})
@@ -224,7 +227,24 @@ async def _scenario(c: LocalCluster, run: Run) -> None:
                          and converged("full")), 300, "the canary promoted and gone")
     run.steps.append("canary run, promoted, its Deployment and Service deleted")
 
-    # 3. Fixed at two replicas: the HPA goes, a PodDisruptionBudget comes; the
+    # 2b. A GPU target with KEDA's ScaledObject served: a ScaledObject instead of the
+    #     HPA (deleted), then a changed target (the ScaledObject patched).
+    scaled_object = "scaledobjects.keda.sh"
+
+    def gpu_target(obj: dict[str, Any] | None) -> str | None:
+        triggers = ((obj or {}).get("spec") or {}).get("triggers") or ()
+        return next((t["metadata"]["threshold"] for t in triggers
+                     if t["type"] == "prometheus"), None)
+
+    patch("full", {"scaling": {"targetGPUUtilization": 60}})
+    await until(lambda: gpu_target(get(scaled_object, "full")) == "60"
+                and get("hpa", "full") is None, 120, "a ScaledObject instead of the HPA")
+    patch("full", {"scaling": {"targetGPUUtilization": 70}})
+    await until(lambda: gpu_target(get(scaled_object, "full")) == "70", 120,
+                "the ScaledObject's GPU target changed")
+    run.steps.append("GPU target: ScaledObject created (HPA deleted), then patched")
+
+    # 3. Fixed at two replicas: the ScaledObject goes, a PodDisruptionBudget comes; the
     #    ServiceAccount and the monitoring children go.
     patch("full", {"scaling": {"minReplicas": 2, "maxReplicas": 2}, "replicas": 2,
                    "security": {"serviceAccount": {"create": False}},
@@ -232,8 +252,9 @@ async def _scenario(c: LocalCluster, run: Run) -> None:
     await until(lambda: get("pdb", "full") is not None and get("hpa", "full") is None
                 and get("serviceaccount", "full") is None
                 and get("httproutes.gateway.networking.k8s.io", "full") is None
+                and get("scaledobjects.keda.sh", "full") is None
                 and converged("full"), 240,
-                "HPA, ServiceAccount, HTTPRoute and monitoring pruned, PDB made")
+                "ScaledObject, ServiceAccount, HTTPRoute and monitoring pruned, PDB made")
     # 4. One replica again (the PDB goes), the cache off (its PVC is not retained).
     patch("full", {"scaling": {"minReplicas": 1, "maxReplicas": 1}, "replicas": 1,
                    "cache": {"enabled": False}})
@@ -293,6 +314,8 @@ def rbac_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         install_crds(c)
         for extra in (monitoring_crds(), gateway_api_crds()):
             c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", str(extra))
+        c.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f",
+                  str(keda_assets() / "crds" / "keda.sh_scaledobjects.yaml"))
         c.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         c.kubectl("create", "namespace", OPERATOR_NS)
         c.kubectl("create", "namespace", NS)

@@ -171,6 +171,7 @@ def test_child_kinds() -> None:
         ("v1", "ServiceAccount"), ("v1", "ConfigMap"), ("v1", "PersistentVolumeClaim"),
         ("apps/v1", "Deployment"), ("v1", "Service"),
         ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("keda.sh/v1alpha1", "ScaledObject"),
         ("policy/v1", "PodDisruptionBudget"),
         ("monitoring.coreos.com/v1", "ServiceMonitor"),
         ("monitoring.coreos.com/v1", "PrometheusRule"),
@@ -179,6 +180,7 @@ def test_child_kinds() -> None:
     assert [k.kind for k in child_kinds() if k.needs_prometheus_operator] == [
         "ServiceMonitor", "PrometheusRule"]
     assert [k.kind for k in child_kinds() if k.needs_gateway_api] == ["HTTPRoute"]
+    assert [k.kind for k in child_kinds() if k.needs_keda] == ["ScaledObject"]
     everything = endpoint({
         "scaling": {"minReplicas": 1, "maxReplicas": 3},
         "cache": {"enabled": True},
@@ -186,5 +188,7 @@ def test_child_kinds() -> None:
         "monitoring": {"enabled": True, "grafana": {"enabled": True}},
     })
     built = {(o["apiVersion"], o["kind"]) for o in build(everything)}
-    # The HTTPRoute carries the canary's weights: the decide step builds it.
-    assert built == set(pairs) - {("gateway.networking.k8s.io/v1", "HTTPRoute")}
+    # The HTTPRoute carries the canary's weights: the decide step builds it. The
+    # ScaledObject replaces the HPA (tests/unit/test_builders_scaledobject.py).
+    assert built == set(pairs) - {("gateway.networking.k8s.io/v1", "HTTPRoute"),
+                                  ("keda.sh/v1alpha1", "ScaledObject")}

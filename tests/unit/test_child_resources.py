@@ -12,8 +12,9 @@ def test_every_child_kind_once_in_apply_order() -> None:
         (ck.api_version, ck.kind) for ck in child_kinds()]
 
 
-def test_the_monitoring_and_gateway_kinds_are_the_optional_ones() -> None:
+def test_the_monitoring_gateway_and_keda_kinds_are_the_optional_ones() -> None:
     assert [c.resource for c in child_resources() if c.optional] == [
+        Resource("keda.sh", "v1alpha1", "scaledobjects", "ScaledObject"),
         Resource("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor"),
         Resource("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule"),
         Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute"),
