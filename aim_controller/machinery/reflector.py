@@ -33,7 +33,7 @@ from aim_controller.machinery.resource import (
     ObjectList,
     Resource,
     WatchEvent,
-    list_objects,
+    list_page,
     watch_objects,
 )
 from aim_controller.machinery.store import Store
@@ -295,47 +295,85 @@ class Reflector:
 
     # -- list --------------------------------------------------------------------
     def _list_params(self) -> tuple[str | None, str | None]:
-        if self._rv_unavailable:
-            return None, None  # quorum read from etcd
-        # "0": any state the watch cache has; later relists must not go back
-        # in time behind what the store already reflects.
-        return (self._last_sync_rv or "0"), "NotOlderThan"
+        if self._rv_unavailable or not self._last_sync_rv:
+            # No resourceVersion: a consistent read, which honours limit/continue.
+            # Not "0": kube-apiserver (checked on v1.36) answers resourceVersion=0
+            # from its watch cache in one response whatever the limit.
+            return None, None
+        # Never back in time behind what the store already reflects; an RV other
+        # than "0" with NotOlderThan is paged too (checked on v1.36).
+        return self._last_sync_rv, "NotOlderThan"
 
-    async def _list_once(self, rv: str | None, match: str | None) -> ObjectList:
+    async def _list_once(
+        self, rv: str | None, match: str | None
+    ) -> tuple[dict[str, KubeObject], str]:
+        """One list, page by page, each page transformed before the next is requested:
+        only one page of whole objects is alive at a time (30,000 pods decoded at once
+        are over a GB, and the freed memory stays fragmented around the slim ones)."""
         self.stats.list_attempts += 1
-        return await list_objects(
-            self.api, self.resource, namespace=self.namespace,
-            label_selector=self.label_selector, field_selector=self.field_selector,
-            limit=self.page_size, resource_version=rv, resource_version_match=match,
-        )
+        listed: dict[str, KubeObject] = {}
+        list_rv, token = "", ""
+        while True:
+            try:
+                page = await list_page(
+                    self.api, self.resource, namespace=self.namespace,
+                    label_selector=self.label_selector, field_selector=self.field_selector,
+                    limit=self.page_size, continue_token=token or None,
+                    # The server rejects them with continue; later pages share the first's snapshot.
+                    resource_version=None if token else rv,
+                    resource_version_match=None if token else match,
+                )
+            except ApiException as e:
+                if not (token and _is_gone(e)):
+                    raise
+                # The continue token expired (its snapshot compacted) mid-list: as
+                # client-go's pager, one whole unpaged list at the requested version.
+                self.stats.list_attempts += 1
+                self._log.info("continue token expired; listing whole", error=_describe(e))
+                page = await list_page(
+                    self.api, self.resource, namespace=self.namespace,
+                    label_selector=self.label_selector, field_selector=self.field_selector,
+                    resource_version=rv, resource_version_match=match,
+                )
+                return self._prepared(page.items), page.resource_version
+            listed.update(self._prepared(page.items))
+            page.items.clear()  # drop the whole objects before the next page arrives
+            list_rv = page.resource_version or list_rv
+            token = page.continue_token
+            if not token:
+                return listed, list_rv
 
     async def _list(self) -> None:
         rv, match = self._list_params()
         try:
-            result = await self._list_once(rv, match)
+            listed, list_rv = await self._list_once(rv, match)
         except ApiException as e:
             if not (_is_gone(e) or _is_too_large_rv(e)):
                 raise
-            # RV compacted away or ahead of this server's cache, or a continue
-            # token expired mid-pagination: restart as a quorum read.
+            # RV compacted away or ahead of this server's cache: restart as a quorum read.
             self.stats.expired += int(_is_gone(e))
             self._rv_unavailable = True
             self._log.info("list expired; relisting from etcd", error=_describe(e))
-            result = await self._list_once(None, None)
+            listed, list_rv = await self._list_once(None, None)
         self._rv_unavailable = False
-        await self._apply_list(result)
+        await self._replace(listed, list_rv)
+
+    def _prepared(self, items: list[Obj]) -> dict[str, KubeObject]:
+        prepared = (self._prepare(raw) for raw in items)
+        return {key_of(obj): obj for obj in prepared}
 
     async def _apply_list(self, result: ObjectList) -> None:
-        listed: dict[str, KubeObject] = {}
-        for raw in result.items:
-            obj = self._prepare(raw)
-            listed[key_of(obj)] = obj
+        """Delivers a whole list (as one response) as :meth:`_list` delivers a paged one."""
+        await self._replace(self._prepared(result.items), result.resource_version)
+
+    async def _replace(self, listed: dict[str, KubeObject], resource_version: str) -> None:
+        """The store becomes ``listed`` (transformed, by key); the difference is delivered."""
         deltas = diff_relist(self.store.items(), listed)
-        self.store.replace(listed.values(), result.resource_version)
-        self._last_rv = self._last_sync_rv = result.resource_version
+        self.store.replace(listed.values(), resource_version)
+        self._last_rv = self._last_sync_rv = resource_version
         self.stats.lists += 1
         self._log.debug("listed", count=len(listed), changes=len(deltas),
-                        resource_version=result.resource_version)
+                        resource_version=resource_version)
         # Handlers added while we yield below were replayed the (already
         # replaced) store; keep them off the rest of this batch.
         handlers = list(self.handlers)

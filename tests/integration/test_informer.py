@@ -21,7 +21,7 @@ import pytest
 from localcluster import LocalCluster  # type: ignore[import-not-found]
 from prometheus_client import CollectorRegistry
 from support import eventually
-from support.kube import Relay, api_client
+from support.kube import Relay, RequestLog, api_client
 
 from aim_controller.machinery.handlers import KubeObject, key_of
 from aim_controller.machinery.informer import (
@@ -428,6 +428,46 @@ async def test_paginated_lists_follow_continue_tokens(api: KubeClient, ns: str) 
     cached = await list_page(api, CONFIGMAPS, namespace=ns, limit=2, resource_version="0",
                              resource_version_match="NotOlderThan")
     assert len(cached.items) == 7 and not cached.continue_token
+
+
+async def test_informer_lists_in_pages_and_transforms_every_page(
+    api_cluster: LocalCluster, api: KubeClient, ns: str,
+) -> None:
+    # More objects than one page: the first list (no resourceVersion: "0" would be
+    # answered whole) and a relist (at the last list's resourceVersion) come in pages.
+    for i in range(7):
+        await create_cm(api, ns, f"q{i}")
+    client = await api_client(api_cluster)
+    log = RequestLog(client)
+
+    def slim(obj: KubeObject) -> KubeObject:
+        return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "slim": True,
+                "metadata": {k: obj["metadata"][k]
+                             for k in ("name", "namespace", "resourceVersion")}}
+
+    inf = Informer(client, CONFIGMAPS, namespace=ns, page_size=3, transform=slim)
+    try:
+        async with running(inf):
+            first = [u for m, u in log.since(0, "GET") if "watch=true" not in u]
+        assert len(first) == 3, first
+        assert "limit=3" in first[0] and "resourceVersion" not in first[0]
+        assert all("continue=" in u for u in first[1:])
+        expected = await server_state(api, ns)
+        assert store_state(inf) == expected and len(expected) == 7
+        assert all(o["slim"] and "uid" not in o["metadata"] for o in inf.store.list())
+
+        await create_cm(api, ns, "q7")
+        mark = len(log)
+        await inf.reflector._list()  # a relist, as after a 410 watch
+        relist = [u for _, u in log.since(mark, "GET")]
+        assert len(relist) == 3, relist
+        assert "limit=3" in relist[0] and "resourceVersion=" in relist[0]
+        assert "resourceVersionMatch=NotOlderThan" in relist[0]
+        assert all("continue=" in u for u in relist[1:])
+        assert store_state(inf) == await server_state(api, ns)
+        assert inf.store.get(f"{ns}/q7") is not None
+    finally:
+        await client.close()
 
 
 async def test_factory_shares_informers_and_spans_namespaces(api: KubeClient) -> None:

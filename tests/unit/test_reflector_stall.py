@@ -75,7 +75,7 @@ class FakeServer:
 @pytest.fixture
 def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeServer], FakeServer]:
     def install(server: FakeServer) -> FakeServer:
-        monkeypatch.setattr(reflector_module, "list_objects", server.list_objects)
+        monkeypatch.setattr(reflector_module, "list_page", server.list_objects)
         monkeypatch.setattr(reflector_module, "watch_objects", server.watch_objects)
         return server
 
