@@ -360,11 +360,11 @@ class EndpointReconciler:
         """Step 3: the planned applies, then the prunes. 4xx answers (bad input, missing
         permission) are reported and retried slowly; anything else raises (backoff).
 
-        A child the caches do not show as this endpoint's is read first: an object of
-        that name that is somebody else's is never written (no adoption); it is
-        reported as a conflict, nothing that depends on it is applied, and the
-        endpoint looks again a minute later (a deletion of an unlabelled object is
-        not watched).
+        A child the caches do not show as this endpoint's is created only if its name
+        is free (:meth:`_create`): an object of that name that is somebody else's is
+        never written (no adoption); it is reported as a conflict, nothing that
+        depends on it is applied, and the endpoint looks again a minute later (a
+        deletion of an unlabelled object is not watched).
         """
         errors: list[str] = []
         conflicts: list[ChildKey] = list(plan.conflicts)
@@ -375,13 +375,17 @@ class EndpointReconciler:
             kind, cname = obj["kind"], obj["metadata"]["name"]
             if blocked & DEPENDS_ON.get(kind, frozenset()):
                 continue
-            if (kind, cname) in plan.creates and not await self._name_is_free(o, obj):
-                conflicts.append((kind, cname))
-                blocked.add(kind)
-                retry_after = CONFLICT_RECHECK
-                continue
             try:
-                result = await self.ctx.writer.apply(obj)
+                if (kind, cname) in plan.creates:
+                    created = await self._create(o, obj)
+                    if created is None:
+                        conflicts.append((kind, cname))
+                        blocked.add(kind)
+                        retry_after = CONFLICT_RECHECK
+                        continue
+                    result = created
+                else:
+                    result = await self.ctx.writer.apply(obj)
             except ApiException as err:
                 if err.status in (400, 403, 404, 422):
                     errors.append(f"{kind} {cname}: {_api_error(err)}")
@@ -401,12 +405,28 @@ class EndpointReconciler:
                                tuple(f"{k} {n}" for k, n in sorted(set(conflicts))))
         return ApplyResult(outcome, written, retry_after)
 
-    async def _name_is_free(self, o: Observed, obj: dict[str, Any]) -> bool:
-        """Whether ``obj`` may be written: nothing has its name, or what has it is this
-        endpoint's (controlled by it, or, for the retained cache PVC, labelled as its)."""
+    async def _create(self, o: Observed, obj: dict[str, Any]) -> KubeObject | None:
+        """Writes a child the caches do not show as this endpoint's; None when its name
+        is somebody else's (nothing written).
+
+        The usual case costs one request: an apply that only creates. Only a taken
+        name is read, to tell an object that is this endpoint's after all (one the
+        caches have not seen yet, say after a failover, or whose labels a user
+        removed), which is applied as usual, from somebody else's.
+        """
+        created = await self.ctx.writer.apply_new(obj)
+        if created is not None:
+            return created
         existing = await self.ctx.writer.get(obj)
-        if existing is None:
-            return True
+        if existing is None:  # deleted meanwhile
+            return await self.ctx.writer.apply_new(obj)
+        if not self._is_ours(o, obj, existing):
+            return None
+        return await self.ctx.writer.apply(obj)
+
+    @staticmethod
+    def _is_ours(o: Observed, obj: dict[str, Any], existing: KubeObject) -> bool:
+        """Controlled by this endpoint, or, for the retained cache PVC, labelled as its."""
         uid = (o.obj.get("metadata") or {}).get("uid")
         if any(r.get("controller") and r.get("uid") == uid
                for r in (existing.get("metadata") or {}).get("ownerReferences") or ()):
