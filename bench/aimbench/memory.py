@@ -3,8 +3,8 @@
 ``python -m aimbench.memory`` (from bench/) prints:
 
 - the RSS of a fresh interpreter after each import the operator makes, cumulative
-  (each line is a new process importing the modules so far): the API client, pydantic,
-  our CRD models, the whole entry point;
+  (each line is a new process importing the modules so far): aiohttp (our REST
+  client's transport), pydantic, our CRD models, the whole entry point;
 - what listing ``pods`` pods costs while it happens: the reflector holds every item
   of the list, decoded, before it slims them (``list_objects`` follows every page,
   then ``_apply_list`` transforms); tracemalloc's peak per pod for whole pods (as the
@@ -26,7 +26,7 @@ from aim_controller.reconcilers.pod_slim import slim_pod
 
 from .podcache import simulated_pods
 
-STAGES = ("kubernetes_asyncio.client", "pydantic", "aim_controller.api.v1alpha1",
+STAGES = ("aiohttp", "pydantic", "aim_controller.api.v1alpha1",
           "aim_controller.main")
 _PROBE = ("import sys\nfor m in sys.argv[1:]:\n    __import__(m)\n"
           "print(next(int(l.split()[1]) for l in open('/proc/self/status') "
