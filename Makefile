@@ -86,10 +86,10 @@ run: venv ## Run the operator in the foreground against the local cluster
 
 demo: up install samples run ## Local simulated AMD GPU cluster + CRDs + samples + the operator
 
-bench: venv binaries ## Scale benchmark: prints a table and writes _out/bench/results.json
+bench: venv binaries ## Scale benchmark (N=100, 1000) then the big cluster (bench-big): prints both tables; _out/bench/results.json, big-cluster.json
 	$(PY) bench/run.py $(BENCH_ARGS)
 
-bench-big: venv binaries ## Big-cluster scenario (2,000 nodes, 30,000 pods not ours, N=1000; ~22 min): _out/bench/big-cluster.json
+bench-big: venv binaries ## Big-cluster scenario alone (2,000 nodes, 30,000 pods not ours, N=1000): _out/bench/big-cluster.json
 	$(PY) bench/run.py --big-cluster $(BENCH_BIG_ARGS)
 
 chaos: venv binaries ## Fault scenarios with pass/fail verdicts

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """make bench: N AIMEndpoints applied at once against the real operator on the local
 control plane; convergence, API load, memory, latency, against a bare SSA loop; and
-the recipe selection's cost and the pod cache's bytes per pod, measured in-process.
+the recipe selection's cost and the pod cache's bytes per pod, measured in-process;
+then the big-cluster scenario (aimbench/bigcluster.py: 2,000 nodes, 30,000 pods not
+ours, N = 1,000).
 
-    .venv/bin/python bench/run.py                  # N = 100, 300, 1000
-    .venv/bin/python bench/run.py --n 50 --quiet-seconds 20
+    .venv/bin/python bench/run.py                  # N = 100, 1000, then the big cluster
+    .venv/bin/python bench/run.py --n 50 --quiet-seconds 20   # no big cluster
     .venv/bin/python bench/run.py --quick          # N = 100, short quiet period
+    .venv/bin/python bench/run.py --big-cluster    # the big cluster alone (make bench-big)
 
-Prints a table and writes _out/bench/results.json and _out/bench/convergence.png.
+Prints both tables at the end and writes _out/bench/results.json,
+_out/bench/convergence.png and _out/bench/big-cluster.json.
 Exits non-zero if an end state is wrong (lost, stale, duplicated or orphaned
 objects, no convergence, writes at steady state); missed performance goals are
 reported, and fail the run only with --strict.
@@ -20,6 +24,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 from aimbench.benchmark import BenchOptions, goals, run_one
@@ -35,7 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", default=None,
-                    help="comma-separated endpoint counts (default 100,300,1000; --quick: 100)")
+                    help="comma-separated endpoint counts (default 100,1000; --quick: 100); "
+                         "given, the big cluster is skipped unless --big-cluster")
     ap.add_argument("--quick", action="store_true",
                     help="N=100, 15 s quiet period, 20 latency samples, short selection bench")
     ap.add_argument("--quiet-seconds", type=float, default=None,
@@ -61,6 +67,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="only the big-cluster scenario (aimbench/bigcluster.py): --big-nodes "
                          "nodes, --big-pods pods of other tenants, then N endpoints "
                          "(default N=1000); make bench-big")
+    ap.add_argument("--no-big-cluster", action="store_true",
+                    help="skip the big-cluster scenario after the standard runs")
     ap.add_argument("--big-nodes", type=int, default=2000)
     ap.add_argument("--big-gpu-nodes", type=int, default=300)
     ap.add_argument("--big-pods", type=int, default=30000)
@@ -71,7 +79,7 @@ def options(args: argparse.Namespace) -> BenchOptions:
     opts = BenchOptions(out=Path(args.out), concurrency=args.concurrency, timeout=args.timeout,
                         raw=not args.no_raw, keep_cluster=args.keep_cluster)
     opts.ns = ([int(x) for x in args.n.split(",") if x.strip()] if args.n
-               else [100] if args.quick else [100, 300, 1000])
+               else [100] if args.quick else [100, 1000])
     opts.quiet_seconds = (args.quiet_seconds if args.quiet_seconds is not None
                           else 15.0 if args.quick else 60.0)
     opts.latency_samples = (args.latency_samples if args.latency_samples is not None
@@ -94,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.big_cluster:
-        return big_cluster(args, opts)
+        big, ok = big_cluster(args, opts)
+        print_big(args, big, opts.out)
+        return 0 if ok else 1
     started = time.monotonic()
     data: dict[str, object] = {
         "machine": {"cpus": psutil.cpu_count(), "memoryGiB": round(
@@ -118,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     data["totalSeconds"] = round(time.monotonic() - started, 1)
     write_json(opts.out / "results.json", data)
     png = plot_convergence(results, opts.out / "convergence.png")
+    # The full run (no --n, not --quick) goes on with the big cluster, then prints both.
+    with_big = not (args.n or args.quick or args.no_big_cluster)
+    big, big_ok = big_cluster(args, opts) if with_big else ({}, True)
 
     print()
     print(bench_table(results))
@@ -155,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  [{'met' if g['met'] else 'MISSED'}] {g['goal']}: {g['value']}")
     print(f"\nwrote {opts.out / 'results.json'}" + (f" and {png}" if png else ""))
     print(f"total {data['totalSeconds']} s")
+    if big:
+        print_big(args, big, opts.out)
 
     correct = all((r.get("correct") or {}).get("ok") and r.get("convergedSeconds") is not None
                   and (r.get("quiet") or {}).get("writes") == 0 for r in results)
@@ -162,16 +177,21 @@ def main(argv: list[str] | None = None) -> int:
         print("FAIL: an end state was wrong or the operator wrote at steady state",
               file=sys.stderr)
         return 1
+    if not big_ok:
+        print("FAIL: the big cluster's end state was wrong or it never got Ready",
+              file=sys.stderr)
+        return 1
     if args.strict and not all(g["met"] for g in data["goals"]):  # type: ignore[union-attr]
         return 1
     return 0
 
 
-def big_cluster(args: argparse.Namespace, opts: BenchOptions) -> int:
-    """The big-cluster scenario alone: results in big-cluster.json."""
+def big_cluster(args: argparse.Namespace, opts: BenchOptions) -> tuple[dict[str, Any], bool]:
+    """The big-cluster scenario: results (also in big-cluster.json), and whether its end
+    state was right."""
     started = time.monotonic()
-    n = opts.ns[0] if args.n else 1000
-    data: dict[str, object] = {
+    n = opts.ns[0] if args.n and args.big_cluster else 1000
+    data: dict[str, Any] = {
         "machine": {"cpus": psutil.cpu_count(), "memoryGiB": round(
             psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version()},
         "options": {"n": n, "nodes": args.big_nodes, "gpuNodes": args.big_gpu_nodes,
@@ -179,31 +199,41 @@ def big_cluster(args: argparse.Namespace, opts: BenchOptions) -> int:
                     "operatorArgs": opts.operator_args},
     }
     log("inventory update cost after one pod change (in-process)")
-    inv = inventory_update_costs((args.big_pods // 10, args.big_pods), nodes=args.big_nodes,
-                                 gpu_nodes=args.big_gpu_nodes)
-    data["inventoryUpdate"] = inv
+    data["inventoryUpdate"] = inventory_update_costs(
+        (args.big_pods // 10, args.big_pods), nodes=args.big_nodes,
+        gpu_nodes=args.big_gpu_nodes)
     r = run_big(n, opts, nodes=args.big_nodes, gpu_nodes=args.big_gpu_nodes,
                 pods=args.big_pods)
     data["result"] = r
     data["totalSeconds"] = round(time.monotonic() - started, 1)
     write_json(opts.out / "big-cluster.json", data)
+    return data, bool((r.get("correct") or {}).get("ok") and r.get("readySeconds"))
+
+
+def print_big(args: argparse.Namespace, data: dict[str, Any], out: Path) -> None:
+    r, inv = data["result"], data["inventoryUpdate"]
     print()
     print(f"big cluster: {args.big_nodes:,} nodes ({args.big_gpu_nodes} with GPUs), "
-          f"{args.big_pods:,} pods of other tenants, N={n}")
+          f"{args.big_pods:,} pods of other tenants, N={r.get('n')}")
     rss, cpu = r.get("rss") or {}, r.get("cpuSeconds") or {}
-    print(f"  pods created in {r.get('podCreateSeconds')} s, all Running "
-          f"{r.get('podsRunningAfterSeconds')} s later; operator ready (caches synced) in "
-          f"{r.get('operatorReadySeconds')} s, {cpu.get('startAndSync')} CPU s")
+    print(f"  pods created and marked Running in {r.get('podCreateSeconds')} s (all Running "
+          f"{r.get('podsRunningAfterSeconds')} s later); operator "
+          f"ready (caches synced) in {r.get('operatorReadySeconds')} s, "
+          f"{cpu.get('startAndSync')} CPU s")
     print(f"  converged {r.get('convergedSeconds')} s, all Ready {r.get('readySeconds')} s")
-    print(f"  RSS idle {rss.get('idleMB')} MB, peak {rss.get('peakMB')} MB; CPU "
-          f"{cpu.get('perEndpoint')} s per endpoint ({cpu.get('toReady')} s to all Ready)")
+    print(f"  RSS idle {rss.get('idleMB')} MB, peak {rss.get('peakMB')} MB, after all Ready "
+          f"{rss.get('afterReadyMB')} MB; CPU {cpu.get('perEndpoint')} s per endpoint "
+          f"({cpu.get('toReady')} s to all Ready)")
     for row in inv:
         print(f"  inventory update after one GPU pod change at {row['pods']:,} pods: "
               f"{row['gpuPodChangeMs']} ms (cold build {row['coldBuildMs']} ms; a CPU-only "
               f"pod's change {row['cpuPodChangeUs']} us)")
-    print(f"  end state: {'ok' if (r.get('correct') or {}).get('ok') else 'WRONG'}")
-    print(f"\nwrote {opts.out / 'big-cluster.json'}; total {data['totalSeconds']} s")
-    return 0 if (r.get("correct") or {}).get("ok") and r.get("readySeconds") else 1
+    correct = r.get("correct") or {}
+    counts = correct.get("counts") or {}
+    print(f"  end state: {'ok' if correct.get('ok') else 'WRONG'} "
+          f"({counts.get('ready')}/{counts.get('endpoints')} Ready, "
+          f"{counts.get('children')} children, {correct.get('problemCount')} problems)")
+    print(f"\nwrote {out / 'big-cluster.json'}; total {data['totalSeconds']} s")
 
 
 if __name__ == "__main__":

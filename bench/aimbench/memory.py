@@ -5,11 +5,13 @@
 - the RSS of a fresh interpreter after each import the operator makes, cumulative
   (each line is a new process importing the modules so far): aiohttp (our REST
   client's transport), pydantic, our CRD models, the whole entry point;
-- what listing ``pods`` pods costs while it happens: the reflector holds every item
-  of the list, decoded, before it slims them (``list_objects`` follows every page,
-  then ``_apply_list`` transforms); tracemalloc's peak per pod for whole pods (as the
-  API server serves them, managedFields included; ``pod_templates.json``) against
-  what the slim pod keeps afterwards.
+- what listing ``pods`` pods costs while it happens: tracemalloc's peak per pod for
+  whole pods (as the API server serves them, managedFields included;
+  ``pod_templates.json``) against what the slim pod keeps afterwards;
+- the RSS a process is left with after listing 30,000 pods into a slim store: decoded
+  in one response, then slimmed (the reflector before it paged: kube-apiserver answers
+  resourceVersion=0 whole), 500 at a time, and through the operator's own
+  ``Reflector`` (its ``list_page`` served from memory in pages of 500).
 """
 
 from __future__ import annotations
@@ -80,11 +82,25 @@ from aimbench.podcache import simulated_pods
 from aim_controller.reconcilers.pod_slim import slim_pod
 def status(k):
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(k)) // 1024
-paged, n = sys.argv[1] == "paged", int(sys.argv[2])
-page = 500 if paged else n
+mode, n = sys.argv[1], int(sys.argv[2])
+page = n if mode == "whole" else 500
 store = {}
 base = status("VmRSS:")
 pods = simulated_pods(n)
+if mode == "reflector":
+    import asyncio
+    from aim_controller.machinery import reflector as r
+    from aim_controller.machinery.resource import PODS, ObjectList, list_page
+    from aim_controller.machinery.store import Indexer
+    async def served(*a, continue_token=None, **kw):
+        body = json.dumps({"items": list(itertools.islice(pods, page))}).encode()
+        done = int(continue_token or 0) + page
+        return ObjectList(json.loads(body)["items"], "1", str(done) if done < n else "")
+    r.list_page = served
+    ref = r.Reflector(None, PODS, Indexer(), [], transform=slim_pod, page_size=page)
+    asyncio.run(ref._list())
+    assert len(ref.store) == n
+    n = 0
 for _ in range(0, n, page):
     body = json.dumps({"items": list(itertools.islice(pods, page))}).encode()
     items = json.loads(body)["items"]
@@ -98,20 +114,21 @@ print(json.dumps({"rssBeforeMB": base, "rssAfterMB": status("VmRSS:"), "peakMB":
 """
 
 
-def list_rss(pods: int, *, paged: bool) -> dict[str, Any]:
+def list_rss(pods: int, *, mode: str) -> dict[str, Any]:
     """RSS of a fresh process after it decoded a list of ``pods`` whole pods and kept them
-    slim: in one response (what the reflector does: the API server serves a list at
-    resourceVersion=0 from its watch cache in one piece, ignoring ``limit``), or page by
-    page (500), slimming each page before decoding the next."""
-    out = subprocess.run([sys.executable, "-c", _LIST_RSS, "paged" if paged else "whole",
-                          str(pods)], capture_output=True, text=True, check=True,
+    slim: ``whole``, in one response (what the reflector did before it paged: the API
+    server serves a list at resourceVersion=0 from its watch cache in one piece, ignoring
+    ``limit``); ``paged``, page by page (500), slimming each page before decoding the
+    next; ``reflector``, the operator's ``Reflector`` doing the same."""
+    out = subprocess.run([sys.executable, "-c", _LIST_RSS, mode, str(pods)],
+                         capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
-    return {"pods": pods, "paged": paged, **json.loads(out.stdout)}
+    return {"pods": pods, "mode": mode, **json.loads(out.stdout.splitlines()[-1])}
 
 
 if __name__ == "__main__":
     for row in import_costs():
         print(row)
     print(list_transient())
-    for paged in (False, True):
-        print(list_rss(30_000, paged=paged))
+    for mode in ("whole", "paged", "reflector"):
+        print(list_rss(30_000, mode=mode))
