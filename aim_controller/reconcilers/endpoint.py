@@ -80,7 +80,13 @@ from .endpoint_observe import (
     labelled_as,
     template_checksum,
 )
-from .endpoint_report import ApplyResult, desired_status, invalid_status, status_events
+from .endpoint_report import (
+    ApplyResult,
+    desired_status,
+    invalid_status,
+    progress_held,
+    status_events,
+)
 from .endpoint_status import ApplyOutcome, status_equal
 from .pod_failures import reported_on
 from .pod_slim import slim_pod
@@ -443,7 +449,8 @@ class EndpointReconciler:
             self._waiting.discard(o.key)
             return Result()  # nothing will change until the spec does: no retry
         status = desired_status(o, plan, applied, now, selector_string(o.name))
-        await self._write_status(o, status, plan)
+        if not progress_held(o, applied, status):
+            await self._write_status(o, status, plan)
         if not plan.chosen or o.pods.unschedulable_since is not None:
             self._waiting.add(o.key)
         else:

@@ -42,12 +42,15 @@ from .endpoint_status import (
     RESOURCES_READY,
     ApplyOutcome,
     PodsState,
+    deployment_behind,
     endpoint_conditions,
+    progress_only,
     replica_counts,
 )
 from .pod_failures import WORKLOAD_FAILURES
 
-__all__ = ["ApplyResult", "EventNote", "desired_status", "invalid_status", "status_events"]
+__all__ = ["ApplyResult", "EventNote", "desired_status", "invalid_status", "progress_held",
+           "status_events"]
 
 # Status fields an invalid spec leaves as they were (the last good selection and scale).
 _KEPT_WHEN_INVALID = ("recipe", "replicas", "selector", "cache", "canary")
@@ -126,6 +129,15 @@ def desired_status(
         **({"cache": plan.cache.status()} if plan.cache is not None else {}),
         **canary_status(o, plan.canary, plan.chosen),
     }
+
+
+def progress_held(o: Observed, applied: ApplyResult | None, status: Mapping[str, Any]) -> bool:
+    """Whether writing ``status`` waits: it only tells progress (replica counts,
+    Available, Ready) while the Deployment's status has yet to count what the caches
+    show. Its update re-enqueues the endpoint, and one write then tells the stage with
+    counts that agree; a lost replica or a problem is never held (the Deployment is
+    not behind then, or more than progress changed)."""
+    return progress_only(status, o.status) and deployment_behind(_deployment(o, applied), o.pods)
 
 
 def invalid_status(o: Observed, now: str) -> dict[str, Any]:

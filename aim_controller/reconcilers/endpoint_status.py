@@ -198,6 +198,37 @@ def replica_counts(deployment: Mapping[str, Any] | None) -> dict[str, int]:
     }
 
 
+REPLICA_COUNTS = ("replicas", "readyReplicas", "availableReplicas")
+# The conditions that follow the pods' progress (the Deployment's counts beside them).
+PROGRESS_CONDITIONS = frozenset({AVAILABLE, READY})
+
+
+def deployment_behind(deployment: Mapping[str, Any] | None, pods: PodsState) -> bool:
+    """Whether the Deployment's status has yet to count what is known already: its
+    spec change, or pods the pod cache shows bound or Ready. Its update follows (and
+    re-enqueues the endpoint), so its counts now are superseded before anyone could
+    act on them."""
+    if deployment is None:
+        return False
+    st = _dep_status(deployment)
+    generation = int((deployment.get("metadata") or {}).get("generation") or 0)
+    return (int(st.get("observedGeneration") or 0) < generation
+            or int(st.get("readyReplicas") or 0) < pods.ready
+            or int(st.get("replicas") or 0) < pods.bound)
+
+
+def progress_only(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:
+    """Whether ``desired`` differs from ``observed`` in the replica counts and the
+    Available and Ready conditions alone (nothing new about the spec, the children or
+    a problem)."""
+    def rest(status: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in status.items() if k not in REPLICA_COUNTS}
+        out["conditions"] = [c for c in status.get("conditions") or ()
+                             if c.get("type") not in PROGRESS_CONDITIONS]
+        return out
+    return status_equal(rest(desired), rest(observed or {}))
+
+
 def status_equal(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:
     """Whether writing ``desired`` would change ``observed`` (the whole status we own)."""
     return bool(_normalize(desired) == _normalize(observed or {}))

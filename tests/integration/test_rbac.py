@@ -202,6 +202,21 @@ async def _scenario(c: LocalCluster, run: Run) -> None:
             raise AssertionError(f"{e}\nendpoint status: {status}\noperator log: {tail}") \
                 from None
 
+    mine = "app.kubernetes.io/managed-by=aim-controller,app.kubernetes.io/instance=full"
+
+    def labelled(kinds: str) -> list[str]:
+        return sorted(c.kubectl("get", "-n", NS, kinds, "-l", mine, "-o", "name").stdout.split())
+
+    async def unlabelled(kinds: str) -> None:
+        """A user removes our managed-by label from the endpoint's children of ``kinds``:
+        they leave the operator's caches, so their names look taken when it creates them
+        again; it reads each once (get), sees it is the endpoint's, applies it (labels
+        back)."""
+        names = labelled(kinds)
+        assert names, kinds
+        c.kubectl("label", "-n", NS, *names, "app.kubernetes.io/managed-by-")
+        await until(lambda: labelled(kinds) == names, 120, f"our labels back on {names}")
+
     # 1. An AIMRecipe of the namespace (its status is the operator's), and an endpoint
     #    with every child kind: monitoring, HPA, PDB, its own ServiceAccount, a cache PVC
     #    (bound to a volume made for it), an HTTPRoute to a Gateway, canary rollouts.
@@ -218,6 +233,11 @@ async def _scenario(c: LocalCluster, run: Run) -> None:
     await until(lambda: (get(f"aimrecipes.{GROUP}", "qwen-7b-rbac").get("status") or {})
                 .get("conditions"), 120, "the AIMRecipe's status")
     run.steps.append("AIMRecipe status; endpoint with every child kind Ready")
+    await unlabelled("configmaps,serviceaccounts,services,deployments.apps,"
+                     "horizontalpodautoscalers.autoscaling,"
+                     "servicemonitors.monitoring.coreos.com,prometheusrules.monitoring.coreos.com,"
+                     "httproutes.gateway.networking.k8s.io")
+    run.steps.append("children whose labels a user removed: read once, applied again")
 
     # 2. A template change of the serving endpoint: a canary beside it (its Deployment
     #    and Service, the route's weights), promoted, the canary's objects deleted.
@@ -242,7 +262,9 @@ async def _scenario(c: LocalCluster, run: Run) -> None:
     patch("full", {"scaling": {"targetGPUUtilization": 70}})
     await until(lambda: gpu_target(get(scaled_object, "full")) == "70", 120,
                 "the ScaledObject's GPU target changed")
-    run.steps.append("GPU target: ScaledObject created (HPA deleted), then patched")
+    await unlabelled(scaled_object)
+    run.steps.append("GPU target: ScaledObject created (HPA deleted), then patched, "
+                     "its labels removed and applied again")
 
     # 3. Fixed at two replicas: the ScaledObject goes, a PodDisruptionBudget comes; the
     #    ServiceAccount and the monitoring children go.
@@ -255,6 +277,7 @@ async def _scenario(c: LocalCluster, run: Run) -> None:
                 and get("scaledobjects.keda.sh", "full") is None
                 and converged("full"), 240,
                 "ScaledObject, ServiceAccount, HTTPRoute and monitoring pruned, PDB made")
+    await unlabelled("poddisruptionbudgets.policy")
     # 4. One replica again (the PDB goes), the cache off (its PVC is not retained).
     patch("full", {"scaling": {"minReplicas": 1, "maxReplicas": 1}, "replicas": 1,
                    "cache": {"enabled": False}})

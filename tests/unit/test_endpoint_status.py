@@ -19,7 +19,9 @@ from aim_controller.reconcilers.endpoint_observe import (
 from aim_controller.reconcilers.endpoint_status import (
     ApplyOutcome,
     PodsState,
+    deployment_behind,
     endpoint_conditions,
+    progress_only,
     status_equal,
     status_record,
 )
@@ -185,3 +187,40 @@ def test_only_pods_of_the_current_template_count_as_unschedulable() -> None:
     assert s.unschedulable_since == datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
     assert s.gpus_in_use == 8  # both still charge the quota
     assert pods_state([old], deployment).unschedulable_since is None
+
+
+def _dep_with(generation: int, observed: int, replicas: int, ready: int) -> dict[str, Any]:
+    return {"metadata": {"name": "ep", "generation": generation},
+            "status": {"observedGeneration": observed, "replicas": replicas,
+                       "readyReplicas": ready, "availableReplicas": ready}}
+
+
+def test_a_deployment_is_behind_what_the_caches_show_already() -> None:
+    pods = PodsState(bound=1, ready=1)
+    # Its spec change not seen yet, or pods bound or Ready it has not counted.
+    assert deployment_behind(_dep_with(2, 1, 1, 1), pods)
+    assert deployment_behind(_dep_with(1, 1, 1, 0), pods)
+    assert deployment_behind(_dep_with(1, 1, 0, 0), PodsState(bound=1))
+    # Caught up, or ahead (a pod lost: that is news, never held).
+    assert not deployment_behind(_dep_with(1, 1, 1, 1), pods)
+    assert not deployment_behind(_dep_with(1, 1, 1, 1), PodsState(bound=1, ready=0))
+    assert not deployment_behind(None, pods)
+
+
+def _status(gen: int, ready: str, replicas: int, **conds: str) -> dict[str, Any]:
+    types = {"RecipeSelected": "True", "ResourcesReady": "True", "Available": ready,
+             "Degraded": "False", "Ready": ready, **conds}
+    return {"observedGeneration": gen, "replicas": replicas, "readyReplicas": 0,
+            "conditions": [{"type": t, "status": s, "reason": "R", "message": "m"}
+                           for t, s in types.items()]}
+
+
+def test_progress_only_is_counts_available_and_ready() -> None:
+    before = _status(1, "False", 0)
+    assert progress_only(_status(1, "True", 1), before)
+    assert progress_only(_status(1, "False", 1), before)
+    # A spec seen for the first time, a problem, a child: more than progress.
+    assert not progress_only(_status(2, "True", 1), before)
+    assert not progress_only(_status(1, "False", 0, Degraded="True"), before)
+    assert not progress_only(_status(1, "False", 0, ResourcesReady="False"), before)
+    assert not progress_only(_status(1, "False", 0), {})
