@@ -205,16 +205,16 @@ PROGRESS_CONDITIONS = frozenset({AVAILABLE, READY})
 
 def deployment_behind(deployment: Mapping[str, Any] | None, pods: PodsState) -> bool:
     """Whether the Deployment's status has yet to count what is known already: its
-    spec change, or pods the pod cache shows bound or Ready. Its update follows (and
+    spec change, or pods the pod cache shows Ready. Its update follows (and
     re-enqueues the endpoint), so its counts now are superseded before anyone could
-    act on them."""
+    act on them. (Not bound pods: a terminating one is bound but no longer counted,
+    and its end brings no Deployment update.)"""
     if deployment is None:
         return False
     st = _dep_status(deployment)
     generation = int((deployment.get("metadata") or {}).get("generation") or 0)
     return (int(st.get("observedGeneration") or 0) < generation
-            or int(st.get("readyReplicas") or 0) < pods.ready
-            or int(st.get("replicas") or 0) < pods.bound)
+            or int(st.get("readyReplicas") or 0) < pods.ready)
 
 
 def progress_only(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:
