@@ -5,10 +5,13 @@
 tenants, created already bound (``spec.nodeName`` set, so the scheduler never sees
 them) and marked Running at once by the bench itself, with the status kwok's
 ``pod-ready`` stage writes (:func:`running_status`): kwok, heartbeating 2,000 nodes,
-marks pods at about 50 a second (over 8 minutes for 30,000). No stage of
-``hack/kwok/stages.yaml`` touches them then (``pod-ready`` picks only pods without a
-podIP). One in ``pods / gpu_nodes`` of them
-holds one GPU (one per GPU node), so the GPU inventory has usage to account for.
+marks pods at about 50 a second (over 8 minutes for 30,000), and the endpoints' pods
+would queue behind them. Each carries ``aim.engine.amd.com/kwok-simulate: none``, so no
+stage of ``hack/kwok/stages.yaml`` ever picks it (``pod-ready`` takes only pods without
+that annotation; the simulations only named values): without it kwok queues a
+``pod-ready`` for each pod it sees created, before the bench's status arrives.
+One in ``pods / gpu_nodes`` of them holds one GPU (one per GPU node), so the GPU
+inventory has usage to account for.
 Then the operator starts (its informers list all of it), and N endpoints are applied.
 
 Measured: the operator's RSS idle (caches synced, before any endpoint) and its peak
@@ -46,6 +49,7 @@ from .verify import check_namespace
 
 TENANT_NAMESPACES = 50
 GPU_PREFIX = "big-gpu"
+KWOK_SKIP = "aim.engine.amd.com/kwok-simulate"  # any value but the simulations': kwok skips it
 CPU_PREFIX = "big-cpu"
 
 
@@ -77,7 +81,8 @@ def foreign_pod(i: int, nodes: int, gpu_nodes: int, pods: int) -> dict[str, Any]
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": f"{app}-{i:06d}", "namespace": f"tenant-{i % TENANT_NAMESPACES}",
-                     "labels": {"app": app, "tier": "gpu" if gpu else "web"}},
+                     "labels": {"app": app, "tier": "gpu" if gpu else "web"},
+                     "annotations": {KWOK_SKIP: "none"}},
         "spec": {
             "nodeName": node,
             "containers": [{"name": "main", "image": "registry.example/tenant/app:1.0",
