@@ -86,7 +86,7 @@ run: venv ## Run the operator in the foreground against the local cluster
 
 demo: up install samples run ## Local simulated AMD GPU cluster + CRDs + samples + the operator
 
-bench: venv binaries ## Scale benchmark (N=100, 1000) then the big cluster (bench-big): prints both tables; _out/bench/results.json, big-cluster.json
+bench: venv binaries ## Scale benchmark (N=100, 300, 1000) then the big cluster (bench-big): prints both tables; _out/bench/results.json, big-cluster.json
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 bench-big: venv binaries ## Big-cluster scenario alone (2,000 nodes, 30,000 pods not ours, N=1000): _out/bench/big-cluster.json

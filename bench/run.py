@@ -5,7 +5,7 @@ the recipe selection's cost and the pod cache's bytes per pod, measured in-proce
 then the big-cluster scenario (aimbench/bigcluster.py: 2,000 nodes, 30,000 pods not
 ours, N = 1,000).
 
-    .venv/bin/python bench/run.py                  # N = 100, 1000, then the big cluster
+    .venv/bin/python bench/run.py                  # N = 100, 300, 1000, then the big cluster
     .venv/bin/python bench/run.py --n 50 --quiet-seconds 20   # no big cluster
     .venv/bin/python bench/run.py --quick          # N = 100, short quiet period
     .venv/bin/python bench/run.py --big-cluster    # the big cluster alone (make bench-big)
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", default=None,
-                    help="comma-separated endpoint counts (default 100,1000; --quick: 100); "
+                    help="comma-separated endpoint counts (default 100,300,1000; --quick: 100); "
                          "given, the big cluster is skipped unless --big-cluster")
     ap.add_argument("--quick", action="store_true",
                     help="N=100, 15 s quiet period, 20 latency samples, short selection bench")
@@ -79,7 +79,7 @@ def options(args: argparse.Namespace) -> BenchOptions:
     opts = BenchOptions(out=Path(args.out), concurrency=args.concurrency, timeout=args.timeout,
                         raw=not args.no_raw, keep_cluster=args.keep_cluster)
     opts.ns = ([int(x) for x in args.n.split(",") if x.strip()] if args.n
-               else [100] if args.quick else [100, 1000])
+               else [100] if args.quick else [100, 300, 1000])
     opts.quiet_seconds = (args.quiet_seconds if args.quiet_seconds is not None
                           else 15.0 if args.quick else 60.0)
     opts.latency_samples = (args.latency_samples if args.latency_samples is not None
