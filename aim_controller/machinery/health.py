@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
-from aiohttp import web
+
+from .minihttp import Request, Response, Router
 
 HealthCheck = Callable[[], object]
 
@@ -83,8 +84,8 @@ class HealthChecks:
         results = [await self.run_one(n) for n in self._checks if n not in skip]
         return results, [n for n in self._checks if n in skip]
 
-    async def handle_all(self, request: web.Request) -> web.Response:
-        results, excluded = await self.run(request.query.getall("exclude", []))
+    async def handle_all(self, request: Request) -> Response:
+        results, excluded = await self.run(request.query.get("exclude", []))
         lines = [
             f"[+]{r.name} ok" if r.ok else f"[-]{r.name} failed: reason withheld" for r in results
         ]
@@ -99,8 +100,8 @@ class HealthChecks:
             return _text("\n".join([*lines, f"{self.endpoint} check passed"]) + "\n")
         return _text("ok")
 
-    async def handle_one(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
+    async def handle_one(self, request: Request) -> Response:
+        name = request.tail
         if name not in self._checks:
             return _text("404 page not found\n", status=404)
         result = await self.run_one(name)
@@ -109,12 +110,10 @@ class HealthChecks:
         _log.info("health check failed", endpoint=self.endpoint, check=name, error=result.error)
         return _text(f"internal server error: {name} check failed\n", status=500)
 
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_get(f"/{self.endpoint}", self.handle_all)
-        app.router.add_get(f"/{self.endpoint}/{{name}}", self.handle_one)
+    def add_routes(self, router: Router) -> None:
+        router.add_get(f"/{self.endpoint}", self.handle_all)
+        router.add_get_prefix(f"/{self.endpoint}", self.handle_one)
 
 
-def _text(body: str, *, status: int = 200) -> web.Response:
-    response = web.Response(text=body, status=status, content_type="text/plain", charset="utf-8")
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+def _text(body: str, *, status: int = 200) -> Response:
+    return Response.text(body, status)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from aim_controller.machinery.health import HealthCheck, HealthChecks
+from aim_controller.machinery.minihttp import MiniHTTPServer, Request, Response, Router
 
 
 @dataclass(frozen=True)
@@ -42,21 +42,19 @@ def parse_bind_address(address: str) -> BindAddress | None:
 
 def metrics_handler(
     registry: CollectorRegistry,
-) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """An aiohttp handler exposing ``registry`` (text format, or OpenMetrics if asked)."""
+) -> Callable[[Request], Awaitable[Response]]:
+    """A handler exposing ``registry`` (text format, or OpenMetrics if asked)."""
 
-    async def handle(request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        response = web.Response(body=encoder(registry))
-        # Set verbatim: the prometheus content type carries its own parameters.
-        response.headers["Content-Type"] = content_type
-        return response
+    async def handle(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.header("Accept"))
+        # Verbatim: the prometheus content type carries its own parameters.
+        return Response(encoder(registry), content_type=content_type)
 
     return handle
 
 
 class HTTPServer:
-    """One aiohttp server on one bind address.
+    """One HTTP server on one bind address.
 
     Invariants: a disabled server (address ``"0"``) accepts routes but never
     listens and has ``port is None``; ``port`` is the actually bound port once
@@ -65,8 +63,8 @@ class HTTPServer:
 
     def __init__(self, bind_address: str) -> None:
         self.bind = parse_bind_address(bind_address)
-        self.app = web.Application()
-        self._runner: web.AppRunner | None = None
+        self.router = Router()
+        self._server: MiniHTTPServer | None = None
         self.port: int | None = None
 
     @property
@@ -74,23 +72,17 @@ class HTTPServer:
         return self.bind is not None
 
     async def start(self) -> None:
-        if self.bind is None or self._runner is not None:
+        if self.bind is None or self._server is not None:
             return
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.bind.host, self.bind.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
+        server = MiniHTTPServer(self.router)
+        await server.start(self.bind.host, self.bind.port)
+        self._server = server
+        self.port = server.port
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.stop()
 
 
 class ServingEndpoints:
@@ -120,11 +112,11 @@ class ServingEndpoints:
             and (health_bind == self.metrics_server.bind)
         )
         self.health_server = self.metrics_server if same else HTTPServer(health_probe_bind_address)
-        self.metrics_server.app.router.add_get(
+        self.metrics_server.router.add_get(
             "/metrics", metrics_handler(REGISTRY if registry is None else registry)
         )
-        self.healthz.add_routes(self.health_server.app)
-        self.readyz.add_routes(self.health_server.app)
+        self.healthz.add_routes(self.health_server.router)
+        self.readyz.add_routes(self.health_server.router)
 
     def add_healthz_check(self, name: str, check: HealthCheck) -> None:
         self.healthz.add_check(name, check)

@@ -362,3 +362,20 @@ async def test_a_static_token_is_not_retried() -> None:
     with pytest.raises(ApiException):
         await client.call("GET", "/api", request_timeout=TIMEOUT)
     assert len(sent) == 1
+
+
+def test_tls_read_buffer_is_capped_and_never_raised() -> None:
+    import asyncio.sslproto
+
+    from aim_controller.machinery.kubeclient import client
+
+    protocol = asyncio.sslproto.SSLProtocol
+    before = protocol.max_size
+    try:
+        protocol.max_size = 256 * 1024  # asyncio's own default
+        client.limit_tls_read_buffer()
+        assert protocol.max_size == client.TLS_READ_BUFFER
+        client.limit_tls_read_buffer(1024 * 1024)  # a larger cap never raises it
+        assert protocol.max_size == client.TLS_READ_BUFFER
+    finally:
+        protocol.max_size = before
