@@ -27,7 +27,10 @@ import psutil
 from .metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = ROOT / ".venv" / "bin" / "aim-controller"
+# The runtime-only venv (`make runtime-venv`: the image's dependencies) when present, so
+# RSS is what ships; the dev venv otherwise (the quick benchmark test in `make test`).
+RUNTIME_CLI = ROOT / ".venv-runtime" / "bin" / "aim-controller"
+CLI = RUNTIME_CLI if RUNTIME_CLI.exists() else ROOT / ".venv" / "bin" / "aim-controller"
 
 
 def free_port() -> int:
