@@ -50,7 +50,7 @@ VALUE_FLAGS = frozenset({
     "--operator-namespace", "--leader-elect", "--leader-election-namespace",
     "--leader-elect-lease-duration", "--leader-elect-renew-deadline",
     "--leader-elect-retry-period", "--metrics-bind-address", "--log-level", "--log-format",
-    "--namespace", "--unschedulable-grace",
+    "--namespace", "--unschedulable-grace", "--gpu-metrics-prometheus-url",
 })
 # Container and pod fields templates/deployment.yaml writes itself (from values);
 # every other field is copied.
@@ -194,6 +194,7 @@ def values_schema() -> str:
         logLevel={"enum": flag_choices("--log-level")},
         logFormat={"enum": flag_choices("--log-format")},
         unschedulableGrace=string,
+        gpuMetricsPrometheusUrl=string,
         metrics=props(port=port,
                       service=props(enabled=boolean, type=string, port=port),
                       serviceMonitor=props(required=False, enabled=boolean, interval=string,
@@ -234,6 +235,8 @@ def value_args(values: dict[str, Any]) -> list[str]:
     args += [f"--namespace={n}" for n in values["watchNamespaces"]]
     if values["unschedulableGrace"]:
         args.append(f"--unschedulable-grace={values['unschedulableGrace']}")
+    if values["gpuMetricsPrometheusUrl"]:
+        args.append(f"--gpu-metrics-prometheus-url={values['gpuMetricsPrometheusUrl']}")
     return sorted(args)
 
 

@@ -239,6 +239,7 @@ def test_chart_and_kustomize_render_the_same_rbac_and_deployment(bin_dir: Path) 
 def test_helm_lint_is_clean(bin_dir: Path) -> None:
     for sets in ([], ["watchNamespaces={team-a,team-b}", "leaderElection.enabled=false",
                       "image.digest=sha256:" + "0" * 64, "unschedulableGrace=2m",
+                      "gpuMetricsPrometheusUrl=http://prom.monitoring:9090",
                       "extraArgs={--max-concurrent-reconciles=20}", "nodeSelector.role=ops"]):
         res = helm(bin_dir, "lint", "--strict", str(CHART),
                    *[a for s in sets for a in ("--set", s)])

@@ -122,7 +122,7 @@ def test_the_operator_accepts_every_flag_the_chart_passes() -> None:
     values = yaml.safe_load((sync_chart.CHART / "values.yaml").read_text())
     values["leaderElection"].update(leaseDuration="30s", renewDeadline="20s", retryPeriod="5s")
     values.update(watchNamespaces=["team-a", "team-b"], unschedulableGrace="2m",
-                  logLevel="debug")
+                  logLevel="debug", gpuMetricsPrometheusUrl="http://prom.monitoring:9090")
     args = [a.replace(sync_chart.NS, "ops") for a in sync_chart.value_args(values)]
     args += defines(sync_chart.generated_tpl())["args"] or []
     opts = parse(args)
@@ -131,6 +131,7 @@ def test_the_operator_accepts_every_flag_the_chart_passes() -> None:
                                   opts.retry_period) == (30.0, 20.0, 5.0)
     assert opts.namespaces == ["team-a", "team-b"] and opts.unschedulable_grace == 120.0
     assert (opts.log_level, opts.log_format) == ("debug", "json")
+    assert opts.gpu_metrics_prometheus_url == "http://prom.monitoring:9090"
 
 
 def test_the_values_schema_takes_the_log_choices_from_the_operator() -> None:
