@@ -114,7 +114,10 @@ class EventRecorder:
                 "reportingInstance": self._instance,
             }
             await self._writer.create(ev)
-            self._seen[key] = (ev, 1)
+            # Only what a later count patch addresses: the whole Event, kept for each of
+            # the cache_size keys, cost a few KB per object the operator manages.
+            self._seen[key] = ({"apiVersion": "v1", "kind": "Event",
+                                "metadata": ev["metadata"]}, 1)
             while len(self._seen) > self._cache_size:
                 self._seen.popitem(last=False)
         except (ApiException, OSError, TimeoutError) as e:

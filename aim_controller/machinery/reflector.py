@@ -25,6 +25,7 @@ from typing import Final, Literal
 import aiohttp
 import structlog
 
+from aim_controller.machinery.compact import share_strings
 from aim_controller.machinery.handlers import EventHandler, KubeObject, key_of
 from aim_controller.machinery.kubeclient import ApiException, KubeClient
 from aim_controller.machinery.metrics import ReflectorMetricsRecorder
@@ -182,7 +183,8 @@ class Reflector:
 
     Invariants (on the event loop, between awaits):
     - after the first list, ``store`` holds exactly the objects of the
-      collection as of ``last_resource_version``, transformed;
+      collection as of ``last_resource_version``, transformed, with their keys and
+      short strings shared (:func:`share_strings`: equal strings are one object);
     - every change applied to the store is then delivered to each of
       ``handlers`` (the live sequence, read at delivery time) exactly once, in
       the order applied: ``on_add``/``on_update``/``on_delete``; a handler's
@@ -445,7 +447,9 @@ class Reflector:
 
     # -- helpers -----------------------------------------------------------------
     def _prepare(self, obj: Obj) -> KubeObject:
-        return self.transform(obj) if self.transform is not None else obj
+        prepared = self.transform(obj) if self.transform is not None else obj
+        result: KubeObject = share_strings(prepared)
+        return result
 
     def _deliver(self, d: Delta, handlers: Sequence[EventHandler] | None = None) -> None:
         for h in list(self.handlers) if handlers is None else handlers:

@@ -10,13 +10,17 @@ from aim_controller.machinery.events import EventRecorder
 class FakeWriter:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.reasons: dict[str, str] = {}  # Event name -> reason
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("create", obj["reason"]))
+        self.reasons[obj["metadata"]["name"]] = obj["reason"]
         return obj
 
     async def patch_merge(self, ref: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("patch", (ref["reason"], patch["count"])))
+        # The reference names the Event as the real writer addresses it, nothing more.
+        assert set(ref) == {"apiVersion", "kind", "metadata"} and ref["kind"] == "Event"
+        self.calls.append(("patch", (self.reasons[ref["metadata"]["name"]], patch["count"])))
         return ref
 
 

@@ -184,3 +184,17 @@ async def test_expired_resource_version_restarts_as_a_paged_consistent_read(
     assert [(q.resource_version, q.continue_token) for q in server.requests] == [
         ("50", None), (None, None), (None, "3")]
     assert r.stats.expired == 1 and len(r.store.list_keys()) == 5
+
+
+async def test_cached_objects_share_their_keys_and_short_values(serve: Any) -> None:
+    import json
+
+    # As decoded from the wire: every object has its own copy of each string.
+    fresh = [json.loads(json.dumps(o)) for o in objects(4)]
+    r, _ = serve(FakePager(fresh, "50"))
+    await r._list()
+    cached = [r.store.get_by_key(f"d/c{i:02d}") for i in range(4)]
+    keys = [next(iter(o["metadata"])) for o in cached if o is not None]
+    namespaces = [o["metadata"]["namespace"] for o in cached if o is not None]
+    assert len(keys) == 4 and all(k is keys[0] for k in keys)
+    assert all(ns is namespaces[0] for ns in namespaces)
