@@ -233,7 +233,25 @@ def print_big(args: argparse.Namespace, data: dict[str, Any], out: Path) -> None
     print(f"  end state: {'ok' if correct.get('ok') else 'WRONG'} "
           f"({counts.get('ready')}/{counts.get('endpoints')} Ready, "
           f"{counts.get('children')} children, {correct.get('problemCount')} problems)")
+    print("  goals:")
+    for g in big_goals(data):
+        print(f"    [{'met' if g['met'] else 'MISSED'}] {g['goal']}: {g['value']}")
     print(f"\nwrote {out / 'big-cluster.json'}; total {data['totalSeconds']} s")
+
+
+def big_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 16's big-cluster goals: peak RSS under 300 MB; an inventory update that grows
+    with the change, not with the pods (10x the pods costs less than 2x the time)."""
+    r, inv = data["result"], data["inventoryUpdate"]
+    peak = (r.get("rss") or {}).get("peakMB")
+    out = [{"goal": "peak RSS < 300 MB (big cluster)", "value": peak,
+            "met": peak is not None and peak < 300}]
+    rows = sorted(inv, key=lambda row: row["pods"])
+    if len(rows) >= 2 and rows[0]["gpuPodChangeMs"]:
+        growth = round(rows[-1]["gpuPodChangeMs"] / rows[0]["gpuPodChangeMs"], 2)
+        out.append({"goal": f"inventory update at {rows[-1]['pods']:,} pods < 2x the one at "
+                            f"{rows[0]['pods']:,}", "value": growth, "met": growth < 2})
+    return out
 
 
 if __name__ == "__main__":
