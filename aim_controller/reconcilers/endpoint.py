@@ -25,9 +25,10 @@ custom metrics APIServices (:mod:`.custom_metrics`) the endpoints with a GPU tar
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,6 +111,15 @@ DEPENDS_ON: dict[str, frozenset[str]] = {
     "Deployment": frozenset({"ConfigMap", "ServiceAccount", "PersistentVolumeClaim"}),
     "ServiceMonitor": frozenset({"Service"}),
 }
+
+
+def apply_stages(objs: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``objs`` in write stages: first those depending on no other kind among them
+    (:data:`DEPENDS_ON`), then the rest; each stage in the given order, none empty."""
+    kinds = {o["kind"] for o in objs}
+    later = [o for o in objs if DEPENDS_ON.get(o["kind"], frozenset()) & kinds]
+    first = [o for o in objs if not DEPENDS_ON.get(o["kind"], frozenset()) & kinds]
+    return [stage for stage in (first, later) if stage]
 
 
 def _api_error(err: ApiException) -> str:
@@ -377,30 +387,32 @@ class EndpointReconciler:
         written: dict[ChildKey, KubeObject] = {}
         retry_after: float | None = CONFLICT_RECHECK if conflicts else None
         blocked = {kind for kind, _ in conflicts}
-        for obj in plan.to_apply:
-            kind, cname = obj["kind"], obj["metadata"]["name"]
-            if blocked & DEPENDS_ON.get(kind, frozenset()):
-                continue
-            try:
-                if (kind, cname) in plan.creates:
-                    created = await self._create(o, obj)
-                    if created is None:
-                        conflicts.append((kind, cname))
-                        blocked.add(kind)
-                        retry_after = CONFLICT_RECHECK
-                        continue
-                    result = created
-                else:
-                    result = await self.ctx.writer.apply(obj)
-            except ApiException as err:
-                if err.status in (400, 403, 404, 422):
-                    errors.append(f"{kind} {cname}: {_api_error(err)}")
+        # Children that depend on none of the others go out together, then the rest
+        # (a Deployment after its ConfigMap and ServiceAccount): one round trip per
+        # stage instead of one per child, in the order of the plan within each.
+        for stage in apply_stages(plan.to_apply):
+            runnable = [obj for obj in stage
+                        if not blocked & DEPENDS_ON.get(obj["kind"], frozenset())]
+            outcomes = await asyncio.gather(
+                *(self._write_child(o, plan, obj) for obj in runnable), return_exceptions=True)
+            failure: BaseException | None = None
+            for obj, out in zip(runnable, outcomes, strict=True):
+                kind, cname = obj["kind"], obj["metadata"]["name"]
+                if isinstance(out, ApiException) and out.status in (400, 403, 404, 422):
+                    errors.append(f"{kind} {cname}: {_api_error(out)}")
                     retry_after = INVALID_INPUT_RETRY
-                    continue
-                raise
-            written[(kind, cname)] = result
-            if kind in self.caches.written:
-                self.caches.written[kind].mutated(result)
+                elif isinstance(out, BaseException):
+                    failure = failure or out
+                elif out is None:
+                    conflicts.append((kind, cname))
+                    blocked.add(kind)
+                    retry_after = CONFLICT_RECHECK
+                else:
+                    written[(kind, cname)] = out
+                    if kind in self.caches.written:
+                        self.caches.written[kind].mutated(out)
+            if failure is not None:
+                raise failure
         for child in plan.to_prune:
             log.info("deleting child no longer desired", kind=child.get("kind"),
                      child=(child.get("metadata") or {}).get("name"))
@@ -410,6 +422,13 @@ class EndpointReconciler:
         outcome = ApplyOutcome(len(written), len(plan.desired), tuple(errors),
                                tuple(f"{k} {n}" for k, n in sorted(set(conflicts))))
         return ApplyResult(outcome, written, retry_after)
+
+    async def _write_child(self, o: Observed, plan: Plan, obj: dict[str, Any]
+                           ) -> KubeObject | None:
+        """One planned child written: None when its name is somebody else's."""
+        if (obj["kind"], obj["metadata"]["name"]) in plan.creates:
+            return await self._create(o, obj)
+        return await self.ctx.writer.apply(obj)
 
     async def _create(self, o: Observed, obj: dict[str, Any]) -> KubeObject | None:
         """Writes a child the caches do not show as this endpoint's; None when its name

@@ -231,13 +231,16 @@ def progress_only(desired: Mapping[str, Any], observed: Mapping[str, Any] | None
 
 def status_equal(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:
     """Whether writing ``desired`` would change ``observed`` (the whole status we own)."""
-    return bool(_normalize(desired) == _normalize(observed or {}))
+    observed = observed or {}
+    # Equal as they are is equal normalized (the common case: a reconcile with no news).
+    return desired == observed or bool(_normalize(desired) == _normalize(observed))
 
 
 def _normalize(v: Any) -> Any:
-    if isinstance(v, Mapping):
+    t = type(v)
+    if t is dict or (t is not str and t is not list and isinstance(v, Mapping)):
         return {k: _normalize(x) for k, x in v.items() if x is not None}
-    if isinstance(v, Sequence) and not isinstance(v, str):
+    if t is list or (t is not str and isinstance(v, Sequence)):
         return [_normalize(x) for x in v]
     if isinstance(v, float) and v.is_integer():
         return int(v)
