@@ -38,7 +38,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "json") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Libraries that use stdlib logging (aiohttp) stay quiet
+    # Libraries that use stdlib logging (asyncio, huggingface_hub) stay quiet
     # below warnings and go to the same stream.
     logging.basicConfig(level=max(lvl, logging.WARNING), stream=sys.stderr,
                         format="%(levelname)s %(name)s %(message)s")

@@ -345,7 +345,7 @@ def default_metrics() -> MachineryMetrics:
 
 
 def _status_of(err: BaseException) -> str:
-    # Our ApiException and aiohttp's ClientResponseError both carry ``status``;
+    # Our ApiException carries ``status``;
     # ApiException uses 0 for "never got a response".
     status = getattr(err, "status", None)
     if isinstance(status, int) and status > 0:

@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-import aiohttp
 import structlog
 
 from aim_controller.machinery.compact import share_strings
@@ -171,7 +170,8 @@ def _is_transient(exc: BaseException) -> bool:
     """Errors after which a watch may be retried from the same resourceVersion."""
     if isinstance(exc, ApiException):
         return exc.status == 429 or (exc.status or 0) >= 500
-    return isinstance(exc, aiohttp.ClientError | OSError | TimeoutError)
+    # TransportError (our HTTP client's) is an OSError.
+    return isinstance(exc, OSError | TimeoutError)
 
 
 class _ShortWatchError(Exception):
@@ -284,7 +284,7 @@ class Reflector:
                 await self._watch_error(e)
             except _ShortWatchError as e:
                 await self._watch_error(e)
-            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            except (OSError, TimeoutError) as e:
                 await self._watch_error(e)
 
     async def _watch_error(self, e: Exception) -> None:

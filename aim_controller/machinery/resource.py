@@ -3,8 +3,9 @@
 We send raw requests through our :class:`KubeClient` and parse the JSON
 ourselves: no OpenAPI model objects (they drop unknown fields and cannot
 represent custom resources), and a watch is read as the raw newline-delimited
-JSON stream. Every call passes an ``aiohttp.ClientTimeout``: aiohttp's default
-(5 minutes total) would cut long watches and let a dead list hang.
+JSON stream. Every call passes a :class:`~.httpclient.Timeout`: a watch is bound
+by its own timeoutSeconds plus a grace, a list or a write by a fixed deadline, so a
+dead connection never hangs a caller.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
 
-import aiohttp
-
+from .httpclient import Response, Timeout
 from .kubeclient import ApiException, KubeClient
 
 Obj = dict[str, Any]
@@ -127,8 +127,8 @@ async def raw_request(
     query: Sequence[tuple[str, str]] = (),
     body: Any = None,
     content_type: str = "application/json",
-    request_timeout: aiohttp.ClientTimeout | None = None,
-) -> aiohttp.ClientResponse:
+    request_timeout: Timeout | None = None,
+) -> Response:
     """Sends one request; returns the unread response, or raises ``ApiException`` on non-2xx.
 
     ``body``: bytes or text as is, anything else as JSON. The caller must
@@ -140,7 +140,7 @@ async def raw_request(
         method, path, query=query, body=data,
         headers={"Accept": "application/json", "Content-Type": content_type},
         request_timeout=request_timeout
-        or aiohttp.ClientTimeout(total=LIST_TIMEOUT, sock_connect=CONNECT_TIMEOUT),
+        or Timeout(total=LIST_TIMEOUT, sock_connect=CONNECT_TIMEOUT),
     )
 
 
@@ -152,7 +152,7 @@ async def request_json(
     query: Sequence[tuple[str, str]] = (),
     body: Any = None,
     content_type: str = "application/json",
-    request_timeout: aiohttp.ClientTimeout | None = None,
+    request_timeout: Timeout | None = None,
 ) -> Obj:
     """One request whose response is a JSON object (get/create/update/list)."""
     resp = await raw_request(
@@ -209,7 +209,7 @@ async def list_page(
         q.append(("resourceVersionMatch", resource_version_match))
     data = await request_json(
         api, "GET", resource.collection_path(namespace), query=q,
-        request_timeout=aiohttp.ClientTimeout(total=request_timeout, sock_connect=CONNECT_TIMEOUT),
+        request_timeout=Timeout(total=request_timeout, sock_connect=CONNECT_TIMEOUT),
     )
     meta = data.get("metadata") or {}
     return ObjectList(
@@ -269,7 +269,7 @@ async def watch_objects(
     """Watches the collection; yields events until the server closes the stream.
 
     Raises ``ApiException`` for an HTTP error or an ``ERROR`` event; transport
-    failures surface as ``aiohttp.ClientError``/``OSError``/``TimeoutError``.
+    failures surface as ``TransportError`` (an ``OSError``)/``OSError``/``TimeoutError``.
     Use with ``contextlib.aclosing`` so an abandoned watch releases its connection.
     """
     q = _selectors(label_selector, field_selector)
@@ -283,14 +283,13 @@ async def watch_objects(
     # only catches a connection that died silently.
     resp = await raw_request(
         api, "GET", resource.collection_path(namespace), query=q,
-        request_timeout=aiohttp.ClientTimeout(
+        request_timeout=Timeout(
             total=timeout_seconds + WATCH_GRACE, sock_connect=CONNECT_TIMEOUT),
     )
     try:
         buf = bytearray()
-        # Read chunks and split lines ourselves: one event can exceed
-        # aiohttp's line-length limit for readline().
-        async for chunk in resp.content.iter_any():
+        # One event per line, but a chunk may hold several events or part of one.
+        async for chunk in resp.iter_chunks():
             buf.extend(chunk)
             start = 0
             while (end := buf.find(b"\n", start)) >= 0:

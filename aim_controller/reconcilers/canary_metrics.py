@@ -24,15 +24,16 @@ promoted on evidence that was not looked at.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
 import structlog
 
 from aim_controller.builders.canary import canary_name
 from aim_controller.builders.promql import pod_name_regex
+from aim_controller.machinery.httpclient import HttpClient, Timeout
 
 from .endpoint_canary import MetricVerdict
 
@@ -143,12 +144,12 @@ class CanaryAnalyzer:
         return self._verdicts.get(key)
 
     async def run(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        async with HttpClient(limit=4) as session:
             while True:
                 for key, (ns, name, window) in list(self._wanted.items()):
                     try:
                         verdict = await self._analyze(session, ns, name, window)
-                    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as err:
+                    except (OSError, TimeoutError, ValueError, KeyError) as err:
                         log.info("canary metric analysis failed", key=key, error=str(err))
                         continue
                     if key in self._wanted and self._verdicts.get(key) != verdict:
@@ -158,7 +159,7 @@ class CanaryAnalyzer:
                         self._enqueue(key)
                 await asyncio.sleep(self.interval)
 
-    async def _analyze(self, session: aiohttp.ClientSession, ns: str, name: str,
+    async def _analyze(self, session: HttpClient, ns: str, name: str,
                        window: float) -> MetricVerdict:
         sides = []
         for regex in (pod_name_regex(canary_name(name)), pod_name_regex(name)):
@@ -167,10 +168,14 @@ class CanaryAnalyzer:
                                       await self._scalar(session, q["p95"])))
         return judge(sides[0], sides[1], self.thresholds)
 
-    async def _scalar(self, session: aiohttp.ClientSession, promql: str) -> float | None:
-        async with session.get(f"{self.url}/api/v1/query", params={"query": promql}) as resp:
-            resp.raise_for_status()
-            body = await resp.json()
+    async def _scalar(self, session: HttpClient, promql: str) -> float | None:
+        async with await session.request("GET", f"{self.url}/api/v1/query",
+                                          params={"query": promql},
+                                          timeout=Timeout(total=10)) as resp:
+            data = await resp.read()
+        if resp.status != 200:
+            raise ValueError(f"Prometheus answered {resp.status}: {data[:200]!r}")
+        body = json.loads(data)
         if body.get("status") != "success":
             raise ValueError(str(body.get("error") or body))
         result = body["data"]["result"]

@@ -32,7 +32,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import structlog
 
 from aim_controller.api.v1alpha1.groupversion import KIND_AIM_ENDPOINT
@@ -318,7 +317,7 @@ class EndpointReconciler:
         try:
             applied = await self._apply(observed, plan) if plan.chosen else None
             result = await self._report(observed, plan, applied)
-        except (ApiException, TimeoutError, aiohttp.ClientError) as err:
+        except (ApiException, TimeoutError, OSError) as err:  # OSError: no answer at all
             if isinstance(err, ApiException) and err.status is not None and err.status < 429:
                 raise
             await self._api_failed(observed, plan, err)
@@ -340,7 +339,7 @@ class EndpointReconciler:
         failed = ApplyResult(ApplyOutcome(0, len(plan.desired), (what[:1024],)))
         status = desired_status(o, plan, failed, now_rfc3339(), selector_string(o.name),
                                 api_error=message)
-        with contextlib.suppress(ApiException, TimeoutError, aiohttp.ClientError):
+        with contextlib.suppress(ApiException, TimeoutError, OSError):
             await self._write_status(o, status, plan)
 
     def _analyze(self, o: Observed, plan: Plan) -> None:

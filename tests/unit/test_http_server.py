@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aim_controller.machinery.controller import Controller
 from aim_controller.machinery.health import ping
+from aim_controller.machinery.httpclient import Timeout, TransportError
 from aim_controller.machinery.httpserver import BindAddress, ServingEndpoints, parse_bind_address
 from aim_controller.machinery.kubeclient import ApiException, ClientConfig, KubeClient
 from aim_controller.machinery.metrics import MachineryMetrics, instrument_api_client
@@ -197,7 +198,7 @@ async def test_rest_client_requests_are_counted_by_verb_and_code(
     registry = CollectorRegistry()
     metrics = MachineryMetrics(registry)
     host = f"127.0.0.1:{endpoints.health_port}"
-    timeout = aiohttp.ClientTimeout(total=30)
+    timeout = Timeout(total=30)
     async with KubeClient(ClientConfig(server=f"http://{host}")) as api:
         assert instrument_api_client(api, metrics) is api
         instrument_api_client(api, metrics)  # idempotent: still counted once
@@ -210,7 +211,7 @@ async def test_rest_client_requests_are_counted_by_verb_and_code(
     dead_host = f"127.0.0.1:{closed_port()}"
     async with KubeClient(ClientConfig(server=f"http://{dead_host}")) as api:
         instrument_api_client(api, metrics)
-        with pytest.raises(aiohttp.ClientError):
+        with pytest.raises(TransportError):
             await api.call("GET", "/healthz", request_timeout=timeout)
 
     def count(code: str, method: str, where: str = host) -> float | None:

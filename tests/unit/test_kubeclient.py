@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
+from aim_controller.machinery.httpclient import Timeout
 from aim_controller.machinery.kubeclient import (
     ApiException,
     ClientConfig,
@@ -336,7 +336,7 @@ def answering(client: KubeClient, answer: Callable[[dict[str, str]], int],
     return sent
 
 
-TIMEOUT = aiohttp.ClientTimeout(total=5)
+TIMEOUT = Timeout(total=5)
 
 
 async def test_a_refused_refreshable_credential_is_fetched_again_once() -> None:

@@ -1,7 +1,8 @@
-"""A small async REST client for the API server, on one pooled aiohttp session.
+"""A small async REST client for the API server, on one pooled HTTP client
+(:mod:`aim_controller.machinery.httpclient`).
 
 All traffic goes through the instance attribute ``request`` (a coroutine taking
-``method, url, **aiohttp_kwargs`` and returning the unread response), so
+``method, url, **request_kwargs`` and returning the unread response), so
 throttling, metrics and tests can wrap it in one place.
 """
 
@@ -17,14 +18,12 @@ from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
-import aiohttp
-from yarl import URL
-
+from ..httpclient import HttpClient, Response, Timeout
 from .config import ClientConfig
 from .credentials import Credential, StaticCredential
 from .errors import ApiException
 
-RequestFn = Callable[..., Awaitable[aiohttp.ClientResponse]]
+RequestFn = Callable[..., Awaitable[Response]]
 
 # One connection per watch plus the workers' requests.
 DEFAULT_POOL_SIZE: Final = 200
@@ -74,7 +73,7 @@ class KubeClient:
     def __init__(self, config: ClientConfig, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.config = config
         self.pool_size = pool_size
-        self._session: aiohttp.ClientSession | None = None
+        self._http: HttpClient | None = None
         self._base_ssl = ssl_context(config, config.cert_pem, config.key_pem)
         self._exec_ssl: dict[tuple[bytes, bytes], ssl.SSLContext] = {}
         self.request: RequestFn = self._send
@@ -87,8 +86,8 @@ class KubeClient:
         query: Sequence[tuple[str, str]] = (),
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        request_timeout: aiohttp.ClientTimeout,
-    ) -> aiohttp.ClientResponse:
+        request_timeout: Timeout,
+    ) -> Response:
         """Sends one request; returns the unread 2xx response (the caller releases it)."""
         url = self.config.server + path
         if query:
@@ -125,21 +124,16 @@ class KubeClient:
             self._exec_ssl = {key: ssl_context(self.config, *key)}
         return self._exec_ssl[key]
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        if self._session is None or self._session.closed:
+    async def _send(self, method: str, url: str, **kwargs: Any) -> Response:
+        if self._http is None or self._http.closed:
             limit_tls_read_buffer()
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.pool_size, keepalive_timeout=KEEPALIVE_TIMEOUT),
-                headers={"User-Agent": "aim-controller"},
-            )
-        # The query is encoded already (continue tokens, selectors): yarl must keep it.
-        return await self._session.request(method, URL(url, encoded=True), **kwargs)
+            self._http = HttpClient(limit=self.pool_size, keepalive_timeout=KEEPALIVE_TIMEOUT)
+        return await self._http.request(method, url, **kwargs)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def __aenter__(self) -> KubeClient:
         return self
