@@ -718,22 +718,52 @@ def _assemble(
     usages: Iterable[tuple[str, Mapping[str, int]]],
     tolerated_prefixes: tuple[str, ...],
 ) -> GpuInventory:
-    by_name = {st.name: st for st in statics}
+    statics = list(statics)
+    names = {st.name for st in statics}
     used: dict[str, dict[str, int]] = {}
     for node, req in usages:
-        if node not in by_name:
+        if node not in names:
             continue
         acc = used.setdefault(node, {})
         for k, v in req.items():
             acc[k] = acc.get(k, 0) + v
-    nodes = tuple(
-        _finish_node(by_name[n], used.get(n), tolerated_prefixes) for n in sorted(by_name)
-    )
+    return _assemble_used(statics, used, tolerated_prefixes)
+
+
+_Finished = dict[str, tuple[_NodeStatic, tuple[tuple[str, int], ...], NodeGpus]]
+
+
+def _assemble_used(
+    statics: Iterable[_NodeStatic],
+    used: Mapping[str, Mapping[str, int]],
+    tolerated_prefixes: tuple[str, ...],
+    finished: _Finished | None = None,
+) -> GpuInventory:
+    """The inventory from parsed nodes and the devices used per node. ``finished``
+    (node name -> the static, usage and result of its last finish) is reused where
+    both are unchanged and rewritten to hold exactly this snapshot's nodes."""
+    by_name = {st.name: st for st in statics}
+    memo: _Finished = {}
+    nodes_list = []
+    for n in sorted(by_name):
+        st = by_name[n]
+        use = tuple(sorted((used.get(n) or {}).items()))
+        prev = finished.get(n) if finished is not None else None
+        if prev is not None and prev[0] is st and prev[1] == use:
+            node = prev[2]
+        else:
+            node = _finish_node(st, dict(use), tolerated_prefixes)
+        memo[n] = (st, use, node)
+        nodes_list.append(node)
+    if finished is not None:
+        finished.clear()
+        finished.update(memo)
+    nodes = tuple(nodes_list)
     unusable: dict[str, list[NodeGpus]] = {}
-    for n in nodes:
-        if not n.usable:
-            for hw in n.present:
-                unusable.setdefault(hw, []).append(n)
+    for node in nodes:
+        if not node.usable:
+            for hw in node.present:
+                unusable.setdefault(hw, []).append(node)
     return GpuInventory(
         nodes=nodes,
         pools=MappingProxyType(_pools(nodes, tolerated_prefixes)),
@@ -776,21 +806,12 @@ class InventoryCache:
         self._tolerated = tolerated_taint_prefixes
         self._nodes: dict[tuple[str, str, str], _NodeStatic | None] = {}
         self._pods: dict[tuple[str, str, str], tuple[str, Mapping[str, int]] | None] = {}
+        self._finished: _Finished = {}
 
     def build(
         self, nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
     ) -> GpuInventory:
-        new_nodes: dict[tuple[str, str, str], _NodeStatic | None] = {}
-        statics: list[_NodeStatic] = []
-        for obj in nodes:
-            key = _version_key(obj)
-            if key is None:
-                st = _parse_node(obj)
-            else:
-                st = self._nodes[key] if key in self._nodes else _parse_node(obj)
-                new_nodes[key] = st
-            if st is not None:
-                statics.append(st)
+        statics = self._statics(nodes)
         new_pods: dict[tuple[str, str, str], tuple[str, Mapping[str, int]] | None] = {}
         usages: list[tuple[str, Mapping[str, int]]] = []
         for obj in pods:
@@ -802,5 +823,28 @@ class InventoryCache:
                 new_pods[key] = u
             if u is not None:
                 usages.append(u)
-        self._nodes, self._pods = new_nodes, new_pods
+        self._pods = new_pods
         return _assemble(statics, usages, self._tolerated)
+
+    def build_from_usage(
+        self, nodes: Iterable[Mapping[str, Any]], used: Mapping[str, Mapping[str, int]]
+    ) -> GpuInventory:
+        """Like :meth:`build`, from the devices pods use per node (kept by the caller
+        from pod events), so a snapshot costs O(nodes), not O(pods). Nodes whose
+        object and usage did not change are not finished again."""
+        return _assemble_used(self._statics(nodes), used, self._tolerated, self._finished)
+
+    def _statics(self, nodes: Iterable[Mapping[str, Any]]) -> list[_NodeStatic]:
+        new_nodes: dict[tuple[str, str, str], _NodeStatic | None] = {}
+        statics: list[_NodeStatic] = []
+        for obj in nodes:
+            key = _version_key(obj)
+            if key is None:
+                st = _parse_node(obj)
+            else:
+                st = self._nodes[key] if key in self._nodes else _parse_node(obj)
+                new_nodes[key] = st
+            if st is not None:
+                statics.append(st)
+        self._nodes = new_nodes
+        return statics

@@ -50,6 +50,7 @@ from aim_controller.machinery.resource import PODS, Resource
 from aim_controller.machinery.workqueue import PRIORITY_DEFAULT, PRIORITY_LOW
 from aim_controller.recipes import RecipeIndex, builtin_index
 
+from .bound_count import BoundPodCount
 from .canary_metrics import CanaryAnalyzer
 from .child_resources import child_resources
 from .conditions import now_rfc3339
@@ -71,7 +72,6 @@ from .endpoint_observe import (
     ChildKey,
     EndpointCaches,
     Observed,
-    bound_pods,
     index_cache_by_model,
     index_endpoint_by_model,
     index_endpoint_by_namespace_model,
@@ -172,6 +172,9 @@ class EndpointReconciler:
         self.pods: InformerLike = builder.watches(
             PODS, self._endpoint_of_pod, priority=PRIORITY_LOW, all_namespaces=True,
             indexers={INDEX_ENDPOINT_PODS: index_pod_by_endpoint}, transform=slim_pod)
+        # Before the reservation book is asked (a handler of the same informer).
+        self._bound = BoundPodCount(index_pod_by_endpoint)
+        self.pods.add_event_handler(self._bound.handler())
         # A custom metrics API coming, becoming Available or going: the HPAs with a GPU
         # target gain or lose their GPU metric.
         self.api_services: InformerLike = builder.watches(
@@ -275,7 +278,7 @@ class EndpointReconciler:
         return []
 
     def _bound_pods(self, key: str, template: str | None) -> int:
-        return bound_pods(self.pods.store.by_index(INDEX_ENDPOINT_PODS, key), template)
+        return self._bound.count(key, template)
 
     def _waiting_in_namespace(self, obj: Mapping[str, Any]) -> list[str]:
         prefix = f"{(obj.get('metadata') or {}).get('namespace')}/"

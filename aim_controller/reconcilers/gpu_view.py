@@ -7,10 +7,11 @@ the two informers compare fingerprints (what the inventory reads: GPU labels,
 allocatable devices, taints, readiness; the devices a bound pod holds) and bump
 a version only when one changed. Heartbeats and pod status churn cost nothing.
 
-The same handlers keep the objects with a fingerprint (GPU nodes; bound,
-non-terminated pods holding AMD devices) by key, and a rebuild reads only
-those: on a big cluster that is mostly not ours it grows with the GPU pods,
-not with every pod cached.
+The same handlers keep the GPU nodes by key and, from each pod's fingerprint (the
+devices it holds, and where), the devices used per node. A rebuild reads only
+those: it grows with the GPU nodes, not with the pods (during a burst of new
+endpoints it runs after nearly every pod event), and a node whose object and usage
+did not change is not finished again.
 """
 
 from __future__ import annotations
@@ -48,8 +49,13 @@ class GpuView:
         self._listeners: list[Listener] = []
         self._gpu_nodes: dict[str, Mapping[str, Any]] = {}
         self._gpu_pods: dict[str, Mapping[str, Any]] = {}
+        # Pod key -> what it holds (its fingerprint: node, sorted device requests), and
+        # the sum of those per node: the inventory's usage without walking the pods.
+        self._pod_use: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {}
+        self._used: dict[str, dict[str, int]] = {}
         nodes.add_event_handler(self._handler(node_gpu_fingerprint, self._gpu_nodes))
-        pods.add_event_handler(self._handler(pod_gpu_fingerprint, self._gpu_pods))
+        pods.add_event_handler(
+            self._handler(pod_gpu_fingerprint, self._gpu_pods, on_held=self._track_use))
 
     def on_capacity_change(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -67,7 +73,7 @@ class GpuView:
 
     def inventory(self) -> GpuInventory:
         if self._built is None or self._built[0] != self._version:
-            inv = self._cache.build(self._gpu_nodes.values(), self._gpu_pods.values())
+            inv = self._cache.build_from_usage(self._gpu_nodes.values(), self._used)
             self._built = (self._version, inv)
         return self._built[1]
 
@@ -76,26 +82,58 @@ class GpuView:
         for listener in self._listeners:
             listener()
 
+    def _track_use(self, key: str, fp: Hashable) -> None:
+        """Pod ``key`` now holds ``fp`` (None: nothing): the per-node sums follow."""
+        old = self._pod_use.pop(key, None)
+        if old is not None:
+            node, requests = old
+            acc = self._used[node]
+            for name, n in requests:
+                left = acc[name] - n
+                if left:
+                    acc[name] = left
+                else:
+                    del acc[name]
+            if not acc:
+                del self._used[node]
+        if fp is not None:
+            node, requests = fp  # type: ignore[misc]
+            self._pod_use[key] = (node, requests)
+            acc = self._used.setdefault(node, {})
+            for name, n in requests:
+                acc[name] = acc.get(name, 0) + n
+
     def _handler(
-        self, fingerprint: Fingerprint, held: dict[str, Mapping[str, Any]]
+        self, fingerprint: Fingerprint, held: dict[str, Mapping[str, Any]],
+        on_held: Callable[[str, Hashable], None] | None = None,
     ) -> ResourceEventHandlerFuncs:
+        def track(key: str, fp: Hashable) -> None:
+            if on_held is not None:
+                on_held(key, fp)
+
         def on_add(obj: Mapping[str, Any]) -> None:
-            if fingerprint(obj) is not None:
+            fp = fingerprint(obj)
+            if fp is not None:
                 held[key_of(obj)] = obj
+                track(key_of(obj), fp)
                 self._changed()
 
         def on_update(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
             now = fingerprint(new)
+            key = key_of(new)
             if now is None:
-                held.pop(key_of(new), None)
+                held.pop(key, None)
             else:
-                held[key_of(new)] = new
+                held[key] = new
+            track(key, now)
             if fingerprint(old) != now:
                 self._changed()
 
         def on_delete(obj: Mapping[str, Any]) -> None:
+            key = key_of(obj)
+            track(key, None)
             # The final state may hold nothing (terminated) while the last cached one did.
-            if held.pop(key_of(obj), None) is not None or fingerprint(obj) is not None:
+            if held.pop(key, None) is not None or fingerprint(obj) is not None:
                 self._changed()
 
         return ResourceEventHandlerFuncs(on_add, on_update, on_delete)

@@ -12,7 +12,7 @@ Per N, on a fresh local control plane with enough simulated MI300X nodes:
    each change until the Service shows it;
 5. check the end state (:func:`~.verify.check_namespace`);
 6. stop the operator and write the same children with a bare SSA loop
-   (:mod:`.raw`) to get the limit.
+   (:mod:`.raw`) to get the limit, under the same observer watches.
 """
 
 from __future__ import annotations
@@ -234,7 +234,15 @@ async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int,
     freed = await wl.delete_endpoints_and_wait(kube, NAMESPACE, limit=600)
     log(f"raw SSA loop: endpoints deleted, their pods gone after {freed:.0f}s")
     await wl.create_namespace(kube, RAW_NAMESPACE)
-    out = await raw_apply(str(cluster.kubeconfig), list(groups.values()), concurrency)
+    # The same watches as during the operator's run (the bench's observer, which
+    # decodes every child's events): the ratio then compares the controller's work,
+    # not the bench's instrumentation, which only the operator's run used to pay for.
+    obs = Observer(kube, RAW_NAMESPACE)
+    await obs.start()
+    try:
+        out = await raw_apply(str(cluster.kubeconfig), list(groups.values()), concurrency)
+    finally:
+        await obs.stop()
     out["seconds"] = round(out["seconds"], 3)
     out["deploymentsWithReplicas"] = sum(
         1 for g in groups.values() for o in g

@@ -22,8 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
-
+from aim_controller.machinery.httpclient import Timeout
 from aim_controller.machinery.kubeclient import ApiException, KubeClient, load_kubeconfig
 
 from .kube import APPLY, Obj, object_path
@@ -97,7 +96,7 @@ async def raw_apply(kubeconfig: str, groups: Sequence[Sequence[Obj]], concurrenc
     for g in groups:
         queue.put_nowait(g)
     writes = failures = 0
-    timeout = aiohttp.ClientTimeout(total=60, sock_connect=10)
+    timeout = Timeout(total=60, sock_connect=10)
 
     async with KubeClient(load_kubeconfig(kubeconfig), pool_size=max(concurrency, 10)) as api:
 
