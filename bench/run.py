@@ -33,6 +33,7 @@ from aimbench.operator import cli_available
 from aimbench.podcache import PODS, pod_cache_cost
 from aimbench.report import bench_table, plot_convergence, write_json
 from aimbench.selection import selection_cost
+from aimbench.writecost import write_cost, write_cost_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,6 +68,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="only the big-cluster scenario (aimbench/bigcluster.py): --big-nodes "
                          "nodes, --big-pods pods of other tenants, then N endpoints "
                          "(default N=1000); make bench-big")
+    ap.add_argument("--write-cost", action="store_true",
+                    help="also measure the API server's CPU per write of each kind "
+                         "(aimbench/writecost.py; part of the full run)")
+    ap.add_argument("--no-write-cost", action="store_true",
+                    help="skip the write-cost scenario of the full run")
     ap.add_argument("--no-big-cluster", action="store_true",
                     help="skip the big-cluster scenario after the standard runs")
     ap.add_argument("--big-nodes", type=int, default=2000)
@@ -128,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     data["totalSeconds"] = round(time.monotonic() - started, 1)
     write_json(opts.out / "results.json", data)
     png = plot_convergence(results, opts.out / "convergence.png")
+    full_run = not (args.n or args.quick)
+    if args.write_cost or (full_run and not args.no_write_cost):
+        data["writeCost"] = write_cost(log=log)
+        write_json(opts.out / "results.json", data)
     # The full run (no --n, not --quick) goes on with the big cluster, then prints both.
     with_big = not (args.n or args.quick or args.no_big_cluster)
     big, big_ok = big_cluster(args, opts) if with_big else ({}, True)
@@ -163,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\npod cache, {pods['pods']:,} simulated pods: {pods['bytesPerPodSlim']:,} "
               f"bytes per pod (slim pods; {pods['bytesPerPodFull']:,} with whole pods, "
               f"managedFields stripped)")
+    print("\nCPU seconds by process, the operator's run to convergence | the raw loop:")
+    for r in results:
+        conv, raw = r.get("cpuToConvergence") or {}, (r.get("raw") or {}).get("cpu") or {}
+        names = sorted(set(conv) | set(raw), key=lambda k: (k == "total", -conv.get(k, 0.0)))
+        print(f"  N={r['n']}: " + ", ".join(
+            f"{k} {conv.get(k, 0.0):.1f} | {raw.get(k, 0.0):.1f}" for k in names))
+    costs = data.get("writeCost")
+    if isinstance(costs, list):
+        print("\nAPI server CPU per write (API-server-only cluster, 1,000 of each, "
+              "10 writers):")
+        print(write_cost_table(costs))
     print("\ngoals:")
     for g in data["goals"]:  # type: ignore[union-attr]
         print(f"  [{'met' if g['met'] else 'MISSED'}] {g['goal']}: {g['value']}")

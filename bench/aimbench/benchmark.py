@@ -98,10 +98,12 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             log(f"[N={n}] applying {n} endpoints")
             t0, wall0 = time.monotonic(), time.time()
             cpu0 = op.cpu_seconds()
+            parts0 = _cpu_parts(cluster, op.cpu_seconds())
             result["applySeconds"] = round(await wl.apply_all(
                 kube, objs, concurrency=opts.apply_concurrency), 3)
             ok = await obs.wait(lambda: obs.all_converged(want), opts.timeout)
             m_conv = op.metrics()
+            result["cpuToConvergence"] = _cpu_delta(parts0, _cpu_parts(cluster, op.cpu_seconds()))
             result["convergedSeconds"] = (round(max(obs.converged_at.values()) - t0, 3)
                                           if ok else None)
             log(f"[N={n}] converged: {ok} {obs.snapshot()}")
@@ -213,6 +215,22 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
     return result
 
 
+def _cpu_parts(cluster: BenchCluster, operator: float | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each process sharing the 2 cores: the control plane,
+    the operator, and this bench process (its client and observer)."""
+    parts = cluster.cpu_by_component()
+    if operator is not None:
+        parts["aim-controller"] = operator
+    parts["bench"] = time.process_time()
+    return parts
+
+
+def _cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    out = {k: round(v - before.get(k, 0.0), 1) for k, v in after.items()}
+    out["total"] = round(sum(out.values()), 1)
+    return out
+
+
 def _endpoint_controller(m: Metrics) -> str | None:
     names = m.controllers()
     for c in names:
@@ -240,7 +258,9 @@ async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int,
     obs = Observer(kube, RAW_NAMESPACE)
     await obs.start()
     try:
+        parts0 = _cpu_parts(cluster)
         out = await raw_apply(str(cluster.kubeconfig), list(groups.values()), concurrency)
+        out["cpu"] = _cpu_delta(parts0, _cpu_parts(cluster))
     finally:
         await obs.stop()
     out["seconds"] = round(out["seconds"], 3)

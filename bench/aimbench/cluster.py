@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +83,17 @@ class BenchCluster(LocalCluster):
     @property
     def operator_kubeconfig(self) -> Path:
         return self.state_dir / "operator.kubeconfig"
+
+    def cpu_by_component(self) -> dict[str, float]:
+        """User + system CPU seconds each control-plane process has used so far."""
+        out: dict[str, float] = {}
+        for name, proc in self.procs.items():
+            try:
+                t = psutil.Process(proc.pid).cpu_times()
+            except psutil.Error:
+                continue
+            out[name] = float(t.user + t.system)
+        return out
 
     def start(self, timeout: float = 180.0) -> BenchCluster:
         if self.audit:
