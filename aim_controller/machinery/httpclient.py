@@ -207,6 +207,7 @@ class HttpClient:
         self._idle: dict[_PoolKey, list[_Connection]] = {}
         self._closed = False
         self._default_ssl: ssl_module.SSLContext | None = None
+        self._next_sweep = time.monotonic() + keepalive_timeout
 
     @property
     def closed(self) -> bool:
@@ -294,8 +295,10 @@ class HttpClient:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def _pooled(self, key: _PoolKey) -> _Connection | None:
-        idle = self._idle.get(key)
         now = time.monotonic()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             if conn.usable(now, self.keepalive_timeout):
@@ -377,6 +380,22 @@ class HttpClient:
         return Response(self, conn, status, rest[0] if rest else "", headers,
                         keep_alive=keep_alive, length=length, chunked=chunked and length is None,
                         deadline=deadline)
+
+    def _sweep(self, now: float) -> None:
+        """Closes expired idle connections of every key: those of a TLS context no
+        longer used (a rotated client certificate) would otherwise stay open."""
+        self._next_sweep = now + self.keepalive_timeout
+        for key in list(self._idle):
+            alive = []
+            for conn in self._idle[key]:
+                if conn.usable(now, self.keepalive_timeout):
+                    alive.append(conn)
+                else:
+                    conn.close()
+            if alive:
+                self._idle[key] = alive
+            else:
+                del self._idle[key]
 
     def _give_back(self, conn: _Connection) -> None:
         self._slots.release()

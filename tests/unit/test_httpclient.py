@@ -273,3 +273,17 @@ async def test_any_chunking_reads_back_the_same_bytes(chunks: list[bytes], split
     async with (serving(handler) as s, HttpClient() as http,
                 await http.request("GET", s.url, timeout=T) as r):
         assert await r.read() == b"".join(chunks)
+
+
+async def test_expired_idle_connections_of_any_key_are_closed() -> None:
+    box: list[Server] = []
+    async with serving(keep_alive_answers([ok(b"1"), ok(b"2")], box)) as s:
+        box.append(s)
+        async with HttpClient(keepalive_timeout=0.05) as http:
+            assert await (await http.request("GET", s.url, timeout=T)).read() == b"1"
+            (conn,) = http._idle[next(iter(http._idle))]
+            await asyncio.sleep(0.1)
+            other = s.url.replace("127.0.0.1", "localhost")  # another pool key
+            assert await (await http.request("GET", other, timeout=T)).read() == b"2"
+            assert conn.writer.is_closing()
+            assert all(c is not conn for conns in http._idle.values() for c in conns)
