@@ -54,7 +54,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from aim_controller.api.v1alpha1 import GPU_RESOURCE
 
@@ -812,18 +812,7 @@ class InventoryCache:
         self, nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
     ) -> GpuInventory:
         statics = self._statics(nodes)
-        new_pods: dict[tuple[str, str, str], tuple[str, Mapping[str, int]] | None] = {}
-        usages: list[tuple[str, Mapping[str, int]]] = []
-        for obj in pods:
-            key = _version_key(obj)
-            if key is None:
-                u = pod_device_requests(obj)
-            else:
-                u = self._pods[key] if key in self._pods else pod_device_requests(obj)
-                new_pods[key] = u
-            if u is not None:
-                usages.append(u)
-        self._pods = new_pods
+        self._pods, usages = _reuse_parses(pods, self._pods, pod_device_requests)
         return _assemble(statics, usages, self._tolerated)
 
     def build_from_usage(
@@ -835,16 +824,29 @@ class InventoryCache:
         return _assemble_used(self._statics(nodes), used, self._tolerated, self._finished)
 
     def _statics(self, nodes: Iterable[Mapping[str, Any]]) -> list[_NodeStatic]:
-        new_nodes: dict[tuple[str, str, str], _NodeStatic | None] = {}
-        statics: list[_NodeStatic] = []
-        for obj in nodes:
-            key = _version_key(obj)
-            if key is None:
-                st = _parse_node(obj)
-            else:
-                st = self._nodes[key] if key in self._nodes else _parse_node(obj)
-                new_nodes[key] = st
-            if st is not None:
-                statics.append(st)
-        self._nodes = new_nodes
+        self._nodes, statics = _reuse_parses(nodes, self._nodes, _parse_node)
         return statics
+
+
+_P = TypeVar("_P")
+
+
+def _reuse_parses(
+    objs: Iterable[Mapping[str, Any]],
+    cache: Mapping[tuple[str, str, str], _P | None],
+    parse: Callable[[Mapping[str, Any]], _P | None],
+) -> tuple[dict[tuple[str, str, str], _P | None], list[_P]]:
+    """Each object's parse (the cached one while its version is unchanged), and the
+    cache of this snapshot's objects only."""
+    new: dict[tuple[str, str, str], _P | None] = {}
+    out: list[_P] = []
+    for obj in objs:
+        key = _version_key(obj)
+        if key is None:
+            v = parse(obj)
+        else:
+            v = cache[key] if key in cache else parse(obj)
+            new[key] = v
+        if v is not None:
+            out.append(v)
+    return new, out
