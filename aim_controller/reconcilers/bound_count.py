@@ -21,18 +21,13 @@ from typing import Any, Final
 
 from aim_controller.machinery.handlers import ResourceEventHandlerFuncs, key_of
 
-from .endpoint_observe import template_checksum
+from .endpoint_observe import bound_and_live, template_checksum
 
 __all__ = ["BoundPodCount"]
 
 _ANY: Final = "\x00any"  # the bucket of every template (no checksum value can be it)
 
 Slot = tuple[str, str]
-
-
-def _bound_and_live(pod: Mapping[str, Any]) -> bool:
-    return bool((pod.get("spec") or {}).get("nodeName")) and (
-        (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
 
 
 class BoundPodCount:
@@ -51,7 +46,7 @@ class BoundPodCount:
         return ResourceEventHandlerFuncs(self._set, lambda _old, new: self._set(new), self._drop)
 
     def _slots_of(self, pod: Mapping[str, Any]) -> tuple[Slot, ...]:
-        if not _bound_and_live(pod):
+        if not bound_and_live(pod):
             return ()
         keys = self._endpoints_of(pod)
         if not keys:

@@ -107,9 +107,14 @@ def _live(pod: Mapping[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
+def bound_and_live(pod: Mapping[str, Any]) -> bool:
+    """Bound to a node and not terminated."""
+    return _live(pod) and bool((pod.get("spec") or {}).get("nodeName"))
+
+
 def bound_pods(pods: Iterable[Mapping[str, Any]], template: str | None) -> int:
     """Live pods of ``template`` (any, when None) that are bound to a node."""
-    return sum(1 for p in pods if _live(p) and (p.get("spec") or {}).get("nodeName")
+    return sum(1 for p in pods if bound_and_live(p)
                and (template is None or template_checksum(p) == template))
 
 

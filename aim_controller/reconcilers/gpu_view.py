@@ -28,6 +28,8 @@ from .gpu_fingerprint import node_gpu_fingerprint, pod_gpu_fingerprint
 
 Listener = Callable[[], None]
 Fingerprint = Callable[[Mapping[str, Any]], Hashable]
+Keep = Callable[[str, Mapping[str, Any], Hashable], bool]
+"""(key, object, its fingerprint or None) -> whether the key was kept before."""
 
 
 class GpuView:
@@ -48,14 +50,12 @@ class GpuView:
         self._cache = InventoryCache()
         self._listeners: list[Listener] = []
         self._gpu_nodes: dict[str, Mapping[str, Any]] = {}
-        self._gpu_pods: dict[str, Mapping[str, Any]] = {}
         # Pod key -> what it holds (its fingerprint: node, sorted device requests), and
         # the sum of those per node: the inventory's usage without walking the pods.
         self._pod_use: dict[str, tuple[str, tuple[tuple[str, int], ...]]] = {}
         self._used: dict[str, dict[str, int]] = {}
-        nodes.add_event_handler(self._handler(node_gpu_fingerprint, self._gpu_nodes))
-        pods.add_event_handler(
-            self._handler(pod_gpu_fingerprint, self._gpu_pods, on_held=self._track_use))
+        nodes.add_event_handler(self._handler(node_gpu_fingerprint, self._keep_node))
+        pods.add_event_handler(self._handler(pod_gpu_fingerprint, self._track_use))
 
     def on_capacity_change(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -82,8 +82,16 @@ class GpuView:
         for listener in self._listeners:
             listener()
 
-    def _track_use(self, key: str, fp: Hashable) -> None:
-        """Pod ``key`` now holds ``fp`` (None: nothing): the per-node sums follow."""
+    def _keep_node(self, key: str, obj: Mapping[str, Any], fp: Hashable) -> bool:
+        """Node ``key`` is kept while it has GPUs (``fp``); whether it was kept before."""
+        was = self._gpu_nodes.pop(key, None) is not None
+        if fp is not None:
+            self._gpu_nodes[key] = obj
+        return was
+
+    def _track_use(self, key: str, obj: Mapping[str, Any], fp: Hashable) -> bool:
+        """Pod ``key`` now holds ``fp`` (None: nothing): the per-node sums follow.
+        Whether it held something before."""
         old = self._pod_use.pop(key, None)
         if old is not None:
             node, requests = old
@@ -102,38 +110,24 @@ class GpuView:
             acc = self._used.setdefault(node, {})
             for name, n in requests:
                 acc[name] = acc.get(name, 0) + n
+        return old is not None
 
-    def _handler(
-        self, fingerprint: Fingerprint, held: dict[str, Mapping[str, Any]],
-        on_held: Callable[[str, Hashable], None] | None = None,
-    ) -> ResourceEventHandlerFuncs:
-        def track(key: str, fp: Hashable) -> None:
-            if on_held is not None:
-                on_held(key, fp)
-
+    def _handler(self, fingerprint: Fingerprint, keep: Keep) -> ResourceEventHandlerFuncs:
         def on_add(obj: Mapping[str, Any]) -> None:
             fp = fingerprint(obj)
             if fp is not None:
-                held[key_of(obj)] = obj
-                track(key_of(obj), fp)
+                keep(key_of(obj), obj, fp)
                 self._changed()
 
         def on_update(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
             now = fingerprint(new)
-            key = key_of(new)
-            if now is None:
-                held.pop(key, None)
-            else:
-                held[key] = new
-            track(key, now)
+            keep(key_of(new), new, now)
             if fingerprint(old) != now:
                 self._changed()
 
         def on_delete(obj: Mapping[str, Any]) -> None:
-            key = key_of(obj)
-            track(key, None)
             # The final state may hold nothing (terminated) while the last cached one did.
-            if held.pop(key, None) is not None or fingerprint(obj) is not None:
+            if keep(key_of(obj), obj, None) or fingerprint(obj) is not None:
                 self._changed()
 
         return ResourceEventHandlerFuncs(on_add, on_update, on_delete)

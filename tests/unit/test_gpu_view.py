@@ -40,7 +40,7 @@ def event(inf: Informer, type_: str, obj: dict[str, Any]) -> None:
 
 
 def held_pods(view: GpuView) -> set[str]:
-    return set(view._gpu_pods)
+    return set(view._pod_use)
 
 
 def full_rebuild(nodes: Informer, pods: Informer) -> Any:
