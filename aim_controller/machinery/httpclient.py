@@ -276,10 +276,7 @@ class HttpClient:
         return self._default_ssl
 
     async def _acquire_slot(self, deadline: float | None) -> None:
-        if deadline is None:
-            await self._slots.acquire()
-            return
-        async with asyncio.timeout_at(deadline):
+        async with asyncio.timeout_at(deadline):  # None: no bound
             await self._slots.acquire()
 
     def _head(self, method: str, target: str, host: str, headers: Mapping[str, str] | None,

@@ -9,7 +9,7 @@ each of those costs next to the children the raw loop writes, so the README can
 say where the floor of the ratio is.
 
 Each kind is written ``n`` times by 10 concurrent writers through the bench's own
-client; CPU is read from /proc for the cluster's own kube-apiserver and etcd.
+client; CPU is that of the cluster's own kube-apiserver and etcd processes.
 The AIMEndpoint status is a real one (the operator's, for the bench's model:
 selection, 6 candidates, 5 conditions); the AIMRecipe status lists 100 nodes per
 configuration (its cap), as on a cluster with that many GPU nodes.
@@ -33,24 +33,6 @@ from .workload import endpoint
 
 SAMPLE_STATUS = Path(__file__).with_name("endpoint_status_sample.json")
 NS = "writecost"
-_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_of(binary: str, state_dir: Path) -> float:
-    """User+system CPU seconds of the process running ``binary`` for this cluster."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if not argv[0].endswith(binary.encode()) or str(state_dir).encode() not in b" ".join(
-                    argv):
-                continue
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / _TCK
-        except (OSError, IndexError, ValueError):
-            continue
-    return 0.0
 
 
 def _status_for(name: str, ready: bool) -> dict[str, Any]:
@@ -61,10 +43,10 @@ def _status_for(name: str, ready: bool) -> dict[str, Any]:
     return st
 
 
-async def _phase(state_dir: Path, n: int, write: Callable[[int], Awaitable[Any]],
+async def _phase(c: BenchCluster, n: int, write: Callable[[int], Awaitable[Any]],
                  concurrency: int = 10) -> dict[str, float]:
     todo = list(range(n))
-    a0, e0, t0 = _cpu_of("kube-apiserver", state_dir), _cpu_of("etcd", state_dir), time.monotonic()
+    cpu0, t0 = c.cpu_by_component(), time.monotonic()
 
     async def worker() -> None:
         while todo:
@@ -73,8 +55,9 @@ async def _phase(state_dir: Path, n: int, write: Callable[[int], Awaitable[Any]]
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     seconds = time.monotonic() - t0
     await asyncio.sleep(0.5)
-    return {"apiserverMsPerWrite": round((_cpu_of("kube-apiserver", state_dir) - a0) * 1000 / n, 2),
-            "etcdMsPerWrite": round((_cpu_of("etcd", state_dir) - e0) * 1000 / n, 2),
+    cpu = c.cpu_by_component()
+    return {"apiserverMsPerWrite": round((cpu["apiserver"] - cpu0["apiserver"]) * 1000 / n, 2),
+            "etcdMsPerWrite": round((cpu["etcd"] - cpu0["etcd"]) * 1000 / n, 2),
             "seconds": round(seconds, 2)}
 
 
@@ -143,7 +126,7 @@ async def _measure(c: BenchCluster, n: int) -> list[dict[str, Any]]:
         if recipes:
             phases.append(("AIMRecipe status, SSA (100 nodes/config)", recipe_status, ""))
         for label, fn, obj in phases:
-            row = {"write": label, "body": obj, **await _phase(c.state_dir, n, fn)}
+            row = {"write": label, "body": obj, **await _phase(c, n, fn)}
             out.append(row)
     return out
 
