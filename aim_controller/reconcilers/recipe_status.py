@@ -6,7 +6,8 @@ namespaces). Recipe events enqueue the recipe. Node and Pod events enqueue
 nothing directly: GPU pods come and go all the time, so a change that can
 alter the GPU inventory (see :mod:`.gpu_fingerprint`)
 only marks the inventory stale and schedules ONE delayed re-evaluation of
-every recipe; further changes before it runs ride along. The inventory is
+every recipe; further changes before it runs ride along, and while changes keep
+coming each re-evaluation waits longer (:func:`next_refresh_delay`). The inventory is
 rebuilt (reusing per-object parses) only when marked stale.
 
 The status is written with server-side apply only when it differs from the
@@ -36,39 +37,80 @@ from . import conditions
 from .context import AIM_RECIPES, ControllerContext
 from .recipe_fit import CONDITION_VALID, recipe_fit_status
 
-__all__ = ["CONTROLLER_NAME", "REFRESH_DELAY", "register"]
+__all__ = [
+    "CONTROLLER_NAME",
+    "REFRESH_DELAY",
+    "REFRESH_MAX_DELAY",
+    "next_refresh_delay",
+    "register",
+]
 
 CONTROLLER_NAME: Final = "aimrecipe"
 # How long GPU usage changes are coalesced before every recipe is re-evaluated.
 REFRESH_DELAY: Final = 10.0
+# While GPU usage keeps changing (a burst of endpoints starting), each refresh waits
+# twice as long as the one before, up to this: a sustained burst rewrites every
+# recipe's status a few times, not every REFRESH_DELAY (each write costs the API
+# server about as much as a status write of ten endpoints).
+REFRESH_MAX_DELAY: Final = 60.0
 
 log = structlog.get_logger(__name__)
 
 
-class _Refresher:
-    """Coalesces inventory changes into one re-evaluation of every recipe, ``delay`` later.
+def next_refresh_delay(previous: float | None, since_last_fire: float | None,
+                       base: float, cap: float) -> float:
+    """How long a refresh poked now waits.
 
-    Invariant: after ``poke()`` at time t, a refresh fires after t and enqueues
-    every recipe cached when it fires, so each of their reconciles reads caches
-    newer than t. Pokes while a refresh is pending cost nothing.
+    ``previous`` is the last refresh's delay and ``since_last_fire`` the time since it
+    fired (None before the first). A poke within ``previous`` of the last refresh
+    means changes are still arriving: back off (double, up to ``cap``). A quieter
+    poke starts again at ``base``.
+    """
+    if previous is None or since_last_fire is None or since_last_fire >= previous:
+        return base
+    return max(base, min(previous * 2, cap))
+
+
+class _Refresher:
+    """Coalesces inventory changes into one re-evaluation of every recipe, some time later.
+
+    Invariant: after ``poke()`` at time t, a refresh fires after t (at most ``cap``
+    later) and enqueues every recipe cached when it fires, so each of their
+    reconciles reads caches newer than t. Pokes while a refresh is pending cost
+    nothing. The wait is :func:`next_refresh_delay`: ``delay`` after a quiet
+    spell, growing while changes keep coming.
     """
 
-    def __init__(self, queue: RateLimitingQueue[str], recipes: InformerLike, delay: float) -> None:
+    def __init__(self, queue: RateLimitingQueue[str], recipes: InformerLike, delay: float,
+                 cap: float | None = None) -> None:
         self._queue = queue
         self._recipes = recipes
         self._delay = delay
+        self._cap = max(delay, cap if cap is not None else delay)
         self._timer: asyncio.TimerHandle | None = None
+        self._last_delay: float | None = None
+        self._last_fire: float | None = None
 
     @property
     def pending(self) -> bool:
         return self._timer is not None
 
+    @property
+    def last_delay(self) -> float | None:
+        """The wait of the refresh pending or last fired."""
+        return self._last_delay
+
     def poke(self) -> None:
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._delay, self._fire)
+            loop = asyncio.get_running_loop()
+            since = None if self._last_fire is None else loop.time() - self._last_fire
+            delay = next_refresh_delay(self._last_delay, since, self._delay, self._cap)
+            self._last_delay = delay
+            self._timer = loop.call_later(delay, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
+        self._last_fire = asyncio.get_running_loop().time()
         # Listed now, not at poke time: a recipe added meanwhile may have been
         # reconciled against the older inventory.
         for key in self._recipes.store.list_keys():
@@ -97,7 +139,8 @@ def desired_status(obj: KubeObject, inventory: GpuInventory, now: str) -> dict[s
     return fit
 
 
-def register(ctx: ControllerContext, *, refresh_delay: float = REFRESH_DELAY) -> Controller:
+def register(ctx: ControllerContext, *, refresh_delay: float = REFRESH_DELAY,
+             refresh_max_delay: float = REFRESH_MAX_DELAY) -> Controller:
     """Set up the AIMRecipe status controller on ``ctx``'s shared informers.
 
     The caller runs it (``controller.run()``); it waits for its own caches only.
@@ -109,7 +152,7 @@ def register(ctx: ControllerContext, *, refresh_delay: float = REFRESH_DELAY) ->
     recipes = builder.for_(AIM_RECIPES, enqueue=on_generation_change)
     gpus = ctx.gpu_view()
     builder.uses(gpus)
-    refresh = _Refresher(builder.queue, recipes, refresh_delay)
+    refresh = _Refresher(builder.queue, recipes, refresh_delay, refresh_max_delay)
     gpus.on_capacity_change(refresh.poke)
 
     async def reconcile(key: str) -> Result | None:

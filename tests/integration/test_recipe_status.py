@@ -102,7 +102,7 @@ async def status_controller(cluster: LocalCluster, namespace: str) -> AsyncItera
         operator_namespace=namespace,
         max_concurrent_reconciles=2,
     )
-    controller = register(ctx, refresh_delay=1.0)
+    controller = register(ctx, refresh_delay=1.0, refresh_max_delay=4.0)
     factory.start()
     task = asyncio.create_task(controller.run())  # waits for its own caches
     try:

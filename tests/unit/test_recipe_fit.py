@@ -21,7 +21,12 @@ from aim_controller.recipes import build_inventory
 from aim_controller.reconcilers import conditions
 from aim_controller.reconcilers.gpu_fingerprint import node_gpu_fingerprint, pod_gpu_fingerprint
 from aim_controller.reconcilers.recipe_fit import recipe_fit_status
-from aim_controller.reconcilers.recipe_status import _normalized, _Refresher, desired_status
+from aim_controller.reconcilers.recipe_status import (
+    _normalized,
+    _Refresher,
+    desired_status,
+    next_refresh_delay,
+)
 
 T0 = "2025-01-01T00:00:00Z"
 T1 = "2025-01-01T01:00:00Z"
@@ -293,6 +298,52 @@ async def test_refresher_coalesces_a_burst_of_changes_into_one_refresh() -> None
         assert refresh.pending
     finally:
         queue.shutdown()
+
+
+async def test_refresher_backs_off_while_changes_keep_coming_and_resets_after_a_quiet_spell(
+) -> None:
+    queue: RateLimitingQueue[str] = RateLimitingQueue("t")
+    refresh = _Refresher(queue, FakeRecipes(["ns/a"]), 0.1, cap=0.4)  # type: ignore[arg-type]
+    waits = []
+    try:
+        async with asyncio.timeout(20):  # a guard against hanging, not a timing assertion
+            for _ in range(4):  # each poke right after the refresh before it fired
+                refresh.poke()
+                waits.append(refresh.last_delay)
+                assert await queue.get() == "ns/a"
+                queue.done("ns/a")
+            await asyncio.sleep(0.6)  # longer than the last wait: quiet
+            refresh.poke()
+            waits.append(refresh.last_delay)
+            assert await queue.get() == "ns/a"
+        assert waits == [0.1, 0.2, 0.4, 0.4, 0.1]
+    finally:
+        queue.shutdown()
+
+
+@given(base=st.floats(0.01, 100), cap_factor=st.floats(1, 64),
+       previous_factor=st.one_of(st.none(), st.floats(0.5, 80)),
+       since_factor=st.one_of(st.none(), st.floats(0, 2)))
+def test_next_refresh_delay_stays_between_base_and_cap_and_only_grows_while_busy(
+    base: float, cap_factor: float, previous_factor: float | None, since_factor: float | None
+) -> None:
+    cap = base * cap_factor
+    previous = None if previous_factor is None else base * previous_factor
+    since = None if since_factor is None or previous is None else previous * since_factor
+    got = next_refresh_delay(previous, since, base, cap)
+    assert base <= got <= cap
+    if previous is None or since is None or since >= previous:
+        assert got == base  # a quiet spell (or the first refresh) starts again
+    else:
+        assert got == max(base, min(previous * 2, cap))
+
+
+def test_next_refresh_delay_doubles_up_to_the_cap_through_a_burst() -> None:
+    waits, previous = [], None
+    for _ in range(6):
+        previous = next_refresh_delay(previous, None if previous is None else 0.0, 10.0, 60.0)
+        waits.append(previous)
+    assert waits == [10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
 
 
 # --- properties -----------------------------------------------------------------------
