@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
 
+from . import jsoncodec
 from .httpclient import Response, Timeout
 from .kubeclient import ApiException, KubeClient
 
@@ -135,7 +136,7 @@ async def raw_request(
     release the response (``async with resp`` or ``resp.release()``).
     """
     data = (body if isinstance(body, bytes) or body is None
-            else body.encode() if isinstance(body, str) else json.dumps(body).encode())
+            else body.encode() if isinstance(body, str) else jsoncodec.dumps(body))
     return await api.call(
         method, path, query=query, body=data,
         headers={"Accept": "application/json", "Content-Type": content_type},
@@ -161,7 +162,7 @@ async def request_json(
     )
     async with resp:
         data = await resp.read()
-    result = json.loads(data)
+    result = jsoncodec.loads(data)
     if not isinstance(result, dict):
         raise ValueError(f"{method} {path}: expected a JSON object")
     return result
@@ -305,7 +306,7 @@ async def watch_objects(
 
 
 def _event(resource: Resource, line: bytes) -> WatchEvent:
-    raw = json.loads(line)
+    raw = jsoncodec.loads(line)
     etype = str(raw.get("type") or "")
     obj = raw.get("object") or {}
     if etype == "ERROR":
