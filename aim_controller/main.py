@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from .builders.cache_objects import CacheJobSettings
 from .builders.settings import DEFAULT_IMAGES, FIELD_MANAGER, OperatorSettings
 from .logconfig import configure_logging
+from .machinery import gctune
 from .machinery.clientlimit import throttle_api_client
 from .machinery.controller import Controller
 from .machinery.events import EventRecorder
@@ -137,13 +138,17 @@ async def build_app(
 
 
 async def run(opts: Options) -> int:
+    gctune.tune()
     app = await build_app(opts)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.manager.stop)
+    # The informers start with the manager; their first lists are then frozen.
+    freeze = asyncio.create_task(gctune.freeze_when_synced(app.manager.informers.informers()))
     try:
         await app.manager.run()
     finally:
+        freeze.cancel()
         await app.close()
     if app.manager.lost_leadership:
         log.error("exiting after losing leadership")
