@@ -52,7 +52,7 @@ REFRESH_DELAY: Final = 10.0
 # twice as long as the one before, up to this: a sustained burst rewrites every
 # recipe's status a few times, not every REFRESH_DELAY (each write costs the API
 # server about as much as a status write of ten endpoints).
-REFRESH_MAX_DELAY: Final = 60.0
+REFRESH_MAX_DELAY: Final = 40.0
 
 log = structlog.get_logger(__name__)
 

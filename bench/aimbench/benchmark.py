@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aim_controller.reconcilers.recipe_status import REFRESH_DELAY as RECIPE_REFRESH_DELAY
+from aim_controller.reconcilers.recipe_status import REFRESH_MAX_DELAY as RECIPE_REFRESH_MAX_DELAY
 
 from . import workload as wl
 from .cluster import (
@@ -44,8 +44,9 @@ from .verify import check_namespace
 
 NAMESPACE = "bench"
 # Writes stopped for this long = settled. The operator re-evaluates every AIMRecipe's
-# fit a coalescing delay after GPU usage changes, so wait out that delay and more.
-SETTLE_SECONDS = RECIPE_REFRESH_DELAY + 5.0
+# fit a coalescing delay after GPU usage changes (longer while a burst lasts, up to
+# REFRESH_MAX_DELAY), so wait out the longest delay and more.
+SETTLE_SECONDS = RECIPE_REFRESH_MAX_DELAY + 5.0
 RAW_NAMESPACE = "bench-raw"
 CHILD_ORDER = list(wl.CHILD_KINDS)
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from aim_controller.reconcilers.recipe_status import REFRESH_DELAY as RECIPE_REFRESH_DELAY
+from aim_controller.reconcilers.recipe_status import REFRESH_MAX_DELAY as RECIPE_REFRESH_MAX_DELAY
 
 from . import workload as wl
 from .cluster import OPERATOR_NAMESPACE, BenchCluster, dispose, gpu_inventory, new_cluster
@@ -39,7 +39,7 @@ from .observer import Observer
 from .operator import OperatorProcess
 from .verify import Verdict, check_namespace
 
-SETTLE_SECONDS = RECIPE_REFRESH_DELAY + 5.0  # see benchmark.SETTLE_SECONDS
+SETTLE_SECONDS = RECIPE_REFRESH_MAX_DELAY + 5.0  # see benchmark.SETTLE_SECONDS
 
 LEASE = "aim-controller.aim.engine.amd.com"
 INSTANCE_LABEL = "app.kubernetes.io/instance"  # the endpoint's name, on its pods

@@ -341,9 +341,9 @@ def test_next_refresh_delay_stays_between_base_and_cap_and_only_grows_while_busy
 def test_next_refresh_delay_doubles_up_to_the_cap_through_a_burst() -> None:
     waits, previous = [], None
     for _ in range(6):
-        previous = next_refresh_delay(previous, None if previous is None else 0.0, 10.0, 60.0)
+        previous = next_refresh_delay(previous, None if previous is None else 0.0, 10.0, 50.0)
         waits.append(previous)
-    assert waits == [10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
+    assert waits == [10.0, 20.0, 40.0, 50.0, 50.0, 50.0]
 
 
 # --- properties -----------------------------------------------------------------------
