@@ -86,7 +86,7 @@ class _Refresher:
         self._queue = queue
         self._recipes = recipes
         self._delay = delay
-        self._cap = max(delay, cap if cap is not None else delay)
+        self._cap = cap if cap is not None else delay  # next_refresh_delay clamps to delay
         self._timer: asyncio.TimerHandle | None = None
         self._last_delay: float | None = None
         self._last_fire: float | None = None

@@ -30,16 +30,13 @@ from typing import Any
 
 import yaml
 
-from aim_controller.reconcilers.recipe_status import REFRESH_MAX_DELAY as RECIPE_REFRESH_MAX_DELAY
-
 from . import workload as wl
+from .benchmark import SETTLE_SECONDS
 from .cluster import OPERATOR_NAMESPACE, BenchCluster, dispose, gpu_inventory, new_cluster
 from .kube import Credentials, Kube, collection_path, gather_limited, object_path
 from .observer import Observer
 from .operator import OperatorProcess
 from .verify import Verdict, check_namespace
-
-SETTLE_SECONDS = RECIPE_REFRESH_MAX_DELAY + 5.0  # see benchmark.SETTLE_SECONDS
 
 LEASE = "aim-controller.aim.engine.amd.com"
 INSTANCE_LABEL = "app.kubernetes.io/instance"  # the endpoint's name, on its pods
