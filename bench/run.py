@@ -179,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         names = sorted(set(conv) | set(raw), key=lambda k: (k == "total", -conv.get(k, 0.0)))
         print(f"  N={r['n']}: " + ", ".join(
             f"{k} {conv.get(k, 0.0):.1f} | {raw.get(k, 0.0):.1f}" for k in names))
+        cr = r.get("cpuRatio")
+        if cr:
+            print(f"    CPU ratio {cr['total']:.2f} = {cr['withoutOperator']:.2f} without the "
+                  f"operator's own CPU (the floor for these writes) + "
+                  f"{cr['operatorShare']:.2f} the operator")
     costs = data.get("writeCost")
     if isinstance(costs, list):
         print("\nAPI server CPU per write (API-server-only cluster, 1,000 of each, "
