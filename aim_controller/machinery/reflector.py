@@ -448,7 +448,9 @@ class Reflector:
     # -- helpers -----------------------------------------------------------------
     def _prepare(self, obj: Obj) -> KubeObject:
         prepared = self.transform(obj) if self.transform is not None else obj
-        result: KubeObject = share_strings(prepared)
+        # The cached version lends its unchanged parts (an update, a relist): cheaper
+        # than sharing the strings of the whole object again.
+        result: KubeObject = share_strings(prepared, self.store.get(key_of(prepared)))
         return result
 
     def _deliver(self, d: Delta, handlers: Sequence[EventHandler] | None = None) -> None:

@@ -198,3 +198,20 @@ async def test_cached_objects_share_their_keys_and_short_values(serve: Any) -> N
     namespaces = [o["metadata"]["namespace"] for o in cached if o is not None]
     assert len(keys) == 4 and all(k is keys[0] for k in keys)
     assert all(ns is namespaces[0] for ns in namespaces)
+
+
+async def test_a_relisted_object_takes_its_unchanged_parts_from_the_cached_one(
+        serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    r, rec = serve(FakePager(objects(4), "50"))
+    await r._list()
+    before = {k: r.store.get_by_key(k) for k in r.store.list_keys()}
+    changed = objects(4)
+    changed[1] = cm("c01", "60")
+    monkeypatch.setattr(reflector_module, "list_page", FakePager(changed, "60").list_page)
+    await r._list()
+    after = {k: r.store.get_by_key(k) for k in r.store.list_keys()}
+    assert after["d/c00"]["metadata"] is before["d/c00"]["metadata"]  # type: ignore[index]
+    # the changed one is rebuilt where it changed, and equal to what was listed
+    assert after["d/c01"]["metadata"]["resourceVersion"] == "60"  # type: ignore[index]
+    assert after["d/c01"]["metadata"] is not before["d/c01"]["metadata"]  # type: ignore[index]
+    assert rec.events[-1] == ("update", "d/c01", "60")
