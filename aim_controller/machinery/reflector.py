@@ -186,7 +186,7 @@ class Reflector:
       collection as of ``last_resource_version``, transformed, with their keys and
       short strings shared (:func:`share_strings`: equal strings are one object;
       the parts of a new version equal to the version it replaces are that
-      version's, which readers may rely on as they never modify cached objects);
+      version's: safe, as readers never modify cached objects);
     - every change applied to the store is then delivered to each of
       ``handlers`` (the live sequence, read at delivery time) exactly once, in
       the order applied: ``on_add``/``on_update``/``on_delete``; a handler's
