@@ -363,8 +363,7 @@ class Reflector:
         await self._replace(listed, list_rv)
 
     def _prepared(self, items: list[Obj]) -> dict[str, KubeObject]:
-        prepared = (self._prepare(raw) for raw in items)
-        return {key_of(obj): obj for obj in prepared}
+        return dict(self._prepare(raw) for raw in items)
 
     async def _apply_list(self, result: ObjectList) -> None:
         """Delivers a whole list (as one response) as :meth:`_list` delivers a paged one."""
@@ -433,8 +432,7 @@ class Reflector:
         if ev.type == "BOOKMARK":
             self._last_rv = resource_version_of(ev.object) or self._last_rv
             return
-        obj = self._prepare(ev.object)
-        key = key_of(obj)
+        key, obj = self._prepare(ev.object)
         if ev.type in ("ADDED", "MODIFIED"):
             old = self.store.add(obj)
             self._deliver(Delta("add", None, obj) if old is None else Delta("update", old, obj))
@@ -448,12 +446,14 @@ class Reflector:
         self._last_rv = resource_version_of(obj) or self._last_rv
 
     # -- helpers -----------------------------------------------------------------
-    def _prepare(self, obj: Obj) -> KubeObject:
+    def _prepare(self, obj: Obj) -> tuple[str, KubeObject]:
+        """The object's key, and the object as the store keeps it."""
         prepared = self.transform(obj) if self.transform is not None else obj
+        key = key_of(prepared)
         # The cached version lends its unchanged parts (an update, a relist): cheaper
         # than sharing the strings of the whole object again.
-        result: KubeObject = share_strings(prepared, self.store.get(key_of(prepared)))
-        return result
+        result: KubeObject = share_strings(prepared, self.store.get(key))
+        return key, result
 
     def _deliver(self, d: Delta, handlers: Sequence[EventHandler] | None = None) -> None:
         for h in list(self.handlers) if handlers is None else handlers:
