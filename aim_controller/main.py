@@ -74,10 +74,12 @@ def operator_settings(opts: Options) -> OperatorSettings:
 
 async def build_app(
     opts: Options, *, registry: CollectorRegistry | None = None,
-    only: Collection[str] | None = None,
+    only: Collection[str] | None = None, field_validation: str = "Ignore",
 ) -> App:
     """Everything wired, nothing started. ``registry``: a private metrics registry
-    (tests); ``only``: the names of the controllers to run (tests; default all)."""
+    (tests); ``only``: the names of the controllers to run (tests; default all);
+    ``field_validation``: the writes' directive (the tests use ``Strict``, see
+    machinery/writer.py)."""
     metrics = MachineryMetrics(registry) if registry is not None else default_metrics()
     # The throttle wraps the instrumentation, so request latencies exclude its wait.
     api = throttle_api_client(
@@ -91,7 +93,8 @@ async def build_app(
     )
     # Each controller's builder maps the kinds it declares (optional ones once served);
     # Events are the recorder's.
-    writer = ObjectWriter(api, RESTMapper([EVENTS]), FIELD_MANAGER)
+    writer = ObjectWriter(api, RESTMapper([EVENTS]), FIELD_MANAGER,
+                          field_validation=field_validation)
     ctx = ControllerContext(
         informers=informers,
         writer=writer,

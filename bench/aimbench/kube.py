@@ -187,11 +187,13 @@ class Kube:
             params["continue"] = cont
 
     async def apply(self, obj: Obj, manager: str, *, force: bool = True,
-                    subresource: str = "") -> Obj:
+                    subresource: str = "", field_validation: str | None = None) -> Obj:
         path = object_path(obj) + (f"/{subresource}" if subresource else "")
         params = {"fieldManager": manager}
         if force:
             params["force"] = "true"
+        if field_validation:
+            params["fieldValidation"] = field_validation
         return await self.request("PATCH", path, body=obj, params=params, content_type=APPLY)
 
     async def merge_patch(self, path: str, patch: Obj, *, manager: str = "") -> Obj:

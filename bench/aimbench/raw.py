@@ -106,7 +106,9 @@ async def raw_apply(kubeconfig: str, groups: Sequence[Sequence[Obj]], concurrenc
             try:
                 resp = await api.call(
                     "PATCH", object_path(obj),
-                    query=[("fieldManager", manager), ("force", "true")],
+                    # the operator's writer's query (machinery/writer.py)
+                    query=[("fieldManager", manager), ("fieldValidation", "Ignore"),
+                           ("force", "true")],
                     headers={"Accept": "application/json", "Content-Type": APPLY},
                     body=json.dumps(obj).encode(), request_timeout=timeout,
                 )

@@ -32,6 +32,8 @@ from .kube import Credentials, Kube, object_path
 from .workload import endpoint
 
 SAMPLE_STATUS = Path(__file__).with_name("endpoint_status_sample.json")
+# The operator's writes carry this directive (machinery/writer.py); the input does not.
+OPERATOR_VALIDATION = "Ignore"
 NS = "writecost"
 
 
@@ -79,14 +81,16 @@ async def _measure(c: BenchCluster, n: int) -> list[dict[str, Any]]:
             body = {"apiVersion": eps[i]["apiVersion"], "kind": "AIMEndpoint",
                     "metadata": {"name": names[i], "namespace": NS},
                     "status": _status_for(names[i], ready)}
-            await k.apply(body, "aim-controller", subresource="status")
+            await k.apply(body, "aim-controller", subresource="status",
+                          field_validation=OPERATOR_VALIDATION)
 
         async def tiny(i: int) -> None:
             await k.merge_patch(object_path(eps[i]) + "/status",
                                 {"status": {"readyReplicas": 2}}, manager="another")
 
         async def event(i: int) -> None:
-            await k.request("POST", f"/api/v1/namespaces/{NS}/events", body={
+            await k.request("POST", f"/api/v1/namespaces/{NS}/events",
+                            params={"fieldValidation": OPERATOR_VALIDATION}, body={
                 "apiVersion": "v1", "kind": "Event",
                 "metadata": {"generateName": f"{names[i]}."},
                 "involvedObject": {"apiVersion": eps[i]["apiVersion"], "kind": "AIMEndpoint",
@@ -99,7 +103,8 @@ async def _measure(c: BenchCluster, n: int) -> list[dict[str, Any]]:
         async def config_map(i: int) -> None:
             await k.apply({"apiVersion": "v1", "kind": "ConfigMap",
                            "metadata": {"name": names[i], "namespace": NS},
-                           "data": {"engine-args.json": "x" * 600}}, "aim-controller")
+                           "data": {"engine-args.json": "x" * 600}}, "aim-controller",
+                          field_validation=OPERATOR_VALIDATION)
 
         async def recipe_status(i: int) -> None:
             r = recipes[i % len(recipes)]
@@ -111,7 +116,8 @@ async def _measure(c: BenchCluster, n: int) -> list[dict[str, Any]]:
             await k.apply({"apiVersion": r["apiVersion"], "kind": "AIMRecipe",
                            "metadata": {"name": r["metadata"]["name"],
                                         "namespace": r["metadata"]["namespace"]},
-                           "status": st}, "aim-controller", subresource="status")
+                           "status": st}, "aim-controller", subresource="status",
+                          field_validation=OPERATOR_VALIDATION)
 
         size = len(json.dumps(eps[0]))
         full = len(json.dumps({"status": _status_for(names[0], True)}))

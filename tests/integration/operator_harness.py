@@ -37,7 +37,10 @@ async def running_operator(
         "--operator-namespace", "aim-system",
         *args,
     ])
-    app = await build_app(opts, registry=CollectorRegistry(), only=only)
+    # Strict: a field the API server does not know fails the write (and the test), where
+    # the operator's default (Ignore) would drop it without a word.
+    app = await build_app(opts, registry=CollectorRegistry(), only=only,
+                          field_validation="Strict")
     task = asyncio.create_task(app.manager.run())
 
     def synced() -> bool:
