@@ -6,7 +6,6 @@ The operator runs in-process through the same ``build_app`` as the CLI."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.request
 import uuid
@@ -462,9 +461,23 @@ async def test_metrics_endpoint_serves_controller_and_client_metrics(
     apply(crds, endpoint("demo"), namespace)
     await wait_ready(crds, namespace, "demo")
     port = operator.manager.serving.metrics_port
-    text = await asyncio.to_thread(
-        lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
-        .read().decode())
+
+    def scrape() -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) \
+            .read().decode()
+
+    def ready_lines(text: str) -> list[str]:
+        return [line for line in text.splitlines()
+                if line.startswith('aim_endpoint_condition{aimendpoint="demo",condition="Ready"')]
+
+    # The condition metric is computed from the operator's cache at scrape time: the
+    # Ready status kubectl saw stored reaches the cache with the next watch event.
+    def scraped_ready() -> str | None:
+        text = scrape()
+        return text if any('status="true"} 1.0' in line for line in ready_lines(text)) else None
+
+    text = await eventually(scraped_ready, within=30,
+                            what="Ready=true in aim_endpoint_condition", blocking=True)
     for name in ("workqueue_depth{", "workqueue_adds_total{", "workqueue_retries_total{",
                  "workqueue_queue_duration_seconds_bucket{",
                  "workqueue_work_duration_seconds_bucket{",
@@ -479,9 +492,9 @@ async def test_metrics_endpoint_serves_controller_and_client_metrics(
                  'aim_endpoint_condition{aimendpoint="demo",condition="Ready",',
                  "aim_endpoint_info{"):
         assert name in text, name
-    ready = [line for line in text.splitlines()
-             if line.startswith('aim_endpoint_condition{aimendpoint="demo",condition="Ready"')]
+    ready = ready_lines(text)
     assert any('status="true"} 1.0' in line for line in ready), ready
+    assert all(line.endswith(" 0.0") for line in ready if 'status="true"' not in line), ready
 
 
 def example_docs(*files: str) -> list[dict[str, Any]]:
