@@ -32,7 +32,7 @@ from .machinery.kubeclient import KubeClient, load_incluster_config, load_kubeco
 from .machinery.manager import LeaderElectionConfig, Manager
 from .machinery.metrics import MachineryMetrics, default_metrics, instrument_api_client
 from .machinery.resource import EVENTS
-from .machinery.writer import ObjectWriter, RESTMapper
+from .machinery.writer import DEFAULT_FIELD_VALIDATION, ObjectWriter, RESTMapper
 from .modelcache.cli import COMMANDS as CACHE_COMMANDS
 from .modelcache.cli import main as cache_main
 from .options import Options, parse
@@ -74,7 +74,8 @@ def operator_settings(opts: Options) -> OperatorSettings:
 
 async def build_app(
     opts: Options, *, registry: CollectorRegistry | None = None,
-    only: Collection[str] | None = None, field_validation: str = "Ignore",
+    only: Collection[str] | None = None,
+    field_validation: str = DEFAULT_FIELD_VALIDATION,
 ) -> App:
     """Everything wired, nothing started. ``registry``: a private metrics registry
     (tests); ``only``: the names of the controllers to run (tests; default all);

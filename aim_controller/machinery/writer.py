@@ -14,10 +14,11 @@ Invariants:
 - every create and patch carries the writer's ``fieldValidation`` directive.
 
 Why ``Ignore`` by default: the API server's own default, ``Warn``, parses every
-apply body a second time, strictly (and looks for unknown fields), only to send
-back warnings; for a custom resource's status that is about 5% of the write's
-API-server CPU. Our objects come from typed builders, and the tests run the
-operator with ``Strict``, where a field the server does not know fails the write.
+apply body a second time, strictly, only to send back warnings; for a custom
+resource's status that is about 5% of the write's API-server CPU. An apply with a
+field the schema does not declare is refused whatever the directive; for creates
+and merge patches the tests run the operator with ``Strict``, where such a field
+fails the write.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 # namespaced object is written after its namespace anyway.
 NO_OBJECT_HAS_THIS_VERSION = "1"
 FIELD_VALIDATIONS = ("Ignore", "Warn", "Strict")
+DEFAULT_FIELD_VALIDATION = "Ignore"
 
 
 class RESTMapper:
@@ -57,7 +59,7 @@ class ObjectWriter:
     """Server-side apply and deletes through one field manager."""
 
     def __init__(self, api: KubeClient, mapper: RESTMapper, field_manager: str,
-                 *, field_validation: str = "Ignore") -> None:
+                 *, field_validation: str = DEFAULT_FIELD_VALIDATION) -> None:
         if field_validation not in FIELD_VALIDATIONS:
             raise ValueError(f"field_validation must be one of {FIELD_VALIDATIONS}, "
                              f"not {field_validation!r}")

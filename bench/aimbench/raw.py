@@ -24,6 +24,7 @@ from typing import Any
 
 from aim_controller.machinery.httpclient import Timeout
 from aim_controller.machinery.kubeclient import ApiException, KubeClient, load_kubeconfig
+from aim_controller.machinery.writer import DEFAULT_FIELD_VALIDATION
 
 from .kube import APPLY, Obj, object_path
 
@@ -107,8 +108,8 @@ async def raw_apply(kubeconfig: str, groups: Sequence[Sequence[Obj]], concurrenc
                 resp = await api.call(
                     "PATCH", object_path(obj),
                     # the operator's writer's query (machinery/writer.py)
-                    query=[("fieldManager", manager), ("fieldValidation", "Ignore"),
-                           ("force", "true")],
+                    query=[("fieldManager", manager),
+                           ("fieldValidation", DEFAULT_FIELD_VALIDATION), ("force", "true")],
                     headers={"Accept": "application/json", "Content-Type": APPLY},
                     body=json.dumps(obj).encode(), request_timeout=timeout,
                 )

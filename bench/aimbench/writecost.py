@@ -27,13 +27,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from aim_controller.machinery.writer import DEFAULT_FIELD_VALIDATION
+
 from .cluster import OPERATOR_NAMESPACE, BenchCluster, ensure_binaries
 from .kube import Credentials, Kube, object_path
 from .workload import endpoint
 
 SAMPLE_STATUS = Path(__file__).with_name("endpoint_status_sample.json")
-# The operator's writes carry this directive (machinery/writer.py); the input does not.
-OPERATOR_VALIDATION = "Ignore"
+# The operator's writes carry its writer's directive; the input (a user's create) does not.
+OPERATOR_VALIDATION = DEFAULT_FIELD_VALIDATION
 NS = "writecost"
 
 

@@ -37,8 +37,9 @@ async def running_operator(
         "--operator-namespace", "aim-system",
         *args,
     ])
-    # Strict: a field the API server does not know fails the write (and the test), where
-    # the operator's default (Ignore) would drop it without a word.
+    # Strict: a field the API server does not know fails a create or merge patch (and the
+    # test), where the operator's default (Ignore) would drop it without a word; an apply
+    # with one is refused either way.
     app = await build_app(opts, registry=CollectorRegistry(), only=only,
                           field_validation="Strict")
     task = asyncio.create_task(app.manager.run())
