@@ -7,6 +7,7 @@ emitted only with a status write (an unchanged status has nothing new to say).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,6 +233,20 @@ def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | Non
     return next((c for c in status.get("conditions") or () if c.get("type") == type_), None)
 
 
+_COUNTS = re.compile(r"\d+")
+
+
+def _cause(condition: Mapping[str, Any]) -> tuple[Any, Any, str]:
+    """What a Warning is about. The scheduler's message counts nodes ("0/9 nodes are
+    available: ...") and is rewritten at every retry, so a node joining or leaving the
+    cluster would read as a new problem: for Unschedulable only the words count. The
+    condition itself keeps the current message."""
+    message = str(condition.get("message") or "")
+    if condition.get("reason") == "Unschedulable":
+        message = _COUNTS.sub("N", message)
+    return condition.get("status"), condition.get("reason"), message
+
+
 def _condition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[EventNote]:
     out: list[EventNote] = []
     for (type_, state), reasons in WARNED_CONDITIONS.items():
@@ -239,8 +254,7 @@ def _condition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Ev
         if now is None or now.get("status") != state or now.get("reason") not in reasons:
             continue
         before = _condition(old, type_)
-        seen = before is not None and all(
-            before.get(k) == now.get(k) for k in ("status", "reason", "message"))
+        seen = before is not None and _cause(before) == _cause(now)
         if not seen:
             out.append(EventNote("Warning", str(now["reason"]), str(now.get("message") or "")))
     return out

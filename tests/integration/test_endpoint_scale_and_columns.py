@@ -5,13 +5,14 @@ by one Warning Event. On the real control plane, with the operator in-process.""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster import LocalCluster  # type: ignore[import-not-found]
+from localcluster import KWOK_ANNOTATION, LocalCluster  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
     ReconcileLog,
     apply,
@@ -125,7 +126,34 @@ async def test_unschedulable_pods_emit_one_warning_event(
         lambda: cond_is(crds, namespace, "stuck", "Degraded", "True", "Unschedulable"),
         120, what="Degraded: Unschedulable", blocking=True)
     message = condition(obj, "Degraded")["message"]  # type: ignore[index]
-    await settled(operator, crds, namespace)
-    [event] = warnings(crds, namespace, "stuck", "Unschedulable")
+    # A node joins (other tests' nodes come and go too): the scheduler retries the pod
+    # and rewrites "0/N nodes are available". The condition follows; the cause is the
+    # same, so no second Warning.
+    node = f"{namespace}-joiner"
+    crds.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", "-",
+                 input=json.dumps(tainted_node(node, namespace)))
+    try:
+        await eventually(
+            lambda: (o := cond_is(crds, namespace, "stuck", "Degraded", "True",
+                                  "Unschedulable"))
+            and condition(o, "Degraded")["message"] != message,  # type: ignore[index]
+            120, what="the scheduler's new node count in Degraded", blocking=True)
+        await settled(operator, crds, namespace)
+        [event] = warnings(crds, namespace, "stuck", "Unschedulable")
+    finally:
+        crds.kubectl("delete", "node", node, "--wait=false", check=False)
     assert "PersistentVolumeClaim" in event["message"]
     assert event["message"] == message
+
+
+def tainted_node(name: str, namespace: str) -> dict[str, Any]:
+    """A node no other test's pod lands on (it still counts in the scheduler's N)."""
+    resources = {"cpu": "8", "memory": "32Gi", "pods": "110"}
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "type": "kwok"},
+                     "annotations": {KWOK_ANNOTATION: "fake"}},
+        "spec": {"taints": [{"key": "amd.com/aim-test-private", "value": namespace,
+                             "effect": "NoSchedule"}]},
+        "status": {"allocatable": resources, "capacity": dict(resources)},
+    }

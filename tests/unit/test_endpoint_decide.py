@@ -214,3 +214,25 @@ def test_new_conflicts_and_api_errors_are_told_once() -> None:
     assert (event.type, event.reason) == ("Warning", "ChildConflict")
     assert _condition_events(new, new) == []
     assert _condition_events(new, status("ChildConflict", "Service ep already exists"))
+
+
+def test_unschedulable_is_told_again_for_a_new_cause_not_a_new_node_count() -> None:
+    from aim_controller.reconcilers.endpoint_report import _condition_events
+
+    def status(message: str) -> dict[str, Any]:
+        return {"conditions": [{"type": "Degraded", "status": "True",
+                                "reason": "Unschedulable", "message": message}]}
+
+    pvc = "0/9 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+    [event] = _condition_events({}, status(pvc))
+    assert (event.type, event.reason, event.message) == ("Warning", "Unschedulable", pvc)
+    # Another node joined: the scheduler rewrote its message, the cause is the same.
+    assert _condition_events(status(pvc), status(pvc.replace("0/9", "0/10"))) == []
+    gpus = "0/10 nodes are available: 10 Insufficient amd.com/gpu."
+    [event] = _condition_events(status(pvc), status(gpus))
+    assert event.message == gpus
+    # Other reasons keep every message: a new failure message is a new failure.
+    def failed(message: str) -> dict[str, Any]:
+        return {"conditions": [{"type": "Degraded", "status": "True",
+                                "reason": "ApiError", "message": message}]}
+    assert _condition_events(failed("quota 1 of 2"), failed("quota 2 of 2"))
