@@ -168,7 +168,10 @@ async def test_a_leader_cut_off_steps_down_before_anyone_else_leads(
         await eventually(lambda: other.elector.leader == cut_off.identity,
                          what="the other sees the lease held")
         await relay.cut()  # the leader cannot renew; the other still reaches the API server
-        await eventually(other.elector.is_leader, what="the other leads")
+        # on_started_leading runs as a task (client-go: a goroutine): is_leader() turns
+        # True a loop iteration before the callback records its start.
+        await eventually(lambda: ("other", "started") in timeline, what="the other leads")
+        assert other.elector.is_leader()
         # The leader stopped by its renew deadline, before the lease could expire for the
         # other: never two leaders, even in a partition.
         assert timeline == [("cut-off", "started"), ("cut-off", "stopped"),
