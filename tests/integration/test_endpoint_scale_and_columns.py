@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster import KWOK_ANNOTATION, LocalCluster  # type: ignore[import-not-found]
+from localcluster import LocalCluster, inventory_nodes  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
     ReconcileLog,
     apply,
@@ -129,9 +129,14 @@ async def test_unschedulable_pods_emit_one_warning_event(
     # A node joins (other tests' nodes come and go too): the scheduler retries the pod
     # and rewrites "0/N nodes are available". The condition follows; the cause is the
     # same, so no second Warning.
-    node = f"{namespace}-joiner"
+    # Tainted, so no other test's pod lands on it (it still counts in the scheduler's N).
+    [joiner] = inventory_nodes({"nodeGroups": [{
+        "name": "joiner", "prefix": f"{namespace}-joiner", "count": 1,
+        "taints": [{"key": "amd.com/aim-test-private", "value": namespace,
+                    "effect": "NoSchedule"}]}]})
+    node = joiner["metadata"]["name"]
     crds.kubectl("apply", "--server-side", "--field-manager=aim-tests", "-f", "-",
-                 input=json.dumps(tainted_node(node, namespace)))
+                 input=json.dumps(joiner))
     try:
         await eventually(
             lambda: (o := cond_is(crds, namespace, "stuck", "Degraded", "True",
@@ -145,15 +150,3 @@ async def test_unschedulable_pods_emit_one_warning_event(
     assert "PersistentVolumeClaim" in event["message"]
     assert event["message"] == message
 
-
-def tainted_node(name: str, namespace: str) -> dict[str, Any]:
-    """A node no other test's pod lands on (it still counts in the scheduler's N)."""
-    resources = {"cpu": "8", "memory": "32Gi", "pods": "110"}
-    return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "type": "kwok"},
-                     "annotations": {KWOK_ANNOTATION: "fake"}},
-        "spec": {"taints": [{"key": "amd.com/aim-test-private", "value": namespace,
-                             "effect": "NoSchedule"}]},
-        "status": {"allocatable": resources, "capacity": dict(resources)},
-    }
