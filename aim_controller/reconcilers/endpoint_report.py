@@ -41,6 +41,7 @@ from .endpoint_status import (
     DEGRADED,
     RECIPE_SELECTED,
     RESOURCES_READY,
+    UNSCHEDULABLE,
     ApplyOutcome,
     PodsState,
     deployment_behind,
@@ -213,7 +214,7 @@ def _selection_events(o: Observed, plan: Plan, status: Mapping[str, Any]) -> lis
 
 
 # Pods the scheduler cannot place; a rollout past its progressDeadlineSeconds.
-_ROLLOUT_PROBLEMS = ("Unschedulable", "ProgressDeadlineExceeded")
+_ROLLOUT_PROBLEMS = (UNSCHEDULABLE, "ProgressDeadlineExceeded")
 # (condition type, status) -> the reasons that get a Warning Event when a condition
 # turns to them, or keeps one with a new message: once per change, not per reconcile.
 WARNED_CONDITIONS: dict[tuple[str, str], frozenset[str]] = {
@@ -242,7 +243,7 @@ def _cause(condition: Mapping[str, Any]) -> tuple[Any, Any, str]:
     cluster would read as a new problem: for Unschedulable only the words count. The
     condition itself keeps the current message."""
     message = str(condition.get("message") or "")
-    if condition.get("reason") == "Unschedulable":
+    if condition.get("reason") == UNSCHEDULABLE:
         message = _COUNTS.sub("N", message)
     return condition.get("status"), condition.get("reason"), message
 

@@ -24,6 +24,9 @@ AVAILABLE = "Available"
 READY = "Ready"
 DEGRADED = "Degraded"
 CHILD_CONFLICT = "ChildConflict"
+# Degraded: the scheduler cannot place the pods (the pods' PodScheduled reason too).
+UNSCHEDULABLE = "Unschedulable"
+
 
 def status_record(decision_status: Mapping[str, Any]) -> dict[str, Any]:
     """The selection record as the API server will store and return it.
@@ -167,7 +170,7 @@ def endpoint_conditions(
     if created:
         problems.append(created)
     if pods.unschedulable_since is not None:
-        problems.append(("Unschedulable",
+        problems.append((UNSCHEDULABLE,
                          pods.unschedulable_message or "pods cannot be scheduled"))
     if pods.failure is not None:
         problems.append((pods.failure.reason, pods.failure.message))
