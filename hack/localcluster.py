@@ -40,6 +40,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -130,10 +131,47 @@ class KubectlError(subprocess.CalledProcessError):
         return f"{super().__str__()}\n{(self.stderr or '').strip()[-2000:]}"
 
 
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for the local ends of outgoing connections (and for bind(0))."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+_handed_out: set[int] = set()
+_port_rng = random.Random()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port no one listens on, outside the ephemeral range, never handed
+    out twice by this process.
+
+    Why not bind(0): it returns a port from the ephemeral range, and a server started
+    later on that port races every outgoing connection on the machine (kubectl, the
+    apiserver's etcd clients, ...): one of them may take the port as its local end first,
+    and the server dies with "address already in use" (a CI run lost its whole control
+    plane to this). Outside that range only other listeners can clash, and those are
+    ours: this process never reuses a port, others pick at random among ~20k.
+    """
+    low, high = ephemeral_port_range()
+    candidates = [r for r in ((10000, low - 1), (high + 1, 65535)) if r[0] <= r[1]]
+    if not candidates:
+        candidates = [(1024, 65535)]  # the whole range is ephemeral: no better choice
+    for _ in range(1000):
+        first, last = _port_rng.choice(candidates)
+        port = _port_rng.randint(first, last)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port outside the ephemeral range")
 
 
 def _pdeathsig() -> None:

@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from .cluster import localcluster
 from .metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,12 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # RSS is what ships; the dev venv otherwise (the quick benchmark test in `make test`).
 RUNTIME_CLI = ROOT / ".venv-runtime" / "bin" / "aim-controller"
 CLI = RUNTIME_CLI if RUNTIME_CLI.exists() else ROOT / ".venv" / "bin" / "aim-controller"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pdeathsig() -> None:
@@ -107,8 +101,8 @@ class OperatorProcess:
     max_concurrent_reconciles: int = 10
     extra_args: Sequence[str] = ()
     operator_namespace: str = "aim-system"
-    metrics_port: int = field(default_factory=free_port)
-    health_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=localcluster.free_port)
+    health_port: int = field(default_factory=localcluster.free_port)
     proc: subprocess.Popen[bytes] | None = None
     rss: RSSSampler | None = None
     starts: int = 0

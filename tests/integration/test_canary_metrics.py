@@ -13,7 +13,6 @@ import contextlib
 import http.server
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from localcluster import LocalCluster  # type: ignore[import-not-found]
+from localcluster import LocalCluster, free_port  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
     apply,
     condition,
@@ -44,11 +43,6 @@ if not PROMETHEUS and not os.environ.get("AIM_REQUIRE_PROMETHEUS"):
 
 BUCKETS = ("0.5", "1", "5", "+Inf")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Exporter:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from localcluster import LocalCluster  # type: ignore[import-not-found]
+from localcluster import LocalCluster, free_port  # type: ignore[import-not-found]
 from support import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
@@ -24,11 +23,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.fullcluster]
 CLI = Path(sys.executable).parent / "aim-controller"
 LEASE = "aim-controller-test-lease"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proc:

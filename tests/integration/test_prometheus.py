@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import urllib.parse
 import urllib.request
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from localcluster import LocalCluster  # type: ignore[import-not-found]
+from localcluster import LocalCluster, free_port  # type: ignore[import-not-found]
 from operator_harness import (  # type: ignore[import-not-found]
     GROUP,
     apply,
@@ -233,11 +232,6 @@ def metrics_text(app: App) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         return str(r.read().decode())
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prometheus:

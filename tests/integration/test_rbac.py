@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -64,11 +63,6 @@ NOT_REQUESTED: dict[Permission, str] = {
 }
 MONITORED = {"enabled": True, "prometheus": {"interval": "15s"}, "grafana": {"enabled": True}}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -127,7 +121,7 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
 
 class Operator:
     def __init__(self, kubeconfig: Path, log: Path) -> None:
-        self.metrics, self.health = free_port(), free_port()
+        self.metrics, self.health = localcluster.free_port(), localcluster.free_port()
         self.log = log.open("w")
         self.p = subprocess.Popen(
             [str(CLI), "--kubeconfig", str(kubeconfig), "--leader-elect",
