@@ -76,6 +76,22 @@ def _ours(requests: list[tuple[str, str]], namespace: str) -> list[tuple[str, st
     return out
 
 
+def _status_story(log: RequestLog, mark: int, namespace: str, name: str) -> list[str]:
+    """What each status write of ``name`` changed, for a failure message: its answer,
+    then each condition and top-level field that differs from the write before."""
+    story, before = [], {}
+    for answer, body in log.sent_to(
+            mark, f"/namespaces/{namespace}/aimendpoints/{name}/status"):
+        status = dict((body or {}).get("status") or {})
+        now = {f"{c.get('type')}": (c.get("status"), c.get("reason"), c.get("message"))
+               for c in status.pop("conditions", None) or ()}
+        now.update({k: v for k, v in status.items()})
+        story.append(f"[{answer}] " + "; ".join(
+            f"{k}={v}" for k, v in now.items() if before.get(k) != v))
+        before = now
+    return story
+
+
 async def test_the_way_to_ready_writes_each_child_once_and_each_stage_once(
     crds: LocalCluster, namespace: str, operator: App, request_log: RequestLog,
     watched: subprocess.Popen[str],
@@ -100,7 +116,8 @@ async def test_the_way_to_ready_writes_each_child_once_and_each_stage_once(
             assert about[:1] == ["PATCH"], (plural, child, about)
         status = sum(m == "PATCH" and p.endswith(f"/aimendpoints/{name}/status")
                      for m, p in mine)
-        assert 2 <= status <= MAX_STATUS_WRITES, (name, status)
+        assert 2 <= status <= MAX_STATUS_WRITES, "\n".join(
+            [f"{name}: {status} status writes", *_status_story(request_log, mark, namespace, name)])
 
     # The user watching saw every stage: chosen and applied while not Ready yet, then
     # Ready, with replica counts that agree: no write told Ready before the Deployment

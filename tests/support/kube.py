@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,20 @@ class RequestLog:
 
     def __init__(self, api: KubeClient) -> None:
         self.requests: list[tuple[str, str]] = []
+        # Beside each request: its body and its answer's status (None until it comes),
+        # so a test that counts writes can say what each one carried.
+        self.bodies: list[bytes | None] = []
+        self.answers: list[int | None] = []
         original = api.request
 
         async def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            i = len(self.requests)
             self.requests.append((method.upper(), url))
-            return await original(method, url, *args, **kwargs)
+            self.bodies.append(kwargs.get("data"))
+            self.answers.append(None)
+            resp = await original(method, url, *args, **kwargs)
+            self.answers[i] = getattr(resp, "status", None)
+            return resp
 
         api.request = request
 
@@ -59,6 +69,13 @@ class RequestLog:
     def since(self, mark: int, method: str | None = None) -> list[tuple[str, str]]:
         """The requests after the first ``mark`` (``len(log)`` taken earlier)."""
         return [(m, u) for m, u in self.requests[mark:] if method is None or m == method]
+
+    def sent_to(self, mark: int, path: str) -> list[tuple[int | None, Any]]:
+        """(answer status, JSON body) of each request after ``mark`` whose path ends
+        with ``path``, in order."""
+        return [(self.answers[i], json.loads(self.bodies[i] or b"null"))
+                for i in range(mark, len(self.requests))
+                if self.requests[i][1].split("?")[0].endswith(path)]
 
     def writes(self, namespace: str) -> list[tuple[str, str]]:
         """The non-GET requests about objects in ``namespace``."""
