@@ -80,12 +80,11 @@ class EventNote:
 
 
 def _deployment(o: Observed, applied: ApplyResult | None) -> KubeObject | None:
-    # Read-your-writes, as a cache read would be: a Deployment the caches have not
-    # seen yet is reported as not there yet.
-    observed = o.deployment
-    if observed is None or applied is None:
-        return observed
-    return applied.written.get(("Deployment", o.name), observed)
+    # Read-your-writes: what this reconcile wrote is newer than anything the caches
+    # held. A Deployment created just now is told as there with 0 of N replicas, not
+    # as missing: its arrival in the caches is then no stage of its own to write.
+    written = applied.written.get(("Deployment", o.name)) if applied is not None else None
+    return written if written is not None else o.deployment
 
 
 def desired_status(

@@ -20,12 +20,13 @@ from aim_controller.reconcilers.endpoint_report import (
     desired_status,
     status_events,
 )
-from aim_controller.reconcilers.endpoint_status import ApplyOutcome, PodsState
+from aim_controller.reconcilers.endpoint_status import ApplyOutcome, PodsState, status_equal
 
 NS = "aim"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 GRACE = timedelta(minutes=5)
 SPEC: dict[str, Any] = {"model": {"id": "org/Model-7B"}}
+NOW_S = "2026-01-01T00:00:00Z"
 
 
 def endpoint_obj(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None
@@ -99,6 +100,25 @@ def test_a_converged_endpoint_plans_nothing() -> None:
     assert plan.to_apply == () and plan.to_prune == ()
     assert plan.record == status["recipe"]
     assert status_events(later, plan, status) == []
+
+
+def test_a_deployment_created_now_is_told_as_there_so_its_arrival_writes_nothing() -> None:
+    # The first reconcile creates the Deployment; the caches show it one reconcile later.
+    # The status tells the server's answer at once (0 of 1 replicas), so the reconcile
+    # that its arrival in the caches triggers has no new stage to write.
+    first = plan_of(observed())
+    written = as_observed(first.desired)
+    status = desired_status(observed(), first, ApplyResult(
+        ApplyOutcome(len(first.desired), len(first.desired)), written), NOW_S, "sel")
+    conds = {c["type"]: c["reason"] for c in status["conditions"]}
+    assert conds["Available"] == conds["Ready"] == "MinimumReplicasUnavailable"
+    assert status["replicas"] == 0
+    later = observed(endpoint_obj(status=status), children=written)
+    plan = plan_of(later)
+    assert plan.to_apply == ()
+    again = desired_status(later, plan, ApplyResult(ApplyOutcome(0, len(plan.desired))),
+                           NOW_S, "sel")
+    assert status_equal(again, later.status)
 
 
 def test_children_no_longer_desired_are_pruned_only_if_owned() -> None:
