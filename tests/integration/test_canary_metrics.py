@@ -44,7 +44,6 @@ if not PROMETHEUS and not os.environ.get("AIM_REQUIRE_PROMETHEUS"):
 BUCKETS = ("0.5", "1", "5", "+Inf")
 
 
-
 class Exporter:
     """Serves synthetic engine series for the pods it is told of; counters grow with
     time (10 requests a second per pod), each pod's requests all in one latency bucket."""

@@ -83,9 +83,9 @@ def _status_story(log: RequestLog, mark: int, namespace: str, name: str) -> list
     for answer, body in log.sent_to(
             mark, f"/namespaces/{namespace}/aimendpoints/{name}/status"):
         status = dict((body or {}).get("status") or {})
-        now = {f"{c.get('type')}": (c.get("status"), c.get("reason"), c.get("message"))
+        now = {str(c.get("type")): (c.get("status"), c.get("reason"), c.get("message"))
                for c in status.pop("conditions", None) or ()}
-        now.update({k: v for k, v in status.items()})
+        now.update(status)
         story.append(f"[{answer}] " + "; ".join(
             f"{k}={v}" for k, v in now.items() if before.get(k) != v))
         before = now

@@ -24,7 +24,6 @@ CLI = Path(sys.executable).parent / "aim-controller"
 LEASE = "aim-controller-test-lease"
 
 
-
 class Proc:
     def __init__(self, cluster: LocalCluster, identity: str, log_dir: Path) -> None:
         self.identity = identity

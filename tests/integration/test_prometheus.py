@@ -233,7 +233,6 @@ def metrics_text(app: App) -> str:
         return str(r.read().decode())
 
 
-
 class Prometheus:
     """A ``prometheus`` subprocess on a free loopback port with its own config and
     data dir, and its HTTP API."""

@@ -64,7 +64,6 @@ NOT_REQUESTED: dict[Permission, str] = {
 MONITORED = {"enabled": True, "prometheus": {"interval": "15s"}, "grafana": {"enabled": True}}
 
 
-
 @dataclass
 class Run:
     cluster: LocalCluster

@@ -90,7 +90,7 @@ def test_a_new_endpoint_applies_every_child_and_prunes_nothing() -> None:
 def test_a_converged_endpoint_plans_nothing() -> None:
     first = plan_of(observed())
     status = desired_status(observed(), first, ApplyResult(ApplyOutcome(len(first.desired),
-                            len(first.desired))), "2026-01-01T00:00:00Z", "sel")
+                            len(first.desired))), NOW_S, "sel")
     later = observed(endpoint_obj(status=status), children=as_observed(first.desired))
     # An hour later, on a cluster whose other GPUs were taken meanwhile: still nothing.
     later = Observed(**{**later.__dict__, "now": NOW + timedelta(hours=1),
