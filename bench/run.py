@@ -184,6 +184,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    CPU ratio {cr['total']:.2f} = {cr['withoutOperator']:.2f} without the "
                   f"operator's own CPU (the floor for these writes) + "
                   f"{cr['operatorShare']:.2f} the operator")
+    print("\nthe same pod work in both windows? Deployments rolled out when the operator's "
+          "run converged | when the raw loop's writes were done; the ratio with both runs "
+          "timed until settled (writes done, every Deployment rolled out):")
+    for r in results:
+        raw = r.get("raw") or {}
+        cr = r.get("cpuRatioSettled") or {}
+        print(f"  N={r['n']}: {r.get('deploymentsAvailableAtConvergence', '-')} | "
+              f"{raw.get('deploymentsAvailableWhenWritten', '-')} of {r['n']}; settled "
+              f"{r.get('settledSeconds', '-')} s | {raw.get('settledSeconds', '-')} s, ratio "
+              f"{_ratio(r.get('ratioSettled'))} (CPU {_ratio(cr.get('total'))})")
     costs = data.get("writeCost")
     if isinstance(costs, list):
         print("\nAPI server CPU per write (API-server-only cluster, 1,000 of each, "
@@ -210,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.strict and not all(g["met"] for g in data["goals"]):  # type: ignore[union-attr]
         return 1
     return 0
+
+
+def _ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def big_cluster(args: argparse.Namespace, opts: BenchOptions) -> tuple[dict[str, Any], bool]:

@@ -13,6 +13,10 @@ Per N, on a fresh local control plane with enough simulated MI300X nodes:
 5. check the end state (:func:`~.verify.check_namespace`);
 6. stop the operator and write the same children with a bare SSA loop
    (:mod:`.raw`) to get the limit, under the same observer watches.
+
+Both runs are also timed until *settled*, the writes done (the operator's run:
+every endpoint converged) and every Deployment rolled out, to check that the two
+windows hold the same pod work (:func:`ratios`).
 """
 
 from __future__ import annotations
@@ -107,7 +111,16 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             result["cpuToConvergence"] = _cpu_delta(parts0, _cpu_parts(cluster, op.cpu_seconds()))
             result["convergedSeconds"] = (round(max(obs.converged_at.values()) - t0, 3)
                                           if ok else None)
+            deployments = obs.deployments_of(want)
+            result["deploymentsAvailableAtConvergence"] = len(deployments & obs.available)
             log(f"[N={n}] converged: {ok} {obs.snapshot()}")
+            # Settled: converged, and the control plane done acting on the writes (every
+            # Deployment rolled out); the raw loop is timed to the same point.
+            ok_settled = ok and await obs.wait(lambda: obs.all_available(deployments),
+                                               opts.timeout)
+            result["cpuToSettled"] = _cpu_delta(parts0, _cpu_parts(cluster, op.cpu_seconds()))
+            settled = obs.settled_at(deployments, want) if ok_settled else None
+            result["settledSeconds"] = None if settled is None else round(settled - t0, 3)
             ok_ready = ok and await obs.wait(lambda: obs.all_ready(want), opts.timeout)
             m_ready = op.metrics()
             cpu_ready = op.cpu_seconds()
@@ -208,14 +221,33 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             op.stop()
 
         if opts.raw:
-            result["raw"] = await _raw_baseline(kube, cluster, opts.concurrency, log)
-            conv = result.get("convergedSeconds")
-            if conv and result["raw"]["seconds"]:
-                result["ratio"] = round(conv / result["raw"]["seconds"], 3)
-            result["cpuRatio"] = cpu_ratio(result.get("cpuToConvergence") or {},
-                                           result["raw"].get("cpu") or {})
-            log(f"[N={n}] raw SSA loop: {result['raw']}")
+            raw = result["raw"] = await _raw_baseline(kube, cluster, opts.concurrency,
+                                                      opts.timeout, log)
+            result.update(ratios(result, raw))
+            log(f"[N={n}] raw SSA loop: {raw}")
     return result
+
+
+def ratios(run: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """The convergence ratio (the goal's figure: convergence / the raw loop's writes)
+    and its CPU decomposition; and the same with both runs timed until settled.
+
+    Settled is when the writes are done and the control plane has finished acting on
+    them, every Deployment rolled out. It checks that the two windows hold the same pod
+    work: if the raw loop's writes ended long before its pods ran while the operator's
+    run held all of that by the time it converged, the ratio would charge the
+    operator for work the raw loop was simply not timed over.
+    """
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    return {
+        "ratio": ratio(run.get("convergedSeconds"), raw.get("seconds")),
+        "cpuRatio": cpu_ratio(run.get("cpuToConvergence") or {}, raw.get("cpu") or {}),
+        "ratioSettled": ratio(run.get("settledSeconds"), raw.get("settledSeconds")),
+        "cpuRatioSettled": cpu_ratio(run.get("cpuToSettled") or {},
+                                     raw.get("cpuToSettled") or {}),
+    }
 
 
 def _cpu_parts(cluster: BenchCluster, operator: float | None = None) -> dict[str, float]:
@@ -264,7 +296,7 @@ def _endpoint_controller(m: Metrics) -> str | None:
 
 
 async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int,
-                        log: Any = print) -> dict[str, Any]:
+                        settle_within: float, log: Any = print) -> dict[str, Any]:
     children = await wl.list_children(kube, NAMESPACE)
     groups: dict[str, list[dict[str, Any]]] = {}
     for c in sorted(children, key=lambda o: CHILD_ORDER.index(o["kind"])):
@@ -281,10 +313,19 @@ async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int,
     # not the bench's instrumentation, which only the operator's run used to pay for.
     obs = Observer(kube, RAW_NAMESPACE)
     await obs.start()
+    deployments = {o["metadata"]["name"] for g in groups.values() for o in g
+                   if o["kind"] == "Deployment"}
     try:
-        parts0 = _cpu_parts(cluster)
+        t0, parts0 = time.monotonic(), _cpu_parts(cluster)
         out = await raw_apply(str(cluster.kubeconfig), list(groups.values()), concurrency)
+        written = time.monotonic()
         out["cpu"] = _cpu_delta(parts0, _cpu_parts(cluster))
+        out["deploymentsAvailableWhenWritten"] = len(deployments & obs.available)
+        # Settled, as the operator's run: until its pods run too.
+        ok = await obs.wait(lambda: obs.all_available(deployments), settle_within)
+        out["cpuToSettled"] = _cpu_delta(parts0, _cpu_parts(cluster))
+        last = obs.settled_at(deployments) if ok else None
+        out["settledSeconds"] = None if last is None else round(max(written, last) - t0, 3)
     finally:
         await obs.stop()
     out["seconds"] = round(out["seconds"], 3)
@@ -337,4 +378,4 @@ def goals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["BenchOptions", "cpu_ratio", "goals", "measure", "run_one"]
+__all__ = ["BenchOptions", "cpu_ratio", "goals", "measure", "ratios", "run_one"]

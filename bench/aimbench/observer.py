@@ -3,7 +3,10 @@
 An endpoint is *converged* when its ``status.observedGeneration`` equals its
 ``metadata.generation`` and every child it should have exists, is controlled
 by it, and (for the Service) carries the revision its spec asks for. It is
-*ready* when, in addition, its ``Ready`` condition is True.
+*ready* when, in addition, its ``Ready`` condition is True. A Deployment is
+*available* when it is rolled out (:func:`.workload.deployment_available`); this is
+tracked for every Deployment the observer sees, the raw loop's too, so both runs of
+the bench can be timed until the control plane has finished acting on their writes.
 
 Times are ``time.monotonic()`` at which the watch event that completed the
 condition arrived. The informers survive API server outages (they relist).
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .kube import Kube, KubeError, Obj, collection_path
@@ -25,6 +28,7 @@ from .workload import (
     REV,
     controller_name,
     controller_uid,
+    deployment_available,
     expected_children,
     is_ready,
     observed_current,
@@ -109,6 +113,8 @@ class Observer:
         self.ready_at: dict[str, float] = {}  # first readiness
         self.converged: set[str] = set()  # converged now
         self.ready: set[str] = set()  # ready now
+        self.available_at: dict[str, float] = {}  # Deployment name -> first rolled out
+        self.available: set[str] = set()  # Deployments rolled out now
         self._service_waiters: dict[tuple[str, str], asyncio.Future[float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
@@ -143,6 +149,8 @@ class Observer:
     def _child_handler(self, kind: str) -> OnChange:
         def on_child(typ: str, obj: Obj) -> None:
             owner = controller_name(obj)
+            if kind == "Deployment":
+                self._track_available(typ, obj)
             if kind == "Service" and typ != "DELETED":
                 rev = ((obj["metadata"].get("annotations") or {}).get(REV))
                 fut = self._service_waiters.pop((obj["metadata"]["name"], str(rev)), None)
@@ -152,6 +160,15 @@ class Observer:
                 self._evaluate(owner)
                 self._changed.set()
         return on_child
+
+    def _track_available(self, typ: str, obj: Obj) -> None:
+        name = obj["metadata"]["name"]
+        if typ != "DELETED" and deployment_available(obj):
+            self.available.add(name)
+            self.available_at.setdefault(name, self.clock())
+        else:
+            self.available.discard(name)
+        self._changed.set()
 
     def _evaluate(self, name: str) -> None:
         ep = self.endpoints.objects.get(name)
@@ -203,6 +220,23 @@ class Observer:
     def all_ready(self, names: set[str]) -> bool:
         return names <= self.ready
 
+    def all_available(self, deployments: set[str]) -> bool:
+        return deployments <= self.available
+
+    def deployments_of(self, names: set[str]) -> set[str]:
+        """The Deployments the operator must keep for the endpoints ``names``."""
+        return {child for name in names if (ep := self.endpoints.objects.get(name))
+                for kind, child in expected_children(ep) if kind == "Deployment"}
+
+    def settled_at(self, deployments: Iterable[str], names: Iterable[str] = ()) -> float | None:
+        """When the last of ``names`` converged and the last of ``deployments`` was
+        first rolled out (None while one has not)."""
+        try:
+            return max([self.converged_at[n] for n in names]
+                       + [self.available_at[d] for d in deployments])
+        except (KeyError, ValueError):
+            return None
+
     def expect_service_rev(self, name: str, rev: int) -> asyncio.Future[float]:
         """A future resolved with the time the Service ``name`` is seen at ``rev``.
         Register it before the change is made."""
@@ -212,4 +246,5 @@ class Observer:
 
     def snapshot(self) -> dict[str, Any]:
         return {"endpoints": len(self.endpoints.objects), "converged": len(self.converged),
-                "ready": len(self.ready), "relists": self.relists}
+                "ready": len(self.ready), "deploymentsAvailable": len(self.available),
+                "relists": self.relists}

@@ -25,7 +25,8 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 
 def bench_table(results: Sequence[dict[str, Any]]) -> str:
-    header = ["N", "apply s", "converged s", "ready s", "raw s", "ratio", "writes/ep",
+    header = ["N", "apply s", "converged s", "ready s", "raw s", "ratio", "ratio settled",
+              "writes/ep",
               "GET/ep", "CPU s/ep", "quiet W", "quiet R", "peak MB", "KB/ep", "rec p50 ms",
               "rec p99 ms", "chg p50 ms", "chg p99 ms", "correct"]
     rows = []
@@ -39,6 +40,7 @@ def bench_table(results: Sequence[dict[str, Any]]) -> str:
         rows.append([
             str(r["n"]), _fmt(r.get("applySeconds")), _fmt(r.get("convergedSeconds")),
             _fmt(r.get("readySeconds")), _fmt(raw.get("seconds")), _fmt(r.get("ratio"), ".2f"),
+            _fmt(r.get("ratioSettled"), ".2f"),
             _fmt(r.get("writesPerEndpointAtConvergence"), ".2f"),
             _fmt((r.get("requestsPerEndpoint") or {}).get("GET"), ".2f"),
             _fmt(r.get("cpuSecondsPerEndpoint"), ".3f"),

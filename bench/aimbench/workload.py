@@ -117,6 +117,16 @@ def is_ready(ep: Obj) -> bool:
     return bool(observed_current(ep) and c and c.get("status") == "True")
 
 
+def deployment_available(d: Obj) -> bool:
+    """Rolled out (what ``kubectl rollout status`` waits for): the controller has seen
+    the current spec and every desired replica is updated and available."""
+    meta, spec, st = d.get("metadata") or {}, d.get("spec") or {}, d.get("status") or {}
+    want = int(spec.get("replicas", 1))
+    return (int(st.get("observedGeneration", 0)) >= int(meta.get("generation", 0))
+            and int(st.get("updatedReplicas", 0)) >= want
+            and int(st.get("availableReplicas", 0)) >= want)
+
+
 async def create_namespace(kube: Kube, name: str) -> None:
     await kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
                      MANAGER)

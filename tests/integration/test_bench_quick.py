@@ -44,3 +44,10 @@ def test_bench_quick_converges_quietly_and_loses_nothing(tmp_path: Path) -> None
     assert r["raw"]["groups"] == N and r["raw"]["failures"] == 0, r["raw"]
     # ... with the same replicas (the control plane runs their pods during the replay).
     assert r["raw"]["deploymentsWithReplicas"] == N, r["raw"]
+    # Both runs were also timed until settled: every Deployment rolled out, the
+    # replay's too (its pods run after its writes), no earlier than the writes.
+    assert r["settledSeconds"] is not None and r["settledSeconds"] >= r["convergedSeconds"]
+    assert r["raw"]["settledSeconds"] is not None, r["raw"]
+    assert r["raw"]["settledSeconds"] >= r["raw"]["seconds"], r["raw"]
+    assert r["ratio"] is not None and r["ratioSettled"] is not None
+    assert r["cpuRatio"] is not None and r["cpuRatioSettled"] is not None
