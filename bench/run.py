@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from aimbench.apicount import differences
 from aimbench.benchmark import BenchOptions, goals, run_one
 from aimbench.bigcluster import inventory_update_costs, run_big
 from aimbench.operator import cli_available
@@ -194,6 +195,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{raw.get('deploymentsAvailableWhenWritten', '-')} of {r['n']}; settled "
               f"{r.get('settledSeconds', '-')} s | {raw.get('settledSeconds', '-')} s, ratio "
               f"{_ratio(r.get('ratioSettled'))} (CPU {_ratio(cr.get('total'))})")
+    print("\nwhat kube-apiserver counted, per endpoint: the operator's run to convergence | "
+          "the raw loop's writes (apiserver_request_total by verb and resource, "
+          "apiserver_watch_events_total by resource), where they differ by 0.05 or more:")
+    for r in results:
+        api = r.get("apiServerCounts") or {}
+        if api.get("run") is None or api.get("raw") is None:
+            continue
+        rows = differences(api["run"], api["raw"], r["n"])
+        print(f"  N={r['n']}: " + (", ".join(f"{k} {a:.2f} | {b:.2f}" for k, a, b in rows)
+                                   or "no difference"))
     costs = data.get("writeCost")
     if isinstance(costs, list):
         print("\nAPI server CPU per write (API-server-only cluster, 1,000 of each, "

@@ -30,6 +30,7 @@ from typing import Any
 
 from aim_controller.reconcilers.recipe_status import REFRESH_MAX_DELAY as RECIPE_REFRESH_MAX_DELAY
 
+from . import apicount
 from . import workload as wl
 from .cluster import (
     BenchCluster,
@@ -101,6 +102,7 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             want = set(names)
 
             log(f"[N={n}] applying {n} endpoints")
+            api0 = await _scrape_api(kube)
             t0, wall0 = time.monotonic(), time.time()
             cpu0 = op.cpu_seconds()
             parts0 = _cpu_parts(cluster, op.cpu_seconds())
@@ -111,6 +113,7 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             result["cpuToConvergence"] = _cpu_delta(parts0, _cpu_parts(cluster, op.cpu_seconds()))
             result["convergedSeconds"] = (round(max(obs.converged_at.values()) - t0, 3)
                                           if ok else None)
+            api1 = await _scrape_api(kube)
             deployments = obs.deployments_of(want)
             result["deploymentsAvailableAtConvergence"] = len(deployments & obs.available)
             log(f"[N={n}] converged: {ok} {obs.snapshot()}")
@@ -223,9 +226,26 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
         if opts.raw:
             raw = result["raw"] = await _raw_baseline(kube, cluster, opts.concurrency,
                                                       opts.timeout, log)
+            raw_scrapes = raw.pop("_apiScrapes")
             result.update(ratios(result, raw))
             log(f"[N={n}] raw SSA loop: {raw}")
+        result["apiServerCounts"] = {"run": _api_window(api0, api1),
+                                     "raw": _api_window(*raw_scrapes) if opts.raw else None}
     return result
+
+
+async def _scrape_api(kube: Kube) -> str | None:
+    """kube-apiserver's /metrics (None if it cannot be read: the counts are optional)."""
+    try:
+        return await apicount.scrape(kube)
+    except Exception:  # a scrape never fails the run
+        return None
+
+
+def _api_window(before: str | None, after: str | None) -> dict[str, float] | None:
+    """What the API server counted between two scrapes, from the first apply (the raw
+    loop: its first write) to convergence (its last write)."""
+    return None if before is None or after is None else apicount.window(before, after)
 
 
 def ratios(run: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
@@ -316,10 +336,12 @@ async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int,
     deployments = {o["metadata"]["name"] for g in groups.values() for o in g
                    if o["kind"] == "Deployment"}
     try:
+        api0 = await _scrape_api(kube)
         t0, parts0 = time.monotonic(), _cpu_parts(cluster)
         out = await raw_apply(str(cluster.kubeconfig), list(groups.values()), concurrency)
         written = time.monotonic()
         out["cpu"] = _cpu_delta(parts0, _cpu_parts(cluster))
+        out["_apiScrapes"] = (api0, await _scrape_api(kube))
         out["deploymentsAvailableWhenWritten"] = len(deployments & obs.available)
         # Settled, as the operator's run: until its pods run too.
         ok = await obs.wait(lambda: obs.all_available(deployments), settle_within)

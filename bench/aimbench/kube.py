@@ -163,6 +163,14 @@ class Kube:
     async def get(self, path: str) -> Obj:
         return await self.request("GET", path)
 
+    async def get_text(self, path: str) -> str:
+        """A non-JSON GET (``/metrics``), not retried."""
+        async with self.session.get(path, timeout=aiohttp.ClientTimeout(total=60)) as resp:
+            text = await resp.text()
+            if resp.status >= 300:
+                raise KubeError(resp.status, text)
+            return text
+
     async def get_or_none(self, path: str) -> Obj | None:
         try:
             return await self.get(path)

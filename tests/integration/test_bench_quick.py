@@ -51,3 +51,10 @@ def test_bench_quick_converges_quietly_and_loses_nothing(tmp_path: Path) -> None
     assert r["raw"]["settledSeconds"] >= r["raw"]["seconds"], r["raw"]
     assert r["ratio"] is not None and r["ratioSettled"] is not None
     assert r["cpuRatio"] is not None and r["cpuRatioSettled"] is not None
+    # kube-apiserver's own counts of each window: the operator's status writes are in
+    # its run only, the children's applies in both.
+    api = r["apiServerCounts"]
+    assert api["run"].get("APPLY aimendpoints/status", 0) >= N, api["run"]
+    assert "APPLY aimendpoints/status" not in api["raw"], api["raw"]
+    assert api["raw"].get("APPLY deployments", 0) >= N, api["raw"]
+    assert api["run"].get("APPLY deployments", 0) >= N, api["run"]
