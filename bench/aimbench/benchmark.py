@@ -113,9 +113,9 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             result["cpuToConvergence"] = _cpu_delta(parts0, _cpu_parts(cluster, op.cpu_seconds()))
             result["convergedSeconds"] = (round(max(obs.converged_at.values()) - t0, 3)
                                           if ok else None)
-            api1 = await _scrape_api(kube)
             deployments = obs.deployments_of(want)
             result["deploymentsAvailableAtConvergence"] = len(deployments & obs.available)
+            api1 = await _scrape_api(kube)
             log(f"[N={n}] converged: {ok} {obs.snapshot()}")
             # Settled: converged, and the control plane done acting on the writes (every
             # Deployment rolled out); the raw loop is timed to the same point.
@@ -223,6 +223,7 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
         finally:
             op.stop()
 
+        raw_scrapes: tuple[str | None, str | None] = (None, None)
         if opts.raw:
             raw = result["raw"] = await _raw_baseline(kube, cluster, opts.concurrency,
                                                       opts.timeout, log)
@@ -230,7 +231,7 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             result.update(ratios(result, raw))
             log(f"[N={n}] raw SSA loop: {raw}")
         result["apiServerCounts"] = {"run": _api_window(api0, api1),
-                                     "raw": _api_window(*raw_scrapes) if opts.raw else None}
+                                     "raw": _api_window(*raw_scrapes)}
     return result
 
 
@@ -341,8 +342,8 @@ async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int,
         out = await raw_apply(str(cluster.kubeconfig), list(groups.values()), concurrency)
         written = time.monotonic()
         out["cpu"] = _cpu_delta(parts0, _cpu_parts(cluster))
-        out["_apiScrapes"] = (api0, await _scrape_api(kube))
         out["deploymentsAvailableWhenWritten"] = len(deployments & obs.available)
+        out["_apiScrapes"] = (api0, await _scrape_api(kube))
         # Settled, as the operator's run: until its pods run too.
         ok = await obs.wait(lambda: obs.all_available(deployments), settle_within)
         out["cpuToSettled"] = _cpu_delta(parts0, _cpu_parts(cluster))
