@@ -59,6 +59,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="seconds to wait for convergence and readiness, each")
     ap.add_argument("--out", default=str(ROOT / "_out" / "bench"))
     ap.add_argument("--no-raw", action="store_true", help="skip the raw SSA baseline")
+    ap.add_argument("--paced-raw", action="store_true",
+                    help="also run the raw loop spread over the operator's convergence "
+                         "time (part of the full run)")
     ap.add_argument("--no-selection", action="store_true", help="skip the selection bench")
     ap.add_argument("--no-pod-cache", action="store_true",
                     help="skip measuring the pod cache's bytes per pod")
@@ -87,6 +90,7 @@ def options(args: argparse.Namespace) -> BenchOptions:
                         raw=not args.no_raw, keep_cluster=args.keep_cluster)
     opts.ns = ([int(x) for x in args.n.split(",") if x.strip()] if args.n
                else [100] if args.quick else [100, 300, 1000])
+    opts.paced_raw = args.paced_raw or not (args.n or args.quick)
     opts.quiet_seconds = (args.quiet_seconds if args.quiet_seconds is not None
                           else 15.0 if args.quick else 60.0)
     opts.latency_samples = (args.latency_samples if args.latency_samples is not None
@@ -195,6 +199,19 @@ def main(argv: list[str] | None = None) -> int:
               f"{raw.get('deploymentsAvailableWhenWritten', '-')} of {r['n']}; settled "
               f"{r.get('settledSeconds', '-')} s | {raw.get('settledSeconds', '-')} s, ratio "
               f"{_ratio(r.get('ratioSettled'))} (CPU {_ratio(cr.get('total'))})")
+    paced = [r for r in results if r.get("pacedComparison")]
+    if paced:
+        print("\nthe raw loop again, its writes spread over the operator's convergence time: "
+              "CPU of the control plane (every process but the operator and the bench), "
+              "the operator's run | the paced raw loop | the raw loop at full speed:")
+    for r in paced:
+        pc, pr = r["pacedComparison"], r["rawPaced"]
+        full = sum(v for k, v in ((r.get("raw") or {}).get("cpu") or {}).items()
+                   if k not in ("total", "aim-controller", "bench"))
+        print(f"  N={r['n']}: {pc['runControlPlane']:.1f} | {pc['pacedControlPlane']:.1f} | "
+              f"{full:.1f} CPU s (paced over {pr['spreadOver']:.1f} s, took "
+              f"{pr['seconds']:.1f} s): the operator's run / the paced loop "
+              f"{pc['ratio']:.2f}")
     print("\nwhat kube-apiserver counted, per endpoint: the operator's run to convergence | "
           "the raw loop's writes (apiserver_request_total by verb and resource, "
           "apiserver_watch_events_total by resource), where they differ by 0.05 or more:")
@@ -205,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = differences(api["run"], api["raw"], r["n"])
         print(f"  N={r['n']}: " + (", ".join(f"{k} {a:.2f} | {b:.2f}" for k, a, b in rows)
                                    or "no difference"))
+        paced_api = (r.get("rawPaced") or {}).get("apiServerCounts")
+        if paced_api is not None:
+            rows = differences(api["run"], paced_api, r["n"])
+            print("    against the paced raw loop: " + (
+                ", ".join(f"{k} {a:.2f} | {b:.2f}" for k, a, b in rows) or "no difference"))
     costs = data.get("writeCost")
     if isinstance(costs, list):
         print("\nAPI server CPU per write (API-server-only cluster, 1,000 of each, "

@@ -22,12 +22,16 @@ async def scrape(kube: Kube) -> str:
 
 
 def counts(text: str) -> Counts:
-    """``VERB resource[/subresource]`` -> requests, ``watch events resource`` -> events."""
+    """``VERB resource[/subresource]`` -> requests (``VERB ... [409]`` for those refused:
+    a controller retrying on a stale cache), ``watch events resource`` -> events."""
     m = Metrics.parse(text)
     out: dict[str, float] = defaultdict(float)
     for d, v in m.select("apiserver_request_total"):
         sub = d.get("subresource")
-        out[f"{d.get('verb', '')} {d.get('resource', '')}{'/' + sub if sub else ''}"] += v
+        code = d.get("code", "")
+        # refused requests (conflicts above all) are kept apart: they are retries
+        failed = "" if code.startswith("2") or not code else f" [{code}]"
+        out[f"{d.get('verb', '')} {d.get('resource', '')}{'/' + sub if sub else ''}{failed}"] += v
     for d, v in m.select("apiserver_watch_events_total"):
         out[f"watch events {d.get('resource', '')}"] += v
     return dict(out)

@@ -12,7 +12,10 @@ Per N, on a fresh local control plane with enough simulated MI300X nodes:
    each change until the Service shows it;
 5. check the end state (:func:`~.verify.check_namespace`);
 6. stop the operator and write the same children with a bare SSA loop
-   (:mod:`.raw`) to get the limit, under the same observer watches.
+   (:mod:`.raw`) to get the limit, under the same observer watches;
+7. optionally, the same loop again with its writes spread over the operator's
+   convergence time: what the control plane itself costs at the operator's pace
+   (:func:`paced_comparison`).
 
 Both runs are also timed until *settled*, the writes done (the operator's run:
 every endpoint converged) and every Deployment rolled out, to check that the two
@@ -53,6 +56,7 @@ NAMESPACE = "bench"
 # REFRESH_MAX_DELAY), so wait out the longest delay and more.
 SETTLE_SECONDS = RECIPE_REFRESH_MAX_DELAY + 5.0
 RAW_NAMESPACE = "bench-raw"
+RAW_PACED_NAMESPACE = "bench-raw-paced"
 CHILD_ORDER = list(wl.CHILD_KINDS)
 
 
@@ -68,6 +72,8 @@ class BenchOptions:
     timeout: float = 900.0
     out: Path = Path("_out/bench")
     raw: bool = True
+    # also the raw loop spread over the operator's convergence time (+2-3 min at N=1000)
+    paced_raw: bool = False
     keep_cluster: bool = False
     log: Any = print
 
@@ -155,14 +161,21 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
             settled = await asyncio.to_thread(cluster.wait_operator_quiet, SETTLE_SECONDS, 180)
             log(f"[N={n}] settled after {settled:.0f}s")
             q0, w0 = op.metrics(), time.time()
+            qcpu0 = _cpu_parts(cluster, op.cpu_seconds())
             log(f"[N={n}] quiet period: {opts.quiet_seconds:.0f}s")
             await asyncio.sleep(opts.quiet_seconds)
             q1, w1 = op.metrics(), time.time()
+            qcpu = _cpu_delta(qcpu0, _cpu_parts(cluster, op.cpu_seconds()))
             await asyncio.sleep(1.5)  # the audit backend flushes every second
             quiet = q1.minus(q0)
             audit = cluster.audit_events(w0, w1)
             result["quiet"] = {
                 "seconds": opts.quiet_seconds,
+                # what the cluster burns with nothing to do: time-proportional work
+                # that any longer window pays for again
+                "cpu": qcpu,
+                "cores": round(qcpu.get("total", 0.0) / opts.quiet_seconds, 3)
+                if opts.quiet_seconds else None,
                 "writes": quiet.writes(), "reads": quiet.reads(),
                 "requestsByMethod": quiet.requests_by_method(),
                 "reconciles": quiet.reconciles(),
@@ -223,15 +236,9 @@ async def measure(cluster: BenchCluster, n: int, opts: BenchOptions) -> dict[str
         finally:
             op.stop()
 
-        raw_scrapes: tuple[str | None, str | None] = (None, None)
+        result["apiServerCounts"] = {"run": _api_window(api0, api1), "raw": None}
         if opts.raw:
-            raw = result["raw"] = await _raw_baseline(kube, cluster, opts.concurrency,
-                                                      opts.timeout, log)
-            raw_scrapes = raw.pop("_apiScrapes")
-            result.update(ratios(result, raw))
-            log(f"[N={n}] raw SSA loop: {raw}")
-        result["apiServerCounts"] = {"run": _api_window(api0, api1),
-                                     "raw": _api_window(*raw_scrapes)}
+            await _raw_runs(kube, cluster, result, opts)
     return result
 
 
@@ -316,30 +323,39 @@ def _endpoint_controller(m: Metrics) -> str | None:
     return names[0] if names else None
 
 
-async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int,
-                        settle_within: float, log: Any = print) -> dict[str, Any]:
+async def _replay_groups(kube: Kube) -> list[list[dict[str, Any]]]:
+    """The operator's children, one group per endpoint in the order a reconcile applies
+    them, cut down to what its field manager owns (the raw loop's writes)."""
     children = await wl.list_children(kube, NAMESPACE)
     groups: dict[str, list[dict[str, Any]]] = {}
     for c in sorted(children, key=lambda o: CHILD_ORDER.index(o["kind"])):
         owner = wl.controller_name(c)
         owned = extract_owned(c, wl.OPERATOR_MANAGER)
         if owner and owned:
-            groups.setdefault(owner, []).append(relocate(owned, RAW_NAMESPACE))
-    # The replayed Deployments run the same pods, on the same GPUs: free them first.
-    freed = await wl.delete_endpoints_and_wait(kube, NAMESPACE, limit=600)
-    log(f"raw SSA loop: endpoints deleted, their pods gone after {freed:.0f}s")
-    await wl.create_namespace(kube, RAW_NAMESPACE)
+            groups.setdefault(owner, []).append(owned)
+    return list(groups.values())
+
+
+async def _raw_baseline(kube: Kube, cluster: BenchCluster, groups: list[list[dict[str, Any]]],
+                        concurrency: int, settle_within: float, log: Any = print, *,
+                        namespace: str = RAW_NAMESPACE,
+                        spread_over: float | None = None) -> dict[str, Any]:
+    """The raw loop in ``namespace``: at full speed, or its groups spread evenly over
+    ``spread_over`` seconds. The GPUs its Deployments need must be free."""
+    groups = [[relocate(o, namespace) for o in g] for g in groups]
+    await wl.create_namespace(kube, namespace)
     # The same watches as during the operator's run (the bench's observer, which
     # decodes every child's events): the ratio then compares the controller's work,
     # not the bench's instrumentation, which only the operator's run used to pay for.
-    obs = Observer(kube, RAW_NAMESPACE)
+    obs = Observer(kube, namespace)
     await obs.start()
-    deployments = {o["metadata"]["name"] for g in groups.values() for o in g
+    deployments = {o["metadata"]["name"] for g in groups for o in g
                    if o["kind"] == "Deployment"}
     try:
         api0 = await _scrape_api(kube)
         t0, parts0 = time.monotonic(), _cpu_parts(cluster)
-        out = await raw_apply(str(cluster.kubeconfig), list(groups.values()), concurrency)
+        out = await raw_apply(str(cluster.kubeconfig), groups, concurrency,
+                              spread_over=spread_over)
         written = time.monotonic()
         out["cpu"] = _cpu_delta(parts0, _cpu_parts(cluster))
         out["deploymentsAvailableWhenWritten"] = len(deployments & obs.available)
@@ -353,9 +369,56 @@ async def _raw_baseline(kube: Kube, cluster: BenchCluster, concurrency: int,
         await obs.stop()
     out["seconds"] = round(out["seconds"], 3)
     out["deploymentsWithReplicas"] = sum(
-        1 for g in groups.values() for o in g
+        1 for g in groups for o in g
         if o["kind"] == "Deployment" and (o.get("spec") or {}).get("replicas", 1))
     return out
+
+
+async def _raw_runs(kube: Kube, cluster: BenchCluster, result: dict[str, Any],
+                    opts: BenchOptions) -> None:
+    """The raw loop (the limit), and with ``opts.paced_raw`` the same writes again spread
+    over the operator's convergence time (what the control plane costs at that pace)."""
+    log = opts.log
+    groups = await _replay_groups(kube)
+    # The replayed Deployments run the same pods, on the same GPUs: free them first.
+    freed = await wl.delete_endpoints_and_wait(kube, NAMESPACE, limit=600)
+    log(f"raw SSA loop: endpoints deleted, their pods gone after {freed:.0f}s")
+    raw = result["raw"] = await _raw_baseline(kube, cluster, groups, opts.concurrency,
+                                              opts.timeout, log)
+    result.update(ratios(result, raw))
+    log(f"[N={result['n']}] raw SSA loop: {raw}")
+    scrapes = raw.pop("_apiScrapes")
+    result["apiServerCounts"]["raw"] = _api_window(*scrapes)
+    spread = result.get("convergedSeconds")
+    if not (opts.paced_raw and spread):
+        return
+    freed = await wl.delete_children_and_wait(kube, RAW_NAMESPACE, limit=600)
+    log(f"paced raw loop: raw loop's Deployments deleted, their pods gone after {freed:.0f}s")
+    paced = result["rawPaced"] = await _raw_baseline(
+        kube, cluster, groups, opts.concurrency, opts.timeout, log,
+        namespace=RAW_PACED_NAMESPACE, spread_over=spread)
+    scrapes = paced.pop("_apiScrapes")
+    paced["apiServerCounts"] = _api_window(*scrapes)
+    result["pacedComparison"] = paced_comparison(result.get("cpuToConvergence") or {},
+                                                 paced["cpu"])
+    log(f"[N={result['n']}] paced raw loop: {paced}")
+
+
+def paced_comparison(run: dict[str, float], paced: dict[str, float], *,
+                     operator: str = "aim-controller", bench: str = "bench"
+                     ) -> dict[str, float] | None:
+    """The control plane's CPU (every process but the operator and the bench) in the
+    operator's run against the raw loop paced to the same length: ``ratio`` near 1
+    means the control plane's extra CPU in the operator's run comes with the longer
+    window, whoever makes the writes."""
+    def plane(cpu: dict[str, float]) -> float:
+        return sum(v for k, v in cpu.items() if k not in ("total", operator, bench))
+
+    a, b = plane(run), plane(paced)
+    if a <= 0 or b <= 0:
+        return None
+    return {"runControlPlane": round(a, 1), "pacedControlPlane": round(b, 1),
+            "ratio": round(a / b, 3)}
 
 
 def run_one(n: int, opts: BenchOptions) -> dict[str, Any]:
@@ -401,4 +464,5 @@ def goals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["BenchOptions", "cpu_ratio", "goals", "measure", "ratios", "run_one"]
+__all__ = ["BenchOptions", "cpu_ratio", "goals", "measure", "paced_comparison", "ratios",
+           "run_one"]

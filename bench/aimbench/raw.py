@@ -89,13 +89,23 @@ def relocate(owned: Obj, namespace: str) -> Obj:
     return out
 
 
+def start_offsets(groups: int, spread_over: float | None) -> list[float]:
+    """When each group may start, in seconds from the first: all at once (0), or evenly
+    over ``spread_over`` seconds (the last group starts just before it ends)."""
+    if not spread_over or groups <= 0:
+        return [0.0] * max(groups, 0)
+    return [i * spread_over / groups for i in range(groups)]
+
+
 async def raw_apply(kubeconfig: str, groups: Sequence[Sequence[Obj]], concurrency: int,
-                    *, manager: str = RAW_MANAGER) -> dict[str, Any]:
+                    *, manager: str = RAW_MANAGER,
+                    spread_over: float | None = None) -> dict[str, Any]:
     """Applies each group's objects in order, ``concurrency`` groups at a time.
-    Returns seconds, writes and failures."""
-    queue: asyncio.Queue[Sequence[Obj]] = asyncio.Queue()
-    for g in groups:
-        queue.put_nowait(g)
+    With ``spread_over``, no group starts before its turn (:func:`start_offsets`): the
+    same writes at another pace. Returns seconds, writes and failures."""
+    queue: asyncio.Queue[tuple[float, Sequence[Obj]]] = asyncio.Queue()
+    for offset, g in zip(start_offsets(len(groups), spread_over), groups, strict=True):
+        queue.put_nowait((offset, g))
     writes = failures = 0
     timeout = Timeout(total=60, sock_connect=10)
 
@@ -121,7 +131,10 @@ async def raw_apply(kubeconfig: str, groups: Sequence[Sequence[Obj]], concurrenc
 
         async def worker() -> None:
             while not queue.empty():
-                group = queue.get_nowait()
+                offset, group = queue.get_nowait()
+                wait = start + offset - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 for obj in group:
                     await apply(obj)
 
@@ -129,4 +142,4 @@ async def raw_apply(kubeconfig: str, groups: Sequence[Sequence[Obj]], concurrenc
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.monotonic() - start
     return {"seconds": seconds, "writes": writes, "failures": failures,
-            "concurrency": concurrency, "groups": len(groups)}
+            "concurrency": concurrency, "groups": len(groups), "spreadOver": spread_over}

@@ -169,10 +169,23 @@ async def delete_endpoints_and_wait(kube: Kube, namespace: str, *, limit: float)
     children) and waits until no pod is left there; returns the seconds it took."""
     start = time.monotonic()
     await kube.delete(collection_path(API_VERSION, "AIMEndpoint", namespace))
+    return await _wait_no_pods(kube, namespace, start, limit, "endpoints")
+
+
+async def delete_children_and_wait(kube: Kube, namespace: str, *, limit: float) -> float:
+    """Deletes every Deployment of ``namespace`` (the raw loop's, which nothing owns)
+    and waits until no pod is left there; returns the seconds it took."""
+    start = time.monotonic()
+    await kube.delete(collection_path("apps/v1", "Deployment", namespace))
+    return await _wait_no_pods(kube, namespace, start, limit, "Deployments")
+
+
+async def _wait_no_pods(kube: Kube, namespace: str, start: float, limit: float,
+                        deleted: str) -> float:
     pods = collection_path("v1", "Pod", namespace)
     while time.monotonic() - start < limit:
         items, _ = await kube.list(pods)
         if not items:
             return time.monotonic() - start
         await asyncio.sleep(2)
-    raise TimeoutError(f"pods of the deleted endpoints still in {namespace} after {limit}s")
+    raise TimeoutError(f"pods of the deleted {deleted} still in {namespace} after {limit}s")

@@ -22,7 +22,7 @@ N = 100
 def test_bench_quick_converges_quietly_and_loses_nothing(tmp_path: Path) -> None:
     lines: list[str] = []
     opts = BenchOptions(ns=[N], quiet_seconds=15, latency_samples=10, out=tmp_path,
-                        timeout=600, log=lines.append)
+                        timeout=600, log=lines.append, paced_raw=True)
     r = run_one(N, opts)
     context = "\n".join(lines) + f"\nlog: {tmp_path}/operator-{N}.log"
 
@@ -58,3 +58,13 @@ def test_bench_quick_converges_quietly_and_loses_nothing(tmp_path: Path) -> None
     assert "APPLY aimendpoints/status" not in api["raw"], api["raw"]
     assert api["raw"].get("APPLY deployments", 0) >= N, api["raw"]
     assert api["run"].get("APPLY deployments", 0) >= N, api["run"]
+    # The paced raw loop: the same writes, spread over the operator's convergence time
+    # (its groups cannot all start before that), every pod rolled out, its own window.
+    paced = r["rawPaced"]
+    assert paced["groups"] == N and paced["failures"] == 0, paced
+    assert paced["spreadOver"] == r["convergedSeconds"]
+    assert paced["seconds"] >= paced["spreadOver"] * (N - 1) / N, paced
+    assert paced["settledSeconds"] is not None, paced
+    assert paced["apiServerCounts"].get("APPLY deployments", 0) >= N, paced["apiServerCounts"]
+    assert "APPLY aimendpoints/status" not in paced["apiServerCounts"]
+    assert r["pacedComparison"] is not None and r["pacedComparison"]["ratio"] > 0
