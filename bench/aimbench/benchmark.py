@@ -72,8 +72,10 @@ class BenchOptions:
     timeout: float = 900.0
     out: Path = Path("_out/bench")
     raw: bool = True
-    # also the raw loop spread over the operator's convergence time (+2-3 min at N=1000)
+    # also the raw loop spread over the operator's convergence time (+2 min at N=1000),
+    # at every N from this one on
     paced_raw: bool = False
+    paced_raw_from_n: int = 0
     keep_cluster: bool = False
     log: Any = print
 
@@ -390,7 +392,7 @@ async def _raw_runs(kube: Kube, cluster: BenchCluster, result: dict[str, Any],
     scrapes = raw.pop("_apiScrapes")
     result["apiServerCounts"]["raw"] = _api_window(*scrapes)
     spread = result.get("convergedSeconds")
-    if not (opts.paced_raw and spread):
+    if not (opts.paced_raw and spread and result["n"] >= opts.paced_raw_from_n):
         return
     freed = await wl.delete_children_and_wait(kube, RAW_NAMESPACE, limit=600)
     log(f"paced raw loop: raw loop's Deployments deleted, their pods gone after {freed:.0f}s")

@@ -36,3 +36,13 @@ def test_the_comparison_leaves_out_the_operator_and_the_bench() -> None:
 def test_no_comparison_without_cpu_figures() -> None:
     assert paced_comparison({}, {"apiserver": 1.0}) is None
     assert paced_comparison({"apiserver": 1.0}, {"total": 0.0}) is None
+
+
+def test_the_full_run_paces_its_largest_n_and_the_flag_every_n() -> None:
+    import run
+
+    full = run.options(run.parse([]))
+    assert full.paced_raw and full.paced_raw_from_n == 1000
+    assert not run.options(run.parse(["--n", "50"])).paced_raw
+    flagged = run.options(run.parse(["--n", "50,100", "--paced-raw"]))
+    assert flagged.paced_raw and flagged.paced_raw_from_n == 0
