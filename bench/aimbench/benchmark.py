@@ -387,10 +387,9 @@ async def _raw_runs(kube: Kube, cluster: BenchCluster, result: dict[str, Any],
     log(f"raw SSA loop: endpoints deleted, their pods gone after {freed:.0f}s")
     raw = result["raw"] = await _raw_baseline(kube, cluster, groups, opts.concurrency,
                                               opts.timeout, log)
+    result["apiServerCounts"]["raw"] = _api_window(*raw.pop("_apiScrapes"))
     result.update(ratios(result, raw))
     log(f"[N={result['n']}] raw SSA loop: {raw}")
-    scrapes = raw.pop("_apiScrapes")
-    result["apiServerCounts"]["raw"] = _api_window(*scrapes)
     spread = result.get("convergedSeconds")
     if not (opts.paced_raw and spread and result["n"] >= opts.paced_raw_from_n):
         return
