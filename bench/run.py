@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 from aimbench.apicount import differences
-from aimbench.benchmark import BenchOptions, goals, run_one
+from aimbench.benchmark import BenchOptions, control_plane_cpu, goals, run_one
 from aimbench.bigcluster import inventory_update_costs, run_big
 from aimbench.operator import cli_available
 from aimbench.podcache import PODS, pod_cache_cost
@@ -90,8 +90,7 @@ def options(args: argparse.Namespace) -> BenchOptions:
                         raw=not args.no_raw, keep_cluster=args.keep_cluster)
     opts.ns = ([int(x) for x in args.n.split(",") if x.strip()] if args.n
                else [100] if args.quick else [100, 300, 1000])
-    full_run = not (args.n or args.quick)
-    opts.paced_raw = args.paced_raw or full_run
+    opts.paced_raw = args.paced_raw or full_run(args)
     # the full run paces the largest N only, which keeps `make bench` under 25 minutes
     opts.paced_raw_from_n = 0 if args.paced_raw else max(opts.ns)
     opts.quiet_seconds = (args.quiet_seconds if args.quiet_seconds is not None
@@ -101,6 +100,16 @@ def options(args: argparse.Namespace) -> BenchOptions:
     if args.operator_arg is not None:
         opts.operator_args = list(args.operator_arg)
     return opts
+
+
+def full_run(args: argparse.Namespace) -> bool:
+    """No --n and no --quick: every N, then the write cost and the big cluster."""
+    return not (args.n or args.quick)
+
+
+def _differences_line(run: dict[str, float], other: dict[str, float], n: int) -> str:
+    rows = differences(run, other, n)
+    return ", ".join(f"{k} {a:.2f} | {b:.2f}" for k, a, b in rows) or "no difference"
 
 
 def log(msg: str) -> None:
@@ -142,12 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     data["totalSeconds"] = round(time.monotonic() - started, 1)
     write_json(opts.out / "results.json", data)
     png = plot_convergence(results, opts.out / "convergence.png")
-    full_run = not (args.n or args.quick)
-    if args.write_cost or (full_run and not args.no_write_cost):
+    if args.write_cost or (full_run(args) and not args.no_write_cost):
         data["writeCost"] = write_cost(log=log)
         write_json(opts.out / "results.json", data)
     # The full run (no --n, not --quick) goes on with the big cluster, then prints both.
-    with_big = not (args.n or args.quick or args.no_big_cluster)
+    with_big = full_run(args) and not args.no_big_cluster
     big, big_ok = big_cluster(args, opts) if with_big else ({}, True)
 
     print()
@@ -209,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
               "the operator's run | the paced raw loop | the raw loop at full speed:")
     for r in paced:
         pc, pr = r["pacedComparison"], r["rawPaced"]
-        full = sum(v for k, v in ((r.get("raw") or {}).get("cpu") or {}).items()
-                   if k not in ("total", "aim-controller", "bench"))
+        full = control_plane_cpu((r.get("raw") or {}).get("cpu") or {})
         print(f"  N={r['n']}: {pc['runControlPlane']:.1f} | {pc['pacedControlPlane']:.1f} | "
               f"{full:.1f} CPU s (paced over {pr['spreadOver']:.1f} s, took "
               f"{pr['seconds']:.1f} s): the operator's run / the paced loop "
@@ -222,14 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         api = r.get("apiServerCounts") or {}
         if api.get("run") is None or api.get("raw") is None:
             continue
-        rows = differences(api["run"], api["raw"], r["n"])
-        print(f"  N={r['n']}: " + (", ".join(f"{k} {a:.2f} | {b:.2f}" for k, a, b in rows)
-                                   or "no difference"))
+        print(f"  N={r['n']}: " + _differences_line(api["run"], api["raw"], r["n"]))
         paced_api = (r.get("rawPaced") or {}).get("apiServerCounts")
         if paced_api is not None:
-            rows = differences(api["run"], paced_api, r["n"])
-            print("    against the paced raw loop: " + (
-                ", ".join(f"{k} {a:.2f} | {b:.2f}" for k, a, b in rows) or "no difference"))
+            print("    against the paced raw loop: "
+                  + _differences_line(api["run"], paced_api, r["n"]))
     costs = data.get("writeCost")
     if isinstance(costs, list):
         print("\nAPI server CPU per write (API-server-only cluster, 1,000 of each, "

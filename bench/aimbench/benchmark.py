@@ -361,7 +361,7 @@ async def _raw_baseline(kube: Kube, cluster: BenchCluster, groups: list[list[dic
         written = time.monotonic()
         out["cpu"] = _cpu_delta(parts0, _cpu_parts(cluster))
         out["deploymentsAvailableWhenWritten"] = len(deployments & obs.available)
-        out["_apiScrapes"] = (api0, await _scrape_api(kube))
+        api1 = await _scrape_api(kube)
         # Settled, as the operator's run: until its pods run too.
         ok = await obs.wait(lambda: obs.all_available(deployments), settle_within)
         out["cpuToSettled"] = _cpu_delta(parts0, _cpu_parts(cluster))
@@ -369,6 +369,8 @@ async def _raw_baseline(kube: Kube, cluster: BenchCluster, groups: list[list[dic
         out["settledSeconds"] = None if last is None else round(max(written, last) - t0, 3)
     finally:
         await obs.stop()
+    # parsed only now: parsing MBs of metrics text is no work of either window
+    out["apiServerCounts"] = _api_window(api0, api1)
     out["seconds"] = round(out["seconds"], 3)
     out["deploymentsWithReplicas"] = sum(
         1 for g in groups for o in g
@@ -387,7 +389,7 @@ async def _raw_runs(kube: Kube, cluster: BenchCluster, result: dict[str, Any],
     log(f"raw SSA loop: endpoints deleted, their pods gone after {freed:.0f}s")
     raw = result["raw"] = await _raw_baseline(kube, cluster, groups, opts.concurrency,
                                               opts.timeout, log)
-    result["apiServerCounts"]["raw"] = _api_window(*raw.pop("_apiScrapes"))
+    result["apiServerCounts"]["raw"] = raw.pop("apiServerCounts")
     result.update(ratios(result, raw))
     log(f"[N={result['n']}] raw SSA loop: {raw}")
     spread = result.get("convergedSeconds")
@@ -398,24 +400,25 @@ async def _raw_runs(kube: Kube, cluster: BenchCluster, result: dict[str, Any],
     paced = result["rawPaced"] = await _raw_baseline(
         kube, cluster, groups, opts.concurrency, opts.timeout, log,
         namespace=RAW_PACED_NAMESPACE, spread_over=spread)
-    scrapes = paced.pop("_apiScrapes")
-    paced["apiServerCounts"] = _api_window(*scrapes)
     result["pacedComparison"] = paced_comparison(result.get("cpuToConvergence") or {},
                                                  paced["cpu"])
     log(f"[N={result['n']}] paced raw loop: {paced}")
 
 
-def paced_comparison(run: dict[str, float], paced: dict[str, float], *,
-                     operator: str = "aim-controller", bench: str = "bench"
-                     ) -> dict[str, float] | None:
-    """The control plane's CPU (every process but the operator and the bench) in the
-    operator's run against the raw loop paced to the same length: ``ratio`` near 1
-    means the control plane's extra CPU in the operator's run comes with the longer
-    window, whoever makes the writes."""
-    def plane(cpu: dict[str, float]) -> float:
-        return sum(v for k, v in cpu.items() if k not in ("total", operator, bench))
+def control_plane_cpu(cpu: dict[str, float], *, operator: str = "aim-controller",
+                      bench: str = "bench") -> float:
+    """CPU seconds of every process of ``cpu`` (a :func:`_cpu_delta`) but the operator
+    and the bench."""
+    return sum(v for k, v in cpu.items() if k not in ("total", operator, bench))
 
-    a, b = plane(run), plane(paced)
+
+def paced_comparison(run: dict[str, float], paced: dict[str, float]
+                     ) -> dict[str, float] | None:
+    """The control plane's CPU (:func:`control_plane_cpu`) in the operator's run against
+    the raw loop paced to the same length: ``ratio`` near 1 means the control plane's
+    extra CPU in the operator's run comes with the longer window, whoever makes the
+    writes."""
+    a, b = control_plane_cpu(run), control_plane_cpu(paced)
     if a <= 0 or b <= 0:
         return None
     return {"runControlPlane": round(a, 1), "pacedControlPlane": round(b, 1),
@@ -465,5 +468,5 @@ def goals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-__all__ = ["BenchOptions", "cpu_ratio", "goals", "measure", "paced_comparison", "ratios",
-           "run_one"]
+__all__ = ["BenchOptions", "control_plane_cpu", "cpu_ratio", "goals", "measure",
+           "paced_comparison", "ratios", "run_one"]
